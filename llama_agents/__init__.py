@@ -1,0 +1,74 @@
+"""llama-agents: run llama-index agents as services on a RabbitMQ mesh."""
+
+# llama-index-workflows installs a namespace folder `llama_agents/workflows`; keep it
+# importable as `llama_agents.workflows` next to this package.
+from pkgutil import extend_path
+
+__path__ = extend_path(__path__, __name__)
+
+from llama_agents.errors import (
+    BrokerUnavailableError,
+    ConfigurationError,
+    ConsumerError,
+    LlamaAgentsError,
+    MessageDecodeError,
+    MessageQueueError,
+    PublishTimeoutError,
+    UnroutableMessageError,
+)
+from llama_agents.message_consumers import (
+    BaseMessageQueueConsumer,
+    CallableMessageConsumer,
+    RemoteMessageConsumer,
+)
+from llama_agents.message_queues import (
+    BaseMessageQueue,
+    DeadLetter,
+    QueueType,
+    RabbitMQMessageQueue,
+    SimpleMessageQueue,
+    SimpleRemoteClientMessageQueue,
+)
+from llama_agents.messages import (
+    ActionTypes,
+    HumanResponse,
+    QueueMessage,
+    ServiceDefinition,
+    TaskDefinition,
+    TaskResult,
+    ToolCall,
+    ToolCallBundle,
+    ToolCallResult,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActionTypes",
+    "BaseMessageQueue",
+    "BaseMessageQueueConsumer",
+    "BrokerUnavailableError",
+    "CallableMessageConsumer",
+    "ConfigurationError",
+    "ConsumerError",
+    "DeadLetter",
+    "HumanResponse",
+    "LlamaAgentsError",
+    "MessageDecodeError",
+    "MessageQueueError",
+    "PublishTimeoutError",
+    "QueueMessage",
+    "QueueType",
+    "RabbitMQMessageQueue",
+    "RemoteMessageConsumer",
+    "ServiceDefinition",
+    "SimpleMessageQueue",
+    "SimpleRemoteClientMessageQueue",
+    "TaskDefinition",
+    "TaskResult",
+    "ToolCall",
+    "ToolCallBundle",
+    "ToolCallResult",
+    "UnroutableMessageError",
+    "__version__",
+]

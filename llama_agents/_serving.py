@@ -1,0 +1,93 @@
+"""Serving a FastAPI app with uvicorn inside an existing event loop.
+
+Every served part of llama-agents (the embedded queue, the control plane, services) runs
+through this, so they all report their bound port the same way and can be stopped from code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Callable, Generator
+from typing import Any
+
+import uvicorn
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that reports its bound port and leaves signals to its owner."""
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        on_started: Callable[[int], None] | None,
+        handle_signals: bool,
+    ) -> None:
+        super().__init__(config)
+        self._on_started = on_started
+        self._handle_signals = handle_signals
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started and self._on_started is not None:
+            port = self.config.port
+            for server in self.servers:
+                for sock in server.sockets:
+                    port = int(sock.getsockname()[1])
+                    break
+            self._on_started(port)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        if self._handle_signals:
+            with super().capture_signals():
+                yield
+        else:
+            yield
+
+
+class HttpServer:
+    """One FastAPI app served on `host:port`; `port=0` picks a free port."""
+
+    def __init__(self, app: Any, *, host: str, port: int, handle_signals: bool = False) -> None:
+        self.app = app
+        self.host = host
+        self.port = port
+        self.handle_signals = handle_signals
+        self._server: _Server | None = None
+        self._started = asyncio.Event()
+
+    async def serve(self, on_started: Callable[[int], None] | None = None) -> None:
+        """Serve until `stop()` is called or the task is cancelled."""
+
+        def started(port: int) -> None:
+            self.port = port
+            self._started.set()
+            if on_started is not None:
+                on_started(port)
+
+        config = uvicorn.Config(
+            self.app,
+            host=self.host,
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=5,
+        )
+        self._server = _Server(config, started, self.handle_signals)
+        try:
+            await self._server.serve()
+        finally:
+            self._started.clear()
+
+    async def wait_started(self, timeout: float = 10.0) -> int:
+        """Wait until the server accepts connections; return its port."""
+        async with asyncio.timeout(timeout):
+            await self._started.wait()
+        return self.port
+
+    def stop(self) -> None:
+        """Ask the server to finish its open requests and exit."""
+        if self._server is not None:
+            self._server.should_exit = True

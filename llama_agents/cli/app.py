@@ -1,0 +1,53 @@
+"""The click application: one group, one subcommand per job."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+import click
+
+from llama_agents import __version__
+from llama_agents.errors import LlamaAgentsError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="llama-agents")
+@click.option("-v", "--verbose", is_flag=True, help="Log what the library does.")
+def main(verbose: bool) -> None:
+    """Run llama-index agents as services on a RabbitMQ mesh."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not verbose:
+        # aio-pika's transport logs each failed connection attempt; the CLI reports it once.
+        logging.getLogger("aiormq").setLevel(logging.CRITICAL)
+        logging.getLogger("aio_pika").setLevel(logging.CRITICAL)
+
+
+@main.command()
+@click.option(
+    "--broker",
+    type=click.Choice(["auto", "rabbitmq", "embedded"]),
+    default="auto",
+    show_default=True,
+    help="auto: RabbitMQ when one answers, else the embedded queue.",
+)
+@click.option("--amqp-url", envvar="LLAMA_AGENTS_AMQP_URL", help="RabbitMQ URL.")
+def demo(broker: str, amqp_url: str | None) -> None:
+    """Send work between two consumers over the message fabric and print the results."""
+    from llama_agents.demo import pick_broker, run_fabric_demo
+
+    async def run() -> None:
+        chosen = await pick_broker(amqp_url, prefer=broker)
+        click.echo(f"Broker: {chosen.description}")
+        for line in await run_fabric_demo(chosen):
+            click.echo(f"Result: {line}")
+
+    try:
+        asyncio.run(run())
+    except LlamaAgentsError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)

@@ -1,0 +1,112 @@
+"""The interface every message queue implements, as the README uses it."""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from types import TracebackType
+from typing import Any, Self
+
+from llama_agents.message_consumers.base import BaseMessageQueueConsumer, StartConsumingCallable
+from llama_agents.message_queues.delivery import DeadLetter
+from llama_agents.messages import QueueMessage, validate_routing_key
+from llama_agents.messages.envelope import utc_now
+
+#: The message type final results are published to by default.
+HUMAN_MESSAGE_TYPE = "human"
+
+
+class BaseMessageQueue(ABC):
+    """A message fabric: publish by type, consume by type, at least once.
+
+    Every message type has one queue; consumers of a type compete for its messages. A
+    consumer acknowledges a message only after its handler returned; a handler that keeps
+    failing is retried `max_attempts` times and then dead-lettered; an undecodable message is
+    dead-lettered at once.
+    """
+
+    async def publish(self, message: QueueMessage, **kwargs: Any) -> None:
+        """Publish `message` to the consumers of `message.type`.
+
+        Returns once the queue holds the message; raises `UnroutableMessageError` when no
+        queue exists for that type.
+        """
+        message.stats.publish_time = utc_now()
+        await self._publish(message, **kwargs)
+
+    @abstractmethod
+    async def _publish(self, message: QueueMessage, **kwargs: Any) -> None:
+        """Transport-specific publish."""
+
+    @abstractmethod
+    async def publish_raw(
+        self, body: bytes, routing_key: str, headers: dict[str, Any] | None = None
+    ) -> None:
+        """Publish bytes as they are, for producers that do not use `QueueMessage`.
+
+        The body is decoded on delivery; a body that is not a valid message is dead-lettered.
+        """
+
+    @abstractmethod
+    async def register_consumer(
+        self, consumer: BaseMessageQueueConsumer, **kwargs: Any
+    ) -> StartConsumingCallable:
+        """Declare the consumer's queue now, and return a callable that starts consuming.
+
+        Messages published between the two calls are kept and delivered. Awaiting the
+        callable consumes until the consumer is deregistered or the queue closed.
+        """
+
+    @abstractmethod
+    async def deregister_consumer(self, consumer: BaseMessageQueueConsumer) -> None:
+        """Stop delivering to `consumer`, after the messages it is handling are finished."""
+
+    @abstractmethod
+    async def declare_queue(self, message_type: str) -> None:
+        """Make sure the queue for `message_type` exists, so messages wait there for consumers."""
+
+    async def declare_human_queue(self, message_type: str = HUMAN_MESSAGE_TYPE) -> None:
+        """Declare the queue final results go to, so results are kept with no consumer online."""
+        await self.declare_queue(validate_routing_key(message_type))
+
+    @abstractmethod
+    async def fetch_dead_letters(
+        self,
+        limit: int | None = None,
+        *,
+        remove: bool = True,
+        wait_for: int = 0,
+        timeout: float = 10.0,
+    ) -> list[DeadLetter]:
+        """Messages that were dead-lettered, oldest first (removed from the queue by default).
+
+        With `wait_for=n`, first wait until at least `n` are there (`TimeoutError` after
+        `timeout` seconds): the wait is driven by the dead letters arriving, not by polling.
+        """
+
+    @abstractmethod
+    async def launch_local(self) -> asyncio.Task[None]:
+        """Start the queue inside this process; the task ends when the queue is closed."""
+
+    @abstractmethod
+    async def launch_server(self) -> None:
+        """Run the queue as a long-lived service until it is closed or cancelled."""
+
+    @abstractmethod
+    async def cleanup(self) -> None:
+        """Remove what this queue object declared (queues, and its exchange if unused)."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Stop every consumer (letting in-flight messages finish) and release connections."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

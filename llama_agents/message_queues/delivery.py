@@ -1,0 +1,168 @@
+"""What happens to one delivered message: the rules both queues share.
+
+A transport hands the raw body and how many times it already failed; this module decodes
+it, runs the consumer and says what to do next: acknowledge, retry, or dead-letter (with
+the reason). Keeping the rules here means the embedded queue and RabbitMQ cannot drift.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from llama_agents.errors import ConfigurationError, MessageDecodeError
+from llama_agents.message_consumers.base import BaseMessageQueueConsumer
+from llama_agents.messages import QueueMessage
+from llama_agents.messages.envelope import utc_now
+
+logger = logging.getLogger("llama_agents.delivery")
+
+#: Header holding how many times consumers already failed on a message.
+ATTEMPTS_HEADER = "x-llama-attempts"
+#: Headers set on a dead-lettered message.
+REASON_HEADER = "x-llama-dead-letter-reason"
+ORIGIN_HEADER = "x-llama-original-routing-key"
+ORIGIN_QUEUE_HEADER = "x-llama-original-queue"
+DEAD_AT_HEADER = "x-llama-dead-lettered-at"
+
+#: The routing key (message type) of the dead-letter queue.
+DEAD_LETTER_TYPE = "dead_letter"
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    """How a queue hands out messages.
+
+    `prefetch`: messages one consumer handles at once (unless the consumer sets its own).
+    `max_attempts`: how many times a failing handler is tried before the message is
+    dead-lettered (1 means no retry).
+    `drain_timeout`: seconds a stopping consumer waits for the messages it is handling;
+    handlers still running then are cancelled and their messages handed back unacknowledged.
+    """
+
+    prefetch: int = 10
+    max_attempts: int = 3
+    drain_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.prefetch < 1:
+            raise ConfigurationError(f"prefetch must be at least 1, got {self.prefetch}")
+        if self.max_attempts < 1:
+            raise ConfigurationError(f"max_attempts must be at least 1, got {self.max_attempts}")
+        if self.drain_timeout <= 0:
+            raise ConfigurationError(f"drain_timeout must be positive, got {self.drain_timeout}")
+
+    def prefetch_for(self, consumer: BaseMessageQueueConsumer) -> int:
+        """The consumer's own prefetch if it set one, else the queue's."""
+        return consumer.prefetch or self.prefetch
+
+
+class Verdict(enum.Enum):
+    """What the transport should do with a delivered message."""
+
+    ACK = "ack"
+    RETRY = "retry"
+    DEAD_LETTER = "dead_letter"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A verdict, with the failure count after this delivery and the reason if it failed."""
+
+    verdict: Verdict
+    attempts: int
+    reason: str | None = None
+
+
+class DeadLetter(BaseModel):
+    """A message that was taken off its queue for good, and why.
+
+    `body` is the raw body as received (UTF-8, undecodable bytes replaced), so even a message
+    that was never valid JSON can be inspected.
+    """
+
+    routing_key: str
+    queue: str
+    reason: str
+    attempts: int
+    body: str
+    headers: dict[str, Any] = Field(default_factory=dict)
+    dead_lettered_at: datetime | None = None
+
+    def message(self) -> QueueMessage:
+        """The original message, decoded (raises `MessageDecodeError` for a poison message)."""
+        return QueueMessage.decode(self.body.encode())
+
+
+async def deliver(
+    consumer: BaseMessageQueueConsumer,
+    body: bytes,
+    *,
+    attempts: int,
+    policy: DeliveryPolicy,
+) -> Outcome:
+    """Decode `body` and run `consumer` on it; never raises for a consumer's failure.
+
+    `attempts` is how many times the message already failed. An undecodable message is
+    dead-lettered at once: retrying it cannot help.
+    """
+    try:
+        message = QueueMessage.decode(body)
+    except MessageDecodeError as exc:
+        logger.warning("dead-lettering undecodable message for %r: %s", consumer, exc)
+        return Outcome(Verdict.DEAD_LETTER, attempts, f"undecodable: {exc}")
+
+    message.stats.process_start_time = utc_now()
+    try:
+        await consumer.process_message(message)
+    except Exception as exc:
+        failures = attempts + 1
+        reason = f"{type(exc).__name__}: {exc}"
+        if failures >= policy.max_attempts:
+            logger.warning(
+                "dead-lettering message %s after %d failed attempts: %s",
+                message.id_,
+                failures,
+                reason,
+            )
+            return Outcome(Verdict.DEAD_LETTER, failures, f"handler failed: {reason}")
+        logger.info(
+            "handler failed on message %s (attempt %d of %d), retrying: %s",
+            message.id_,
+            failures,
+            policy.max_attempts,
+            reason,
+        )
+        return Outcome(Verdict.RETRY, failures, reason)
+    finally:
+        message.stats.process_end_time = utc_now()
+    return Outcome(Verdict.ACK, attempts)
+
+
+async def drain(tasks: set[asyncio.Task[Any]], timeout: float) -> None:
+    """Wait for in-flight handlers; cancel the ones still running after `timeout` seconds."""
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(set(tasks), timeout=timeout)
+    for task in pending:
+        logger.warning("handler still running after %.1fs drain; cancelling it", timeout)
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending)
+
+
+def read_attempts(headers: dict[str, Any] | None) -> int:
+    """The failure count carried in a message's headers (0 when absent or malformed)."""
+    if not headers:
+        return 0
+    value = headers.get(ATTEMPTS_HEADER, 0)
+    try:
+        return max(0, int(value))
+    except (TypeError, ValueError):
+        return 0

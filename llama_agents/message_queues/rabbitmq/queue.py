@@ -1,0 +1,517 @@
+"""`RabbitMQMessageQueue`: the message fabric on a RabbitMQ topic exchange.
+
+The delivery contract of DESIGN.md lives here: durable topic exchange and queues,
+persistent messages, publisher confirms, mandatory publishing, ack after the handler,
+bounded retries, a dead-letter queue with reasons, and a robust connection that brings
+consumers back by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+import aiormq
+from aio_pika.abc import (
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+)
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS, ChannelPreconditionFailed
+
+from llama_agents._settings import DEFAULT_AMQP_URL, DEFAULT_EXCHANGE, env_str
+from llama_agents.errors import (
+    ConfigurationError,
+    ConsumerNotFoundError,
+    PublishRejectedError,
+    PublishTimeoutError,
+    UnroutableMessageError,
+)
+from llama_agents.message_consumers.base import BaseMessageQueueConsumer, StartConsumingCallable
+from llama_agents.message_queues.base import BaseMessageQueue
+from llama_agents.message_queues.delivery import (
+    ATTEMPTS_HEADER,
+    DEAD_AT_HEADER,
+    DEAD_LETTER_TYPE,
+    ORIGIN_HEADER,
+    ORIGIN_QUEUE_HEADER,
+    REASON_HEADER,
+    DeadLetter,
+    DeliveryPolicy,
+)
+from llama_agents.message_queues.rabbitmq.connection import connect, redact
+from llama_agents.message_queues.rabbitmq.subscription import Subscription
+from llama_agents.message_queues.rabbitmq.topology import (
+    QueueType,
+    dead_letter_queue_name,
+    queue_arguments,
+    queue_name,
+)
+from llama_agents.messages import QueueMessage, validate_routing_key
+from llama_agents.messages.envelope import SCHEMA_VERSION, utc_now
+
+logger = logging.getLogger("llama_agents.rabbitmq")
+
+_MAX_REASON = 1000
+
+
+class RabbitMQMessageQueue(BaseMessageQueue):
+    """A message queue on RabbitMQ.
+
+    Args:
+        url: the AMQP URL; default `LLAMA_AGENTS_AMQP_URL`, else the local broker.
+        exchange_name: the topic exchange of this system; default `LLAMA_AGENTS_EXCHANGE`,
+            else `llama_agents`. Two systems can share a broker under two names.
+        queue_type: `quorum` (default) or `classic`, for every queue this object declares.
+        prefetch: messages one consumer handles at once, unless the consumer sets its own.
+        max_attempts: tries of a failing handler before the message is dead-lettered.
+        drain_timeout: seconds a stopping consumer waits for the messages it is handling;
+            the ones still running are then cancelled and handed back to the broker.
+        max_redeliveries: quorum queues only: times the broker may give a message back
+            (its consumer died holding it) before it is dead-lettered as a crash loop.
+        publish_timeout: seconds a publish may wait for the broker's confirm (including
+            while reconnecting) before `PublishTimeoutError`.
+        connect_timeout: seconds the first connection may take.
+        reconnect_interval / max_reconnect_interval: the reconnect backoff's first and
+            largest delay, in seconds.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        exchange_name: str | None = None,
+        *,
+        queue_type: QueueType | str = QueueType.QUORUM,
+        prefetch: int = 10,
+        max_attempts: int = 3,
+        drain_timeout: float = 30.0,
+        max_redeliveries: int = 20,
+        publish_timeout: float = 10.0,
+        connect_timeout: float = 10.0,
+        reconnect_interval: float = 0.5,
+        max_reconnect_interval: float = 30.0,
+        connection_name: str | None = None,
+    ) -> None:
+        self.url = url or env_str("AMQP_URL", DEFAULT_AMQP_URL)
+        exchange = exchange_name or env_str("EXCHANGE", DEFAULT_EXCHANGE)
+        try:
+            self.exchange_name = validate_routing_key(exchange)
+            self.queue_type = QueueType(queue_type)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
+        for name, value in (
+            ("publish_timeout", publish_timeout),
+            ("connect_timeout", connect_timeout),
+            ("reconnect_interval", reconnect_interval),
+            ("max_reconnect_interval", max_reconnect_interval),
+        ):
+            if value <= 0:
+                raise ConfigurationError(f"{name} must be positive, got {value}")
+        if max_redeliveries < 1:
+            raise ConfigurationError(f"max_redeliveries must be at least 1, got {max_redeliveries}")
+        self.policy = DeliveryPolicy(
+            prefetch=prefetch, max_attempts=max_attempts, drain_timeout=drain_timeout
+        )
+        self.max_redeliveries = max_redeliveries
+        self.publish_timeout = publish_timeout
+        self.connect_timeout = connect_timeout
+        self.reconnect_interval = reconnect_interval
+        self.max_reconnect_interval = max_reconnect_interval
+        self.connection_name = connection_name
+
+        self._connection: AbstractRobustConnection | None = None
+        self._publish_channel: AbstractRobustChannel | None = None
+        self._exchange: AbstractExchange | None = None
+        self._connect_lock = asyncio.Lock()
+        self._closed = asyncio.Event()
+        self._consumers: dict[str, BaseMessageQueueConsumer] = {}
+        self._subscriptions: dict[str, Subscription] = {}
+        self._declared_queues: set[str] = set()
+        self._declared_exchange = False
+
+    def __repr__(self) -> str:
+        return (
+            f"<RabbitMQMessageQueue {redact(self.url)} exchange={self.exchange_name!r} "
+            f"queue_type={self.queue_type.value}>"
+        )
+
+    # -- connection -------------------------------------------------------------------
+
+    @property
+    def is_connected(self) -> bool:
+        """True while the connection to the broker is up."""
+        connection = self._connection
+        return connection is not None and not connection.is_closed and connection.connected.is_set()
+
+    def _connection_closed(self) -> bool:
+        connection = self._connection
+        return connection is not None and connection.is_closed
+
+    async def connect(self) -> None:
+        """Connect and declare the exchange (done lazily by every operation that needs it)."""
+        await self._ensure_connected()
+
+    async def _ensure_connected(self) -> AbstractExchange:
+        if self._exchange is not None and not self._connection_closed():
+            return self._exchange
+        async with self._connect_lock:
+            if self._connection_closed():
+                # Closed for good (not just reconnecting): start over with a new connection.
+                await self._drop_connection()
+            if self._exchange is None:
+                self._closed.clear()
+                self._connection = await connect(
+                    self.url,
+                    connect_timeout=self.connect_timeout,
+                    reconnect_interval=self.reconnect_interval,
+                    max_reconnect_interval=self.max_reconnect_interval,
+                    connection_name=self.connection_name,
+                )
+                channel = self._connection.channel(publisher_confirms=True, on_return_raises=True)
+                await channel.initialize(timeout=self.connect_timeout)
+                self._publish_channel = channel
+                self._exchange = await channel.declare_exchange(
+                    self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+                )
+                self._declared_exchange = True
+        return self._exchange
+
+    # -- publishing -------------------------------------------------------------------
+
+    async def _publish(self, message: QueueMessage, **kwargs: Any) -> None:
+        amqp_message = aio_pika.Message(
+            body=message.encode(),
+            content_type="application/json",
+            content_encoding="utf-8",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=message.id_,
+            correlation_id=message.correlation_id,
+            reply_to=message.reply_to,
+            type=message.action.value if message.action else None,
+            app_id=message.publisher_id,
+            timestamp=message.stats.publish_time,
+            headers={"x-llama-schema": SCHEMA_VERSION},
+        )
+        await self._publish_amqp(amqp_message, message.type)
+
+    async def publish_raw(
+        self, body: bytes, routing_key: str, headers: dict[str, Any] | None = None
+    ) -> None:
+        amqp_message = aio_pika.Message(
+            body=bytes(body),
+            headers=dict(headers or {}),
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+        await self._publish_amqp(amqp_message, routing_key)
+
+    async def _publish_amqp(
+        self, message: aio_pika.Message, routing_key: str, *, to_queue: bool = False
+    ) -> None:
+        """Publish and wait for the broker's confirm, across a reconnect, within the timeout.
+
+        `to_queue` sends straight to the queue named `routing_key` (the default exchange),
+        which retries and dead letters use so that observers never see them twice.
+        """
+        try:
+            async with asyncio.timeout(self.publish_timeout):
+                exchange = await self._ensure_connected()
+                if to_queue:
+                    assert self._publish_channel is not None
+                    exchange = self._publish_channel.default_exchange
+                await self._publish_until_confirmed(exchange, message, routing_key)
+        except TimeoutError:
+            raise PublishTimeoutError(
+                f"the broker at {redact(self.url)} did not confirm a message to "
+                f"{routing_key!r} within {self.publish_timeout}s"
+            ) from None
+
+    async def _publish_until_confirmed(
+        self, exchange: AbstractExchange, message: aio_pika.Message, routing_key: str
+    ) -> None:
+        backoff = 0.01
+        while True:
+            try:
+                await exchange.publish(message, routing_key, mandatory=True)
+                return
+            except aiormq.exceptions.PublishError:
+                raise UnroutableMessageError(routing_key, exchange.name or None) from None
+            except aiormq.exceptions.DeliveryError as exc:
+                raise PublishRejectedError(
+                    f"the broker refused a message to {routing_key!r}: {exc}"
+                ) from None
+            except CONNECTION_EXCEPTIONS as exc:
+                # The channel is down or being restored: wait for it, then publish again.
+                logger.info("publish to %r interrupted (%s); retrying", routing_key, exc)
+                assert self._publish_channel is not None
+                await self._publish_channel.ready()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+
+    # -- topology ---------------------------------------------------------------------
+
+    async def _declare_bound_queue(
+        self, channel: AbstractRobustChannel, message_type: str
+    ) -> AbstractQueue:
+        name = queue_name(self.exchange_name, message_type)
+        try:
+            queue = await channel.declare_queue(
+                name, durable=True, arguments=queue_arguments(self.queue_type)
+            )
+        except ChannelPreconditionFailed as exc:
+            raise ConfigurationError(
+                f"queue {name!r} already exists with other settings than "
+                f"queue_type={self.queue_type.value!r}: {exc}. Use the same queue_type as the "
+                "rest of the system, or delete the queue."
+            ) from None
+        await queue.bind(self.exchange_name, routing_key=message_type)
+        self._declared_queues.add(name)
+        return queue
+
+    async def _open_channel(self, prefetch: int | None = None) -> AbstractRobustChannel:
+        await self._ensure_connected()
+        assert self._connection is not None
+        channel: AbstractRobustChannel = self._connection.channel()
+        await channel.initialize(timeout=self.connect_timeout)
+        if prefetch is not None:
+            await channel.set_qos(prefetch_count=prefetch)
+        return channel
+
+    async def declare_queue(self, message_type: str) -> None:
+        validate_routing_key(message_type)
+        channel = await self._open_channel()
+        try:
+            await self._declare_bound_queue(channel, message_type)
+        finally:
+            with contextlib.suppress(Exception):
+                await channel.close()
+
+    async def _declare_dead_letter_queue(self, channel: AbstractRobustChannel) -> AbstractQueue:
+        name = dead_letter_queue_name(self.exchange_name)
+        queue = await channel.declare_queue(
+            name, durable=True, arguments=queue_arguments(self.queue_type)
+        )
+        self._declared_queues.add(name)
+        return queue
+
+    # -- consumers --------------------------------------------------------------------
+
+    async def register_consumer(
+        self, consumer: BaseMessageQueueConsumer, **kwargs: Any
+    ) -> StartConsumingCallable:
+        if consumer.message_type == DEAD_LETTER_TYPE:
+            raise ConfigurationError(
+                "the dead-letter queue is not consumed like a message type; "
+                "read it with fetch_dead_letters()"
+            )
+        subscription = self._subscriptions.get(consumer.id_)
+        if subscription is None:
+            channel = await self._open_channel(prefetch=self.policy.prefetch_for(consumer))
+            try:
+                queue = await self._declare_bound_queue(channel, consumer.message_type)
+                await self._declare_dead_letter_queue(channel)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await channel.close()
+                raise
+            subscription = Subscription(
+                consumer,
+                channel,
+                queue,
+                policy=self.policy,
+                max_redeliveries=self.max_redeliveries,
+                retry=self._requeue,
+                dead_letter=self._dead_letter,
+            )
+            self._subscriptions[consumer.id_] = subscription
+            self._consumers[consumer.id_] = consumer
+
+        async def start_consuming() -> None:
+            if consumer.id_ not in self._subscriptions:
+                raise ConsumerNotFoundError(f"consumer {consumer.id_} was deregistered")
+            await subscription.start()
+            await subscription.stopped.wait()
+
+        return start_consuming
+
+    async def deregister_consumer(self, consumer: BaseMessageQueueConsumer) -> None:
+        subscription = self._subscriptions.pop(consumer.id_, None)
+        self._consumers.pop(consumer.id_, None)
+        if subscription is None:
+            raise ConsumerNotFoundError(f"consumer {consumer.id_} is not registered")
+        await subscription.stop()
+
+    def consumers(self) -> list[BaseMessageQueueConsumer]:
+        """The consumers registered on this queue object."""
+        return list(self._consumers.values())
+
+    async def _requeue(
+        self, subscription: Subscription, incoming: AbstractIncomingMessage, headers: dict[str, Any]
+    ) -> None:
+        """Put a failed message back at the tail of the queue it came from."""
+        await self._publish_amqp(_copy(incoming, headers), subscription.queue.name, to_queue=True)
+
+    async def _dead_letter(
+        self,
+        subscription: Subscription,
+        incoming: AbstractIncomingMessage,
+        reason: str,
+        attempts: int,
+    ) -> None:
+        """Move a message to `<exchange>.dead_letter`, saying why and after how many tries."""
+        headers = dict(incoming.headers or {})
+        headers.update(
+            {
+                REASON_HEADER: reason[:_MAX_REASON],
+                ATTEMPTS_HEADER: attempts,
+                ORIGIN_HEADER: subscription.consumer.message_type,
+                ORIGIN_QUEUE_HEADER: subscription.queue.name,
+                DEAD_AT_HEADER: utc_now().isoformat(),
+            }
+        )
+        await self._publish_amqp(
+            _copy(incoming, headers), dead_letter_queue_name(self.exchange_name), to_queue=True
+        )
+
+    async def fetch_dead_letters(
+        self,
+        limit: int | None = None,
+        *,
+        remove: bool = True,
+        wait_for: int = 0,
+        timeout: float = 10.0,
+    ) -> list[DeadLetter]:
+        channel = await self._open_channel()
+        held: list[AbstractIncomingMessage] = []
+        try:
+            queue = await self._declare_dead_letter_queue(channel)
+            if wait_for > 0:
+                await _consume_until(queue, held, wait_for, timeout)
+            while limit is None or len(held) < limit:
+                incoming = await queue.get(no_ack=False, fail=False)
+                if incoming is None:
+                    break
+                held.append(incoming)
+            keep = held if limit is None else held[:limit]
+            for incoming in held:
+                if remove and incoming in keep:
+                    await incoming.ack()
+                else:
+                    await incoming.nack(requeue=True)
+            return [_dead_letter_record(incoming, queue.name) for incoming in keep]
+        finally:
+            with contextlib.suppress(Exception):
+                await channel.close()
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def launch_local(self) -> asyncio.Task[None]:
+        await self._ensure_connected()
+        return asyncio.create_task(self._wait_closed(), name="rabbitmq-message-queue")
+
+    async def _wait_closed(self) -> None:
+        await self._closed.wait()
+
+    async def launch_server(self) -> None:
+        # The broker is the server: connect, then stay up until closed.
+        await self._ensure_connected()
+        await self._closed.wait()
+
+    async def cleanup(self) -> None:
+        for consumer in list(self._consumers.values()):
+            await self.deregister_consumer(consumer)
+        if not self._declared_queues and not self._declared_exchange:
+            return
+        channel = await self._open_channel()
+        try:
+            for name in sorted(self._declared_queues):
+                await channel.queue_delete(name)
+            self._declared_queues.clear()
+            if self._declared_exchange:
+                try:
+                    await channel.exchange_delete(self.exchange_name, if_unused=True)
+                except ChannelPreconditionFailed:
+                    logger.info("exchange %r still in use; leaving it", self.exchange_name)
+                self._declared_exchange = False
+        finally:
+            with contextlib.suppress(Exception):
+                await channel.close()
+        # The exchange may be gone: declare it again on next use.
+        await self._drop_connection()
+
+    async def close(self) -> None:
+        for consumer in list(self._consumers.values()):
+            await self.deregister_consumer(consumer)
+        await self._drop_connection()
+        self._closed.set()
+
+    async def _drop_connection(self) -> None:
+        connection, self._connection = self._connection, None
+        self._exchange = None
+        self._publish_channel = None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.close()
+
+
+async def _consume_until(
+    queue: AbstractQueue, held: list[AbstractIncomingMessage], count: int, timeout: float
+) -> None:
+    """Take messages from `queue` (unacknowledged, into `held`) until `count` arrived."""
+    enough = asyncio.Event()
+
+    async def take(incoming: AbstractIncomingMessage) -> None:
+        held.append(incoming)
+        if len(held) >= count:
+            enough.set()
+
+    tag = await queue.consume(take, no_ack=False)
+    try:
+        async with asyncio.timeout(timeout):
+            await enough.wait()
+    finally:
+        await queue.cancel(tag)
+
+
+def _copy(incoming: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:
+    """A persistent copy of a received message with new headers."""
+    return aio_pika.Message(
+        body=incoming.body,
+        headers=headers,
+        content_type=incoming.content_type,
+        content_encoding=incoming.content_encoding,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        correlation_id=incoming.correlation_id,
+        reply_to=incoming.reply_to,
+        message_id=incoming.message_id,
+        timestamp=incoming.timestamp,
+        type=incoming.type,
+        app_id=incoming.app_id,
+    )
+
+
+def _dead_letter_record(incoming: AbstractIncomingMessage, queue: str) -> DeadLetter:
+    headers = {k: _plain(v) for k, v in (incoming.headers or {}).items()}
+    dead_at = headers.get(DEAD_AT_HEADER)
+    return DeadLetter(
+        routing_key=str(headers.get(ORIGIN_HEADER, "")),
+        queue=str(headers.get(ORIGIN_QUEUE_HEADER, queue)),
+        reason=str(headers.get(REASON_HEADER, "unknown")),
+        attempts=int(headers.get(ATTEMPTS_HEADER, 0) or 0),
+        body=incoming.body.decode(errors="replace"),
+        headers=headers,
+        dead_lettered_at=datetime.fromisoformat(dead_at) if isinstance(dead_at, str) else None,
+    )
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    return value

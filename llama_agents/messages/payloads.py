@@ -1,0 +1,90 @@
+"""The payloads carried in `QueueMessage.data`, one model per kind of work."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from llama_index.core.llms import ChatMessage
+from pydantic import BaseModel, Field, ValidationError
+
+from llama_agents.errors import MessageDecodeError
+from llama_agents.messages.envelope import RoutingKey, decode_error_from
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Payload(BaseModel):
+    """Base of all payloads: validated from a message's `data` with the library's error type."""
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> Any:
+        """Validate a message's `data` as this payload; raise `MessageDecodeError` if it is not."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raw = repr(data).encode(errors="replace")
+            error = decode_error_from(exc, raw)
+            raise MessageDecodeError(
+                f"{cls.__name__}: {error.reason}", raw=raw, field=error.field
+            ) from exc
+
+
+class TaskDefinition(Payload):
+    """A task submitted to the system: the input, and state the orchestrator keeps for it."""
+
+    input: str
+    task_id: str = Field(default_factory=_new_id, min_length=1, max_length=200)
+    state: dict[str, Any] = Field(default_factory=dict)
+    agent_id: str | None = None
+
+
+class TaskResult(Payload):
+    """The outcome of a task (or one step of it), with the chat history that produced it."""
+
+    task_id: str
+    history: list[ChatMessage] = Field(default_factory=list)
+    result: str
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class ToolCallBundle(Payload):
+    """Which tool to call, and with what arguments."""
+
+    tool_name: str
+    tool_args: list[Any] = Field(default_factory=list)
+    tool_kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class ToolCall(Payload):
+    """A request to run a tool in another service; the answer goes to `source_id`."""
+
+    id_: str = Field(default_factory=_new_id)
+    tool_call_bundle: ToolCallBundle
+    source_id: str
+
+
+class ToolCallResult(Payload):
+    """The answer to a `ToolCall`, matched to it by `id_`."""
+
+    id_: str
+    tool_message: ChatMessage
+    result: str
+
+
+class ServiceDefinition(Payload):
+    """What a service tells the control plane about itself when it registers."""
+
+    service_name: RoutingKey
+    description: str
+    prompt: list[ChatMessage] = Field(default_factory=list)
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+
+
+class HumanResponse(Payload):
+    """What a person answered to a request for help."""
+
+    result: str

@@ -1,0 +1,76 @@
+"""Driving the local RabbitMQ node from tests: read its topology, stop and start it.
+
+Commands run as subprocesses awaited on the loop, never as blocking calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from typing import Any
+
+
+class BrokerControlError(RuntimeError):
+    """rabbitmqctl failed."""
+
+
+async def rabbitmqctl(*args: str, timeout: float = 120.0) -> str:
+    """Run `rabbitmqctl -q <args>` and return its output."""
+    process = await asyncio.create_subprocess_exec(
+        "rabbitmqctl",
+        "-q",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            out, err = await process.communicate()
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    if process.returncode != 0:
+        raise BrokerControlError(f"rabbitmqctl {' '.join(args)}: {err.decode().strip()}")
+    return out.decode()
+
+
+async def list_json(kind: str, *columns: str) -> list[dict[str, Any]]:
+    """`rabbitmqctl list_<kind> <columns>` as a list of dicts."""
+    out = await rabbitmqctl(f"list_{kind}", *columns, "--formatter", "json")
+    rows: list[dict[str, Any]] = json.loads(out) if out.strip() else []
+    return rows
+
+
+async def available() -> bool:
+    """True when rabbitmqctl exists here and controls a running node."""
+    if shutil.which("rabbitmqctl") is None:
+        return False
+    try:
+        await rabbitmqctl("status", timeout=30)
+    except (BrokerControlError, TimeoutError):
+        return False
+    return True
+
+
+async def stop_app() -> None:
+    await rabbitmqctl("stop_app")
+
+
+async def start_app() -> None:
+    """Start the RabbitMQ app and wait until it accepts work again."""
+    await rabbitmqctl("start_app")
+    await rabbitmqctl("await_startup")
+
+
+async def ensure_running() -> None:
+    """Bring the app back whatever state a test left it in."""
+    try:
+        await start_app()
+    except BrokerControlError:
+        await rabbitmqctl("await_startup")
+
+
+async def close_all_connections(reason: str) -> None:
+    await rabbitmqctl("close_all_connections", reason)

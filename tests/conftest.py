@@ -1,0 +1,154 @@
+"""Shared fixtures: a real RabbitMQ broker, per-test exchange names, queues of both kinds."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import aio_pika
+import pytest
+
+from llama_agents import BaseMessageQueue, RabbitMQMessageQueue, SimpleMessageQueue
+
+TEST_URL_ENV = "LLAMA_AGENTS_TEST_AMQP_URL"
+DEFAULT_TEST_URL = "amqp://guest:guest@localhost:5672/"
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+async def _answers(url: str) -> bool:
+    try:
+        connection = await aio_pika.connect(url, timeout=3)
+    except Exception:
+        return False
+    await connection.close()
+    return True
+
+
+def _docker_available() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> Iterator[str]:
+    """A broker URL: the configured one, the local one, or a testcontainers RabbitMQ.
+
+    With none of them, broker tests skip locally and fail in CI (`CI=true`).
+    """
+    url = os.environ.get(TEST_URL_ENV, DEFAULT_TEST_URL)
+    # Run the probe in a thread: this fixture may be resolved from inside a running loop.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        answers = pool.submit(asyncio.run, _answers(url)).result()
+    if answers:
+        yield url
+        return
+    if _docker_available():
+        from testcontainers.rabbitmq import RabbitMqContainer
+
+        with RabbitMqContainer("rabbitmq:3-management") as container:
+            host = container.get_container_host_ip()
+            port = container.get_exposed_port(container.port)
+            yield f"amqp://guest:guest@{host}:{port}/"
+        return
+    message = f"no RabbitMQ broker answers at {url} and no Docker engine to start one"
+    if _in_ci():
+        pytest.fail(f"{message} (CI=true: broker tests must run)", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def exchange_name() -> str:
+    """A fresh exchange per test, so nothing leaks between tests."""
+    return f"test_{uuid.uuid4().hex[:12]}"
+
+
+QueueFactory = Callable[..., Awaitable[BaseMessageQueue]]
+
+
+class _Made:
+    """Queues a factory made, closed (and cleaned up) when the test ends."""
+
+    def __init__(self) -> None:
+        self.queues: list[BaseMessageQueue] = []
+
+    async def close_all(self) -> None:
+        for queue in self.queues:
+            try:
+                await asyncio.wait_for(queue.cleanup(), 20)
+            finally:
+                await queue.close()
+
+
+def _rabbitmq_maker(url: str, exchange: str, made: _Made) -> QueueFactory:
+    async def make(**kwargs: Any) -> RabbitMQMessageQueue:
+        kwargs.setdefault("reconnect_interval", 0.2)
+        kwargs.setdefault("max_reconnect_interval", 1.0)
+        queue = RabbitMQMessageQueue(url=url, exchange_name=exchange, **kwargs)
+        made.queues.append(queue)
+        return queue
+
+    return make
+
+
+def _simple_maker(made: _Made) -> QueueFactory:
+    async def make(**kwargs: Any) -> SimpleMessageQueue:
+        shared = {"prefetch", "max_attempts", "drain_timeout"}
+        kwargs = {k: v for k, v in kwargs.items() if k in shared}
+        queue = SimpleMessageQueue(**kwargs)
+        made.queues.append(queue)
+        return queue
+
+    return make
+
+
+@pytest.fixture
+async def rabbitmq_factory(amqp_url: str, exchange_name: str) -> AsyncIterator[QueueFactory]:
+    """Makes RabbitMQ queues on this test's exchange; cleans them up afterwards."""
+    made = _Made()
+    yield _rabbitmq_maker(amqp_url, exchange_name, made)
+    await made.close_all()
+
+
+@pytest.fixture(params=["simple", "rabbitmq"])
+async def queue_factory(
+    request: pytest.FixtureRequest, exchange_name: str
+) -> AsyncIterator[QueueFactory]:
+    """Makes queues of one kind; the behaviour suite runs once per kind."""
+    made = _Made()
+    if request.param == "rabbitmq":
+        yield _rabbitmq_maker(request.getfixturevalue("amqp_url"), exchange_name, made)
+    else:
+        yield _simple_maker(made)
+    await made.close_all()
+
+
+@pytest.fixture
+async def broker_control(amqp_url: str) -> AsyncIterator[None]:
+    """For tests that stop, restart or cut the broker: the local node must be controllable.
+
+    Whatever the test does, the broker is running again when it ends.
+    """
+    from . import broker
+
+    if not await broker.available():
+        message = "rabbitmqctl cannot control the broker on this machine"
+        if _in_ci():
+            pytest.fail(f"{message} (CI=true: fault tests must run)", pytrace=False)
+        pytest.skip(message)
+    try:
+        yield
+    finally:
+        await broker.ensure_running()

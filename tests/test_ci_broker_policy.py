@@ -1,0 +1,51 @@
+"""With no broker, broker tests skip on a laptop and fail in CI, never silently pass."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+PROBE = """
+async def test_needs_broker(rabbitmq_factory):
+    queue = await rabbitmq_factory()
+    await queue.declare_queue("x")
+"""
+
+
+def _run(tmp_path: Path, ci: str) -> subprocess.CompletedProcess[str]:
+    tests = Path(__file__).resolve().parent
+    probe = tests / "_probe_broker_policy_test.py"
+    probe.write_text(PROBE)
+    env = {
+        **os.environ,
+        "CI": ci,
+        "LLAMA_AGENTS_TEST_AMQP_URL": "amqp://guest:guest@127.0.0.1:1/",
+        "PATH": os.environ.get("PATH", ""),
+    }
+    # Hide docker so testcontainers is not tried.
+    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if "docker" not in p)
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "pytest", str(probe), "-q", "-p", "no:cacheprovider"],
+            cwd=tests.parent,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        probe.unlink()
+
+
+def test_missing_broker_fails_in_ci(tmp_path: Path) -> None:
+    result = _run(tmp_path, "true")
+    assert result.returncode != 0, result.stdout
+    assert "CI=true: broker tests must run" in result.stdout
+
+
+def test_missing_broker_skips_locally(tmp_path: Path) -> None:
+    result = _run(tmp_path, "")
+    assert result.returncode == 0, result.stdout
+    assert "1 skipped" in result.stdout

@@ -1,0 +1,54 @@
+"""The README's first command: `llama-agents demo`, on RabbitMQ and on the embedded queue."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(sys.executable).parent / "llama-agents"
+
+
+def _demo(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(SCRIPT), "demo", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_demo_runs_on_rabbitmq(amqp_url: str) -> None:
+    result = _demo("--broker", "rabbitmq", env={"LLAMA_AGENTS_AMQP_URL": amqp_url})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Broker: RabbitMQ")
+    assert "Result: 7 words in 'A baby llama is called a cria.'" in result.stdout
+    assert result.stdout.count("Result:") == 3
+
+
+def test_demo_falls_back_to_the_embedded_queue_without_a_broker() -> None:
+    result = _demo(env={"LLAMA_AGENTS_AMQP_URL": "amqp://guest:guest@127.0.0.1:1/"})
+    assert result.returncode == 0, result.stderr
+    assert "Broker: the embedded SimpleMessageQueue (no RabbitMQ answered" in result.stdout
+    assert result.stdout.count("Result:") == 3
+    assert result.stderr == "", "the fallback is announced once, without log noise"
+
+
+@pytest.mark.parametrize("flag", ["--help", "--version"])
+def test_cli_help_and_version(flag: str) -> None:
+    result = subprocess.run([str(SCRIPT), flag], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    assert result.stdout.strip()
+
+
+def test_demo_requiring_rabbitmq_fails_clearly_without_one() -> None:
+    result = _demo(
+        "--broker", "rabbitmq", env={"LLAMA_AGENTS_AMQP_URL": "amqp://u:pw@127.0.0.1:1/"}
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("Error: cannot connect to RabbitMQ")
+    assert "pw@" not in result.stderr
