@@ -1,27 +1,30 @@
-"""The demo behind `llama-agents demo`: work sent between two consumers over the fabric.
+"""The demo behind `llama-agents demo`: the README's "Getting Started" system.
 
-It runs on RabbitMQ when a broker answers (`LLAMA_AGENTS_AMQP_URL`, else the local one)
-and on the embedded queue otherwise, and says which it used.
+A secret-fact agent with its tool, a dumb-fact agent and an `AgentOrchestrator`, asked
+"What is the secret fact?". It runs on RabbitMQ when a broker answers (`LLAMA_AGENTS_AMQP_URL`,
+else the local one) and on the embedded queue otherwise; with `OPENAI_API_KEY` (or an
+OpenAI-compatible `LLAMA_AGENTS_LLM_BASE_URL`) it uses that model, else the offline LLM.
 """
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from dataclasses import dataclass
 
+from llama_index.core.agent.workflow import FunctionAgent, ReActAgent
+from llama_index.core.llms.llm import LLM
+from llama_index.core.tools import FunctionTool
+
 from llama_agents._settings import DEFAULT_AMQP_URL, env_str
+from llama_agents.control_plane import ControlPlaneServer
 from llama_agents.errors import BrokerUnavailableError
-from llama_agents.message_consumers import CallableMessageConsumer
+from llama_agents.launchers import LocalLauncher
 from llama_agents.message_queues import BaseMessageQueue, RabbitMQMessageQueue, SimpleMessageQueue
 from llama_agents.message_queues.rabbitmq.connection import redact
-from llama_agents.messages import ActionTypes, QueueMessage, TaskDefinition, TaskResult
+from llama_agents.orchestrators import AgentOrchestrator
+from llama_agents.services import AgentService
 
-DEMO_INPUTS = (
-    "A baby llama is called a cria.",
-    "Llamas hum to each other.",
-    "A group of llamas is called a herd.",
-)
+DEMO_QUESTION = "What is the secret fact?"
 
 
 @dataclass
@@ -54,52 +57,45 @@ async def pick_broker(
     return DemoBroker(SimpleMessageQueue(), f"the embedded SimpleMessageQueue ({reason})")
 
 
-async def run_fabric_demo(broker: DemoBroker, inputs: tuple[str, ...] = DEMO_INPUTS) -> list[str]:
-    """Send each input to a `word_counter` consumer; collect its answers on `human`."""
-    queue = broker.queue
-    results: dict[str, str] = {}
-    all_done = asyncio.Event()
+def get_the_secret_fact() -> str:
+    """Returns the secret fact."""
+    return "The secret fact is: A baby llama is called a 'Cria'."
 
-    async def count_words(message: QueueMessage) -> None:
-        task = TaskDefinition.from_data(message.data)
-        answer = f"{len(task.input.split())} words in {task.input!r}"
-        await queue.publish(
-            QueueMessage(
-                type="human",
-                action=ActionTypes.COMPLETED_TASK,
-                publisher_id="word_counter",
-                data=TaskResult(task_id=task.task_id, result=answer).model_dump(mode="json"),
-            )
-        )
 
-    async def human(message: QueueMessage) -> None:
-        result = TaskResult.from_data(message.data)
-        results[result.task_id] = result.result
-        if len(results) == len(inputs):
-            all_done.set()
-
-    worker = CallableMessageConsumer(handler=count_words, message_type="word_counter")
-    reader = CallableMessageConsumer(handler=human, message_type="human")
-    consuming = [
-        asyncio.create_task((await queue.register_consumer(consumer))())
-        for consumer in (worker, reader)
+def build_system(
+    message_queue: BaseMessageQueue, llm: LLM
+) -> tuple[list[AgentService], ControlPlaneServer]:
+    """The Getting Started system: two agent services and a control plane."""
+    agent_class = FunctionAgent if llm.metadata.is_function_calling_model else ReActAgent
+    secret_agent = agent_class(tools=[FunctionTool.from_defaults(fn=get_the_secret_fact)], llm=llm)
+    dumb_agent = agent_class(tools=[], llm=llm)
+    control_plane = ControlPlaneServer(
+        message_queue=message_queue, orchestrator=AgentOrchestrator(llm=llm)
+    )
+    services = [
+        AgentService(
+            agent=secret_agent,
+            message_queue=message_queue,
+            description="Useful for getting the secret fact.",
+            service_name="secret_fact_agent",
+        ),
+        AgentService(
+            agent=dumb_agent,
+            message_queue=message_queue,
+            description="Useful for getting random dumb facts.",
+            service_name="dumb_fact_agent",
+        ),
     ]
-    tasks = [TaskDefinition(input=text) for text in inputs]
+    return services, control_plane
+
+
+async def run_demo(
+    broker: DemoBroker, llm: LLM, question: str = DEMO_QUESTION, timeout: float = 120.0
+) -> str:
+    """Ask the Getting Started system `question`; return its answer."""
+    services, control_plane = build_system(broker.queue, llm)
+    launcher = LocalLauncher(services, control_plane, broker.queue)
     try:
-        for task in tasks:
-            await queue.publish(
-                QueueMessage(
-                    type="word_counter",
-                    action=ActionTypes.NEW_TASK,
-                    publisher_id="demo",
-                    data=task.model_dump(mode="json"),
-                )
-            )
-        async with asyncio.timeout(30):
-            await all_done.wait()
+        return await launcher.alaunch_single(question, timeout=timeout)
     finally:
-        await queue.cleanup()
-        await queue.close()
-        for task_ in consuming:
-            task_.cancel()
-    return [results[task.task_id] for task in tasks]
+        await broker.queue.close()

@@ -71,3 +71,47 @@ class ConsumerError(LlamaAgentsError):
 
 class RemoteConsumerError(ConsumerError):
     """A remote consumer answered with an error status, or did not answer in time."""
+
+
+class ControlPlaneError(LlamaAgentsError):
+    """The control plane refused or could not carry out a request."""
+
+
+class TaskNotFoundError(ControlPlaneError, KeyError):
+    """No task has this id."""
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+        super().__init__(f"no task with id {task_id!r}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class ServiceNotFoundError(ControlPlaneError, KeyError):
+    """No service is registered under this name."""
+
+    def __init__(self, service_name: str) -> None:
+        self.service_name = service_name
+        super().__init__(f"no service named {service_name!r} is registered")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class TaskFailedError(LlamaAgentsError):
+    """A task ended as failed; `error` says why."""
+
+    def __init__(self, error: str, task_id: str | None = None) -> None:
+        self.error = error
+        self.task_id = task_id
+        where = f"task {task_id} failed: " if task_id else ""
+        super().__init__(f"{where}{error}")
+
+
+class TaskTimeoutError(LlamaAgentsError, TimeoutError):
+    """A task did not finish within the time the caller allowed."""
+
+
+class OrchestratorError(LlamaAgentsError):
+    """An orchestrator could not decide the next step (a misconfigured pipeline, say)."""

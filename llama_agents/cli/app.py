@@ -36,15 +36,25 @@ def main(verbose: bool) -> None:
     help="auto: RabbitMQ when one answers, else the embedded queue.",
 )
 @click.option("--amqp-url", envvar="LLAMA_AGENTS_AMQP_URL", help="RabbitMQ URL.")
-def demo(broker: str, amqp_url: str | None) -> None:
-    """Send work between two consumers over the message fabric and print the results."""
-    from llama_agents.demo import pick_broker, run_fabric_demo
+@click.option("--question", default="What is the secret fact?", show_default=True)
+@click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait.")
+def demo(broker: str, amqp_url: str | None, question: str, timeout: float) -> None:
+    """Run the Getting Started multi-agent system and ask it a question."""
+    from llama_agents.demo import pick_broker, run_demo
+    from llama_agents.llms import default_llm, describe_llm
+
+    llm = default_llm()
+    if getattr(llm, "is_offline", False):
+        # The demo says so itself, on stdout; no need for the library's warning too.
+        logging.getLogger("llama_agents.llms").setLevel(logging.ERROR)
 
     async def run() -> None:
         chosen = await pick_broker(amqp_url, prefer=broker)
         click.echo(f"Broker: {chosen.description}")
-        for line in await run_fabric_demo(chosen):
-            click.echo(f"Result: {line}")
+        click.echo(f"LLM: {describe_llm(llm)}")
+        click.echo(f"Question: {question}")
+        answer = await run_demo(chosen, llm, question, timeout=timeout)
+        click.echo(f"Result: {answer}")
 
     try:
         asyncio.run(run())

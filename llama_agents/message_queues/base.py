@@ -25,6 +25,11 @@ class BaseMessageQueue(ABC):
     dead-lettered at once.
     """
 
+    @property
+    def is_connected(self) -> bool:
+        """True while the queue can take messages (a broker queue: its connection is up)."""
+        return True
+
     async def publish(self, message: QueueMessage, **kwargs: Any) -> None:
         """Publish `message` to the consumers of `message.type`.
 

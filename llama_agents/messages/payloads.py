@@ -33,21 +33,32 @@ class Payload(BaseModel):
 
 
 class TaskDefinition(Payload):
-    """A task submitted to the system: the input, and state the orchestrator keeps for it."""
+    """A task submitted to the system, or one step of it sent to a service.
+
+    `step_id` is set on the steps the control plane sends out; the service copies it into
+    its `TaskResult`, so the control plane records exactly one result per step.
+    """
 
     input: str
     task_id: str = Field(default_factory=_new_id, min_length=1, max_length=200)
     state: dict[str, Any] = Field(default_factory=dict)
     agent_id: str | None = None
+    step_id: str | None = Field(default=None, max_length=200)
 
 
 class TaskResult(Payload):
-    """The outcome of a task (or one step of it), with the chat history that produced it."""
+    """The outcome of a task (or one step of it), with the chat history that produced it.
+
+    `error` is set when the step (or the task) failed; `result` then holds what little
+    output there was, often nothing.
+    """
 
     task_id: str
     history: list[ChatMessage] = Field(default_factory=list)
     result: str
     data: dict[str, Any] = Field(default_factory=dict)
+    step_id: str | None = Field(default=None, max_length=200)
+    error: str | None = None
 
 
 class ToolCallBundle(Payload):

@@ -1,0 +1,120 @@
+"""The control plane's HTTP API (FastAPI). A caller's mistake is a 4xx, never a 500."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import JSONResponse
+
+from llama_agents.control_plane.models import (
+    NewTask,
+    ServiceName,
+    TaskCreated,
+    TaskNotFinished,
+    TaskRecord,
+    TaskSummary,
+)
+from llama_agents.control_plane.tasks import TaskExistsError
+from llama_agents.errors import MessageDecodeError, ServiceNotFoundError, TaskNotFoundError
+from llama_agents.messages import QueueMessage, ServiceDefinition, TaskResult
+
+if TYPE_CHECKING:
+    from llama_agents.control_plane.server import ControlPlaneServer
+
+#: The longest a `GET /tasks/{id}/result?wait=` long-poll may hold a request.
+MAX_WAIT_SECONDS = 300.0
+
+
+def _error(status: int, exc: Exception) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"detail": str(exc)})
+
+
+def create_app(control_plane: ControlPlaneServer) -> FastAPI:
+    app = FastAPI(title="llama-agents control plane")
+
+    @app.exception_handler(TaskNotFoundError)
+    async def _task_not_found(_: Request, exc: TaskNotFoundError) -> JSONResponse:
+        return _error(404, exc)
+
+    @app.exception_handler(ServiceNotFoundError)
+    async def _service_not_found(_: Request, exc: ServiceNotFoundError) -> JSONResponse:
+        return _error(404, exc)
+
+    @app.exception_handler(TaskExistsError)
+    async def _task_exists(_: Request, exc: TaskExistsError) -> JSONResponse:
+        return _error(409, exc)
+
+    @app.exception_handler(MessageDecodeError)
+    async def _bad_message(_: Request, exc: MessageDecodeError) -> JSONResponse:
+        return _error(422, exc)
+
+    @app.get("/")
+    async def home() -> dict[str, Any]:
+        return await control_plane.status()
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        ready = control_plane.is_ready
+        return JSONResponse(
+            status_code=200 if ready else 503,
+            content={"status": "ok" if ready else "unavailable", "broker_connected": ready},
+        )
+
+    @app.post("/services/register")
+    async def register_service(definition: ServiceDefinition) -> ServiceDefinition:
+        await control_plane.register_service(definition)
+        return definition
+
+    @app.post("/services/deregister")
+    async def deregister_service(body: ServiceName) -> dict[str, str]:
+        await control_plane.deregister_service(body.service_name)
+        return {"service_name": body.service_name, "status": "deregistered"}
+
+    @app.get("/services")
+    async def list_services() -> list[ServiceDefinition]:
+        return await control_plane.list_services()
+
+    @app.get("/services/{service_name}")
+    async def get_service(service_name: str) -> ServiceDefinition:
+        return await control_plane.get_service(service_name)
+
+    @app.post("/tasks")
+    async def create_task(task: NewTask) -> TaskCreated:
+        record = await control_plane.create_task(task)
+        return TaskCreated(task_id=record.task_id, status=record.status)
+
+    @app.get("/tasks")
+    async def list_tasks() -> list[TaskSummary]:
+        return [record.summary() for record in await control_plane.list_tasks()]
+
+    @app.get("/tasks/{task_id}")
+    async def get_task(task_id: str) -> TaskRecord:
+        return await control_plane.get_task(task_id)
+
+    @app.get("/tasks/{task_id}/result", response_model=None)
+    async def get_result(
+        task_id: str, wait: float = Query(default=0.0, ge=0.0, le=MAX_WAIT_SECONDS)
+    ) -> TaskResult | JSONResponse:
+        record = await control_plane.get_task(task_id)
+        if not record.status.finished and wait > 0:
+            try:
+                record = await control_plane.wait_for_task(task_id, timeout=wait)
+            except TimeoutError:
+                record = await control_plane.get_task(task_id)
+        if record.status.finished and record.result is not None:
+            return record.result
+        body = TaskNotFinished(task_id=task_id, status=record.status)
+        return JSONResponse(status_code=202, content=body.model_dump(mode="json"))
+
+    @app.post("/tasks/{task_id}/cancel")
+    async def cancel_task(task_id: str) -> TaskSummary:
+        return (await control_plane.cancel_task(task_id)).summary()
+
+    @app.post("/process_message")
+    async def process_message(request: Request) -> dict[str, str]:
+        message = QueueMessage.decode(await request.body())
+        await control_plane.process_message(message)
+        return {"id_": message.id_, "status": "processed"}
+
+    return app

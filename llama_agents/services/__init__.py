@@ -1,0 +1,6 @@
+"""Services: long-running workers on the message fabric."""
+
+from llama_agents.services.agent import AgentService
+from llama_agents.services.base import BaseService
+
+__all__ = ["AgentService", "BaseService"]
