@@ -6,16 +6,25 @@ from pkgutil import extend_path
 
 __path__ = extend_path(__path__, __name__)
 
+from llama_agents.control_plane import ControlPlaneServer, TaskRecord, TaskStatus
 from llama_agents.errors import (
     BrokerUnavailableError,
     ConfigurationError,
     ConsumerError,
+    ControlPlaneError,
     LlamaAgentsError,
     MessageDecodeError,
     MessageQueueError,
+    OrchestratorError,
     PublishTimeoutError,
+    ServiceNotFoundError,
+    TaskFailedError,
+    TaskNotFoundError,
+    TaskTimeoutError,
     UnroutableMessageError,
 )
+from llama_agents.launchers import LocalLauncher
+from llama_agents.llms import OfflineLLM
 from llama_agents.message_consumers import (
     BaseMessageQueueConsumer,
     CallableMessageConsumer,

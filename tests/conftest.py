@@ -152,3 +152,6 @@ async def broker_control(amqp_url: str) -> AsyncIterator[None]:
         yield
     finally:
         await broker.ensure_running()
+
+
+from .llm_server import scripted_llm_fixture  # noqa: E402, F401  (the `scripted_llm` fixture)

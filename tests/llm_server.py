@@ -388,7 +388,9 @@ Rule: TypeAlias = tuple[Callable[[ChatRequest], bool], Reply | ReplyFactory]
 class RuleBook:
     """First matching rule wins; order-independent, so concurrent callers are fine."""
 
-    def __init__(self, rules: Sequence[Rule] = (), default: Reply | ReplyFactory | None = None):
+    def __init__(
+        self, rules: Sequence[Rule] = (), default: Reply | ReplyFactory | None = None
+    ) -> None:
         self.rules: list[Rule] = list(rules)
         self.default = default
 

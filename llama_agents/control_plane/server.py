@@ -236,6 +236,12 @@ class ControlPlaneServer:
         """Wait until the task finished (completed, failed or cancelled)."""
         return await self.manager.wait(task_id, timeout)
 
+    async def wait_for_status(
+        self, task_id: str, statuses: set[TaskStatus], timeout: float | None = None
+    ) -> TaskRecord:
+        """Wait until the task is in one of `statuses`."""
+        return await self.manager.wait_until(task_id, lambda r: r.status in statuses, timeout)
+
     async def get_task_result(self, task_id: str) -> TaskResult | None:
         """The task's result once finished, else None."""
         record = await self.get_task(task_id)

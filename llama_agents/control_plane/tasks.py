@@ -15,7 +15,7 @@ import asyncio
 import copy
 import logging
 import weakref
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from llama_index.core.tools import BaseTool
@@ -70,8 +70,9 @@ class TaskManager:
         self.message_queue = message_queue
         self._services: dict[str, ServiceDefinition] = {}
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
-        self._finished: dict[str, asyncio.Event] = {}
+        self._changes: dict[str, asyncio.Event] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._retries: set[asyncio.Task[None]] = set()
 
     # -- services ---------------------------------------------------------------------
 
@@ -119,7 +120,7 @@ class TaskManager:
                 definition=definition,
                 result_key=new_task.result_key,
             )
-            await self.store.save_task(record)
+            await self._save(record)
         self._spawn(self._start(record.task_id))
         return record
 
@@ -128,9 +129,8 @@ class TaskManager:
             record = await self.get(task_id)
             if record.status is TaskStatus.PENDING and not record.steps:
                 await self._advance(record)
-                await self.store.save_task(record)
+                await self._save(record)
             await self._publish_pending(record)
-        self._notify_if_finished(record)
 
     async def handle_result(self, result: TaskResult) -> None:
         """Record a service's result for one step, then move the task on."""
@@ -161,9 +161,8 @@ class TaskManager:
                     self._fail(record, _describe(exc, "could not record a step result"))
                 else:
                     await self._advance(record)
-            await self.store.save_task(record)
+            await self._save(record)
             await self._publish_pending(record)
-        self._notify_if_finished(record)
 
     @staticmethod
     def _step_for(record: TaskRecord, result: TaskResult) -> StepRecord | None:
@@ -242,9 +241,8 @@ class TaskManager:
                 record.result = TaskResult(
                     task_id=task_id, result="", error="cancelled", data={"status": "cancelled"}
                 )
-                await self.store.save_task(record)
+                await self._save(record)
                 await self._publish_pending(record)
-        self._notify_if_finished(record)
         return record
 
     # -- publishing -------------------------------------------------------------------
@@ -255,7 +253,7 @@ class TaskManager:
             await self._flush(record)
         except MessageQueueError as exc:
             logger.warning("publishing for task %s failed (%s); retrying", record.task_id, exc)
-            self._spawn(self._republish_later(record.task_id))
+            self._spawn(self._republish_later(record.task_id), drain=False)
 
     async def _flush(self, record: TaskRecord) -> None:
         """Publish steps not yet confirmed, then the result; save what the broker took."""
@@ -273,7 +271,7 @@ class TaskManager:
                 changed = True
         finally:
             if changed:
-                await self.store.save_task(record)
+                await self._save(record)
 
     async def _publish_result(self, record: TaskRecord) -> None:
         assert record.result is not None
@@ -322,35 +320,59 @@ class TaskManager:
             logger.info("resumed %d task(s) after a restart", resumed)
         return resumed
 
-    def _notify_if_finished(self, record: TaskRecord) -> None:
-        if record.status.finished:
-            event = self._finished.pop(record.task_id, None)
-            if event is not None:
-                event.set()
+    async def _save(self, record: TaskRecord) -> None:
+        """Save a task and wake whoever waits for it to change."""
+        await self.store.save_task(record)
+        event = self._changes.pop(record.task_id, None)
+        if event is not None:
+            event.set()
+
+    async def wait_until(
+        self,
+        task_id: str,
+        predicate: Callable[[TaskRecord], bool],
+        timeout: float | None,
+    ) -> TaskRecord:
+        """The task once `predicate(task)` holds; `TimeoutError` after `timeout` seconds.
+
+        Driven by the task's saves: each one wakes the waiters, who check again.
+        """
+        async with asyncio.timeout(timeout):
+            while True:
+                changed = self._changes.setdefault(task_id, asyncio.Event())
+                record = await self.get(task_id)
+                if predicate(record):
+                    return record
+                await changed.wait()
 
     async def wait(self, task_id: str, timeout: float | None) -> TaskRecord:
         """The task once finished; `TimeoutError` if it is still running after `timeout`."""
-        event = self._finished.setdefault(task_id, asyncio.Event())
-        record = await self.get(task_id)
-        if record.status.finished:
-            self._finished.pop(task_id, None)
-            return record
-        async with asyncio.timeout(timeout):
-            await event.wait()
-        return await self.get(task_id)
+        return await self.wait_until(task_id, lambda record: record.status.finished, timeout)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None], *, drain: bool = True) -> None:
+        """Run `coro` in the background; `close()` lets `drain` tasks finish first."""
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         task.add_done_callback(_log_failure)
+        if not drain:
+            self._retries.add(task)
+            task.add_done_callback(self._retries.discard)
 
-    async def close(self) -> None:
-        """Stop background work (publishes still pending are picked up on restart)."""
-        for task in list(self._background):
+    async def close(self, drain_timeout: float = 10.0) -> None:
+        """Let starting tasks finish their publish, then stop background work.
+
+        Retries waiting for the broker are cancelled: a restart picks them up from the store.
+        """
+        for task in list(self._retries):
             task.cancel()
-        if self._background:
-            await asyncio.wait(list(self._background))
+        pending = list(self._background)
+        if pending:
+            _, still_running = await asyncio.wait(pending, timeout=drain_timeout)
+            for task in still_running:
+                task.cancel()
+            if still_running:
+                await asyncio.wait(still_running)
 
 
 def _describe(exc: BaseException, what: str) -> str:

@@ -121,6 +121,10 @@ async def deliver(
     message.stats.process_start_time = utc_now()
     try:
         await consumer.process_message(message)
+    except MessageDecodeError as exc:
+        # The handler found the payload invalid: retrying cannot help.
+        logger.warning("dead-lettering message %s with an invalid payload: %s", message.id_, exc)
+        return Outcome(Verdict.DEAD_LETTER, attempts + 1, f"invalid payload: {exc}")
     except Exception as exc:
         failures = attempts + 1
         reason = f"{type(exc).__name__}: {exc}"
