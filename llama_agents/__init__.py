@@ -49,8 +49,18 @@ from llama_agents.messages import (
     ToolCallBundle,
     ToolCallResult,
 )
-from llama_agents.orchestrators import AgentOrchestrator, BaseOrchestrator
-from llama_agents.services import AgentService, BaseService
+from llama_agents.orchestrators import (
+    AgentOrchestrator,
+    BaseOrchestrator,
+    FunctionStep,
+    LLMSelector,
+    Pipeline,
+    PipelineOrchestrator,
+    Route,
+    RouterStep,
+    ServiceStep,
+)
+from llama_agents.services import AgentService, BaseService, ComponentService
 
 __version__ = "0.1.0"
 
@@ -64,25 +74,33 @@ __all__ = [
     "BaseService",
     "BrokerUnavailableError",
     "CallableMessageConsumer",
+    "ComponentService",
     "ConfigurationError",
     "ConsumerError",
     "ControlPlaneError",
     "ControlPlaneServer",
     "DeadLetter",
+    "FunctionStep",
     "HumanResponse",
+    "LLMSelector",
     "LlamaAgentsError",
     "LocalLauncher",
     "MessageDecodeError",
     "MessageQueueError",
     "OfflineLLM",
     "OrchestratorError",
+    "Pipeline",
+    "PipelineOrchestrator",
     "PublishTimeoutError",
     "QueueMessage",
     "QueueType",
     "RabbitMQMessageQueue",
     "RemoteMessageConsumer",
+    "Route",
+    "RouterStep",
     "ServiceDefinition",
     "ServiceNotFoundError",
+    "ServiceStep",
     "SimpleMessageQueue",
     "SimpleRemoteClientMessageQueue",
     "TaskDefinition",

@@ -24,7 +24,11 @@ from llama_agents.errors import MessageDecodeError, ServiceNotFoundError
 from llama_agents.message_consumers.base import BaseMessageQueueConsumer, StartConsumingCallable
 from llama_agents.message_consumers.callable import CallableMessageConsumer
 from llama_agents.message_consumers.remote import RemoteMessageConsumer
-from llama_agents.message_queues.base import HUMAN_MESSAGE_TYPE, BaseMessageQueue
+from llama_agents.message_queues.base import (
+    CONTROL_PLANE_MESSAGE_TYPE,
+    HUMAN_MESSAGE_TYPE,
+    BaseMessageQueue,
+)
 from llama_agents.messages import (
     ActionTypes,
     QueueMessage,
@@ -35,9 +39,6 @@ from llama_agents.messages import (
 from llama_agents.orchestrators.base import BaseOrchestrator
 
 logger = logging.getLogger("llama_agents.control_plane")
-
-#: The message type (routing key) services send their results to.
-CONTROL_PLANE_MESSAGE_TYPE = "control_plane"
 
 
 class ControlPlaneServer:

@@ -14,6 +14,8 @@ from llama_agents.messages.envelope import utc_now
 
 #: The message type final results are published to by default.
 HUMAN_MESSAGE_TYPE = "human"
+#: The message type of the control plane: services send their results there.
+CONTROL_PLANE_MESSAGE_TYPE = "control_plane"
 
 
 class BaseMessageQueue(ABC):

@@ -16,13 +16,10 @@ from llama_index.core.llms import ChatMessage
 from llama_index.core.memory import BaseMemory
 from llama_index.core.workflow import Context, Workflow
 
-from llama_agents.messages import ActionTypes, QueueMessage, TaskDefinition, TaskResult
+from llama_agents.messages import TaskDefinition, TaskResult
 from llama_agents.services.base import BaseService
 
 logger = logging.getLogger("llama_agents.services")
-
-#: Where results go: the control plane's message type.
-CONTROL_PLANE_MESSAGE_TYPE = "control_plane"
 
 
 class AgentService(BaseService):
@@ -56,19 +53,6 @@ class AgentService(BaseService):
             max_concurrent_tasks=max_concurrent_tasks,
         )
         self.agent = agent
-
-    async def process_message(self, message: QueueMessage, **kwargs: Any) -> None:
-        if message.action is not ActionTypes.NEW_TASK:
-            raise self._unsupported(message)
-        task = TaskDefinition.from_data(message.data)
-        result = await self.run_task(task)
-        await self.publish(
-            QueueMessage(
-                type=CONTROL_PLANE_MESSAGE_TYPE,
-                action=ActionTypes.COMPLETED_TASK,
-                data=result.model_dump(mode="json"),
-            )
-        )
 
     async def run_task(self, task: TaskDefinition) -> TaskResult:
         """Run the agent on one task, in a fresh context; never raises for the agent's errors."""

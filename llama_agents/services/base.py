@@ -16,8 +16,15 @@ from llama_agents.errors import ControlPlaneError, MessageDecodeError
 from llama_agents.message_consumers.base import BaseMessageQueueConsumer, StartConsumingCallable
 from llama_agents.message_consumers.callable import CallableMessageConsumer
 from llama_agents.message_consumers.remote import RemoteMessageConsumer
-from llama_agents.message_queues.base import BaseMessageQueue
-from llama_agents.messages import QueueMessage, ServiceDefinition, validate_routing_key
+from llama_agents.message_queues.base import CONTROL_PLANE_MESSAGE_TYPE, BaseMessageQueue
+from llama_agents.messages import (
+    ActionTypes,
+    QueueMessage,
+    ServiceDefinition,
+    TaskDefinition,
+    TaskResult,
+    validate_routing_key,
+)
 
 logger = logging.getLogger("llama_agents.services")
 
@@ -72,9 +79,26 @@ class BaseService(ABC):
     def publisher_id(self) -> str:
         return self.service_name
 
-    @abstractmethod
     async def process_message(self, message: QueueMessage, **kwargs: Any) -> None:
-        """Handle one message sent to this service; raise to have it retried."""
+        """Handle one message sent to this service; raise to have it retried.
+
+        The default handles NEW_TASK: run the step (`run_task`) and send its result to the
+        control plane. Services that take other messages override this.
+        """
+        if message.action is not ActionTypes.NEW_TASK:
+            raise self._unsupported(message)
+        result = await self.run_task(TaskDefinition.from_data(message.data))
+        await self.publish(
+            QueueMessage(
+                type=CONTROL_PLANE_MESSAGE_TYPE,
+                action=ActionTypes.COMPLETED_TASK,
+                data=result.model_dump(mode="json"),
+            )
+        )
+
+    @abstractmethod
+    async def run_task(self, task: TaskDefinition) -> TaskResult:
+        """Do one step of a task; report a failure in `TaskResult.error`, do not raise."""
 
     def as_consumer(self, remote: bool = False) -> BaseMessageQueueConsumer:
         """This service as a consumer of its own message type (in-process, or its URL)."""
