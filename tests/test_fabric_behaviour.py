@@ -318,3 +318,23 @@ async def test_invalid_message_type_is_refused(queue_factory: QueueFactory) -> N
         await queue.declare_queue("has spaces")
     with pytest.raises(ValueError):
         CallableMessageConsumer(handler=print, message_type="wild.#")
+
+
+async def test_invalid_payload_found_by_the_handler_is_not_retried(
+    queue_factory: QueueFactory,
+) -> None:
+    from llama_agents import TaskDefinition
+
+    queue = await queue_factory(max_attempts=5)
+    calls: list[str] = []
+
+    async def strict(message: QueueMessage) -> None:
+        calls.append(message.id_)
+        TaskDefinition.from_data(message.data)  # raises MessageDecodeError: no input
+
+    await _start(queue, CallableMessageConsumer(handler=strict, message_type="strict"))
+    message = QueueMessage(type="strict", data={"not_input": 1})
+    await queue.publish(message)
+    [letter] = await queue.fetch_dead_letters(wait_for=1, timeout=DEADLINE)
+    assert calls == [message.id_], "retrying cannot fix a bad payload"
+    assert letter.reason.startswith("invalid payload") and "input" in letter.reason
