@@ -66,6 +66,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from llama_agents._runtime import run
+
 BENCH = "tasks"
 DEFAULT_URL = "amqp://guest:guest@localhost:5672/"
 READY = "READY"
@@ -795,10 +797,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.role == "control-plane":
-        asyncio.run(run_control_plane(args))
+        run(run_control_plane(args))
         return
     if args.role == "service":
-        asyncio.run(run_service(args))
+        run(run_service(args))
         return
     if args.profile_dir and args.profiler == "py-spy" and py_spy_path() is None:
         parser.error("--profiler py-spy: py-spy is not installed (pip install py-spy)")
@@ -814,7 +816,7 @@ def main(argv: list[str] | None = None) -> None:
     if settings.profile_dir:
         Path(settings.profile_dir).mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    asyncio.run(main_async(settings))
+    run(main_async(settings))
     log(f"wall time {time.perf_counter() - started:.1f} s")
 
 

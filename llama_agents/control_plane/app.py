@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 
 from llama_agents.control_plane.models import (
     NewTask,
@@ -24,6 +25,10 @@ if TYPE_CHECKING:
 
 #: The longest a `GET /tasks/{id}/result?wait=` long-poll may hold a request.
 MAX_WAIT_SECONDS = 300.0
+
+
+def _json(model: BaseModel, status: int = 200) -> Response:
+    return Response(model.model_dump_json(), status_code=status, media_type="application/json")
 
 
 def _error(status: int, exc: Exception) -> JSONResponse:
@@ -79,33 +84,39 @@ def create_app(control_plane: ControlPlaneServer) -> FastAPI:
     async def get_service(service_name: str) -> ServiceDefinition:
         return await control_plane.get_service(service_name)
 
-    @app.post("/tasks")
-    async def create_task(task: NewTask) -> TaskCreated:
+    # The task routes are the hot path: they answer with pre-serialised JSON, skipping
+    # FastAPI's second validation of the response model.
+
+    @app.post("/tasks", response_model=TaskCreated)
+    async def create_task(task: NewTask) -> Response:
         record = await control_plane.create_task(task)
-        return TaskCreated(task_id=record.task_id, status=record.status)
+        return _json(TaskCreated(task_id=record.task_id, status=record.status))
 
     @app.get("/tasks")
     async def list_tasks() -> list[TaskSummary]:
         return [record.summary() for record in await control_plane.list_tasks()]
 
-    @app.get("/tasks/{task_id}")
-    async def get_task(task_id: str) -> TaskRecord:
-        return await control_plane.get_task(task_id)
+    @app.get("/tasks/{task_id}", response_model=TaskRecord)
+    async def get_task(task_id: str) -> Response:
+        return _json(await control_plane.manager.get(task_id))
 
-    @app.get("/tasks/{task_id}/result", response_model=None)
+    @app.get(
+        "/tasks/{task_id}/result",
+        response_model=TaskResult,
+        responses={202: {"model": TaskNotFinished, "description": "The task is running."}},
+    )
     async def get_result(
         task_id: str, wait: float = Query(default=0.0, ge=0.0, le=MAX_WAIT_SECONDS)
-    ) -> TaskResult | JSONResponse:
-        record = await control_plane.get_task(task_id)
+    ) -> Response:
+        record = await control_plane.manager.get(task_id)
         if not record.status.finished and wait > 0:
             try:
-                record = await control_plane.wait_for_task(task_id, timeout=wait)
+                record = await control_plane.manager.wait(task_id, timeout=wait)
             except TimeoutError:
-                record = await control_plane.get_task(task_id)
+                record = await control_plane.manager.get(task_id)
         if record.status.finished and record.result is not None:
-            return record.result
-        body = TaskNotFinished(task_id=task_id, status=record.status)
-        return JSONResponse(status_code=202, content=body.model_dump(mode="json"))
+            return _json(record.result)
+        return _json(TaskNotFinished(task_id=task_id, status=record.status), status=202)
 
     @app.post("/tasks/{task_id}/cancel")
     async def cancel_task(task_id: str) -> TaskSummary:

@@ -53,6 +53,8 @@ class ControlPlaneServer:
         host, port: where `launch_server` serves the HTTP API (`LLAMA_AGENTS_CONTROL_PLANE_HOST`
             / `_PORT`, else 127.0.0.1:8000; port 0 picks a free port).
         result_key: the default message type of final results (`human`).
+        state_namespace: a prefix for the store's collections, so several control planes
+            (or systems) can share one Redis or Postgres.
     """
 
     def __init__(
@@ -65,6 +67,7 @@ class ControlPlaneServer:
         *,
         result_key: str = HUMAN_MESSAGE_TYPE,
         prefetch: int | None = None,
+        state_namespace: str = "",
     ) -> None:
         self.message_queue = message_queue
         self.orchestrator = orchestrator
@@ -73,6 +76,7 @@ class ControlPlaneServer:
         self.port = port if port is not None else env_int("CONTROL_PLANE_PORT", 8000)
         self.result_key = result_key
         self.prefetch = prefetch
+        self.state_namespace = state_namespace
         self._manager: TaskManager | None = None
         self._consumer: BaseMessageQueueConsumer | None = None
         self._http: HttpServer | None = None
@@ -106,7 +110,9 @@ class ControlPlaneServer:
         if self.state_store is None:
             self.state_store = default_disk_store() if persist else in_memory_store()
         manager = TaskManager(
-            ControlPlaneStore(self.state_store), self.orchestrator, self.message_queue
+            ControlPlaneStore(self.state_store, namespace=self.state_namespace),
+            self.orchestrator,
+            self.message_queue,
         )
         await manager.load_services()
         await self.message_queue.declare_human_queue(self.result_key)
@@ -225,7 +231,8 @@ class ControlPlaneServer:
         return await self.manager.create(task)
 
     async def get_task(self, task_id: str) -> TaskRecord:
-        return await self.manager.get(task_id)
+        """A copy of the task's record (changing it changes nothing in the control plane)."""
+        return (await self.manager.get(task_id)).model_copy(deep=True)
 
     async def list_tasks(self) -> list[TaskRecord]:
         return await self.manager.store.all_tasks()
@@ -234,8 +241,8 @@ class ControlPlaneServer:
         return await self.manager.cancel(task_id)
 
     async def wait_for_task(self, task_id: str, timeout: float | None = None) -> TaskRecord:
-        """Wait until the task finished (completed, failed or cancelled)."""
-        return await self.manager.wait(task_id, timeout)
+        """Wait until the task finished (completed, failed or cancelled); return a copy."""
+        return (await self.manager.wait(task_id, timeout)).model_copy(deep=True)
 
     async def wait_for_status(
         self, task_id: str, statuses: set[TaskStatus], timeout: float | None = None

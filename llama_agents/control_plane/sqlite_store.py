@@ -2,8 +2,11 @@
 
 The served control plane's default store: embedded (no server to install), durable across
 a crash (WAL journal; a committed write survives `kill -9`), one row per key so a write
-costs one small statement instead of rewriting a whole JSON file. Async methods run the
-SQLite calls in a worker thread so the event loop never blocks on disk.
+costs one small statement instead of rewriting a whole JSON file.
+
+Async methods run the SQLite calls on one worker thread, so the event loop never blocks
+on disk. Writes are group-committed: the writes that arrive while a commit is running go
+into the next one, so under load one thread hop and one commit serve many writes.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import asyncio
 import json
 import sqlite3
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +47,9 @@ class SqliteKVStore(BaseKVStore):
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(_SCHEMA)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-kv")
+        self._pending: list[tuple[str, str, str, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
     def put(self, key: str, val: dict[str, Any], collection: str = DEFAULT_COLLECTION) -> None:
         self.put_all([(key, val)], collection=collection)
@@ -50,7 +57,7 @@ class SqliteKVStore(BaseKVStore):
     async def aput(
         self, key: str, val: dict[str, Any], collection: str = DEFAULT_COLLECTION
     ) -> None:
-        await asyncio.to_thread(self.put, key, val, collection)
+        await self.aput_all([(key, val)], collection=collection)
 
     def put_all(
         self,
@@ -58,7 +65,9 @@ class SqliteKVStore(BaseKVStore):
         collection: str = DEFAULT_COLLECTION,
         batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> None:
-        rows = [(collection, key, json.dumps(val)) for key, val in kv_pairs]
+        self._write([(collection, key, json.dumps(val)) for key, val in kv_pairs])
+
+    def _write(self, rows: list[tuple[str, str, str]]) -> None:
         with self._lock:
             self._db.execute("BEGIN")
             try:
@@ -78,7 +87,34 @@ class SqliteKVStore(BaseKVStore):
         collection: str = DEFAULT_COLLECTION,
         batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> None:
-        await asyncio.to_thread(self.put_all, kv_pairs, collection, batch_size)
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        for key, val in kv_pairs:
+            self._pending.append((collection, key, json.dumps(val), done))
+        writer = self._writer
+        if writer is None or writer.done() or writer.get_loop() is not loop:
+            self._writer = loop.create_task(self._write_pending())
+        await done
+
+    async def _write_pending(self) -> None:
+        """Commit everything queued, batch after batch, until nothing is left."""
+        loop = asyncio.get_running_loop()
+        while self._pending:
+            batch, self._pending = self._pending, []
+            rows = [(collection, key, value) for collection, key, value, _ in batch]
+            try:
+                await loop.run_in_executor(self._executor, self._write, rows)
+            except Exception as exc:
+                for *_, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+            else:
+                for *_, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     def get(self, key: str, collection: str = DEFAULT_COLLECTION) -> dict[str, Any] | None:
         with self._lock:
@@ -88,7 +124,8 @@ class SqliteKVStore(BaseKVStore):
         return None if row is None else dict(json.loads(row[0]))
 
     async def aget(self, key: str, collection: str = DEFAULT_COLLECTION) -> dict[str, Any] | None:
-        return await asyncio.to_thread(self.get, key, collection)
+        result: dict[str, Any] | None = await self._run(self.get, key, collection)
+        return result
 
     def get_all(self, collection: str = DEFAULT_COLLECTION) -> dict[str, dict[str, Any]]:
         with self._lock:
@@ -98,7 +135,8 @@ class SqliteKVStore(BaseKVStore):
         return {key: json.loads(value) for key, value in rows}
 
     async def aget_all(self, collection: str = DEFAULT_COLLECTION) -> dict[str, dict[str, Any]]:
-        return await asyncio.to_thread(self.get_all, collection)
+        result: dict[str, dict[str, Any]] = await self._run(self.get_all, collection)
+        return result
 
     def delete(self, key: str, collection: str = DEFAULT_COLLECTION) -> bool:
         with self._lock:
@@ -108,9 +146,11 @@ class SqliteKVStore(BaseKVStore):
         return cursor.rowcount > 0
 
     async def adelete(self, key: str, collection: str = DEFAULT_COLLECTION) -> bool:
-        return await asyncio.to_thread(self.delete, key, collection)
+        result: bool = await self._run(self.delete, key, collection)
+        return result
 
     def close(self) -> None:
         """Close the database file."""
+        self._executor.shutdown(wait=True)
         with self._lock:
             self._db.close()

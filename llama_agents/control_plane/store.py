@@ -2,11 +2,16 @@
 
 Records are stored as plain JSON dicts (pydantic's JSON mode); nothing is pickled, so a
 Redis or Postgres KV store holds readable rows.
+
+The control plane is the only writer of its tasks, so recently used task records are also
+kept in memory (write-through: every save goes to the store first). Reading a task that is
+being worked on costs no store round trip.
 """
 
 from __future__ import annotations
 
 import copy
+from collections import OrderedDict
 from pathlib import Path
 
 from llama_index.core.storage.kvstore import SimpleKVStore
@@ -38,19 +43,36 @@ def in_memory_store() -> SimpleKVStore:
 class ControlPlaneStore:
     """Typed access to the two collections the control plane keeps."""
 
-    def __init__(self, kv: BaseKVStore, *, namespace: str = "") -> None:
+    def __init__(self, kv: BaseKVStore, *, namespace: str = "", cached_tasks: int = 10_000) -> None:
         self.kv = kv
         self._tasks = f"{namespace}{TASKS}"
         self._services = f"{namespace}{SERVICES}"
+        self._cache: OrderedDict[str, TaskRecord] = OrderedDict()
+        self._cache_size = cached_tasks
+
+    def _remember(self, record: TaskRecord) -> None:
+        self._cache[record.task_id] = record
+        self._cache.move_to_end(record.task_id)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
 
     async def save_task(self, record: TaskRecord) -> None:
         record.updated_at = utc_now()
         await self.kv.aput(record.task_id, record.model_dump(mode="json"), self._tasks)
+        self._remember(record)
 
     async def load_task(self, task_id: str) -> TaskRecord | None:
+        """The task's record: the live, cached one (do not change it without saving)."""
+        cached = self._cache.get(task_id)
+        if cached is not None:
+            return cached
         raw = await self.kv.aget(task_id, self._tasks)
+        if raw is None:
+            return None
         # Deep-copied: in-memory stores hand out their own nested objects.
-        return None if raw is None else TaskRecord.model_validate(copy.deepcopy(raw))
+        record = TaskRecord.model_validate(copy.deepcopy(raw))
+        self._remember(record)
+        return record
 
     async def all_tasks(self) -> list[TaskRecord]:
         raw = await self.kv.aget_all(self._tasks)

@@ -12,7 +12,6 @@ Rules that keep tasks safe (DESIGN.md, delivery contract):
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import weakref
 from collections.abc import Callable, Coroutine
@@ -154,9 +153,7 @@ class TaskManager:
             step.completed_at = utc_now()
             if not record.status.finished:
                 try:
-                    record.state = await self.orchestrator.add_result_to_state(
-                        result, copy.deepcopy(record.state)
-                    )
+                    record.state = await self.orchestrator.add_result_to_state(result, record.state)
                 except Exception as exc:
                     self._fail(record, _describe(exc, "could not record a step result"))
                 else:
@@ -177,7 +174,7 @@ class TaskManager:
         tools: list[BaseTool] = [ServiceTool.from_service_definition(d) for d in self.services()]
         try:
             messages, state = await self.orchestrator.get_next_messages(
-                record.definition, tools, copy.deepcopy(record.state)
+                record.definition, tools, record.state
             )
         except TaskFailedError as exc:
             self._fail(record, exc.error)

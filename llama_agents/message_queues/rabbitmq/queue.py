@@ -334,7 +334,12 @@ class RabbitMQMessageQueue(BaseMessageQueue):
         async def start_consuming() -> None:
             if consumer.id_ not in self._subscriptions:
                 raise ConsumerNotFoundError(f"consumer {consumer.id_} was deregistered")
-            await subscription.start()
+            try:
+                await subscription.start()
+            except Exception:
+                if subscription.stopped.is_set():
+                    return  # deregistered before consuming began: nothing to do
+                raise
             await subscription.stopped.wait()
 
         return start_consuming

@@ -70,8 +70,8 @@ class Subscription:
         return self._consumer_tag is not None
 
     async def start(self) -> None:
-        """Begin consuming (idempotent)."""
-        if self._consumer_tag is None:
+        """Begin consuming (idempotent; a no-op once stopped)."""
+        if self._consumer_tag is None and not self.stopped.is_set():
             self._consumer_tag = await self.queue.consume(self._on_message, no_ack=False)
 
     async def _on_message(self, incoming: AbstractIncomingMessage) -> None:
