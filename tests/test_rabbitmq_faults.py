@@ -111,3 +111,20 @@ async def test_publish_waits_for_a_broker_that_comes_back_in_time(
     got = await collector.wait_for(1, timeout=RECOVERY_DEADLINE)
     assert [m.id_ for m in got] == [message.id_]
     consuming.cancel()
+
+
+async def test_declaring_during_an_outage_is_a_clear_error(
+    rabbitmq_factory: QueueFactory, broker_control: None
+) -> None:
+    from llama_agents import BrokerUnavailableError
+
+    queue = await rabbitmq_factory(connect_timeout=2.0)
+    await queue.declare_queue("before")
+    await broker.stop_app()
+    try:
+        async with asyncio.timeout(30):
+            with pytest.raises(BrokerUnavailableError, match="cannot open a channel"):
+                await queue.declare_queue("during")
+    finally:
+        await broker.start_app()
+    await queue.declare_queue("after")  # and it recovers by itself

@@ -27,6 +27,7 @@ from aio_pika.exceptions import CONNECTION_EXCEPTIONS, ChannelPreconditionFailed
 
 from llama_agents._settings import DEFAULT_AMQP_URL, DEFAULT_EXCHANGE, env_str
 from llama_agents.errors import (
+    BrokerUnavailableError,
     ConfigurationError,
     ConsumerNotFoundError,
     PublishRejectedError,
@@ -274,12 +275,21 @@ class RabbitMQMessageQueue(BaseMessageQueue):
         return queue
 
     async def _open_channel(self, prefetch: int | None = None) -> AbstractRobustChannel:
+        """A new channel, once the connection is up (`BrokerUnavailableError` if it stays down)."""
         await self._ensure_connected()
         assert self._connection is not None
-        channel: AbstractRobustChannel = self._connection.channel()
-        await channel.initialize(timeout=self.connect_timeout)
-        if prefetch is not None:
-            await channel.set_qos(prefetch_count=prefetch)
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                await self._connection.ready()
+                channel: AbstractRobustChannel = self._connection.channel()
+                await channel.initialize()
+                if prefetch is not None:
+                    await channel.set_qos(prefetch_count=prefetch)
+        except (TimeoutError, *CONNECTION_EXCEPTIONS) as exc:
+            raise BrokerUnavailableError(
+                f"cannot open a channel to RabbitMQ at {redact(self.url)} within "
+                f"{self.connect_timeout}s: {type(exc).__name__}: {exc}"
+            ) from exc
         return channel
 
     async def declare_queue(self, message_type: str) -> None:
