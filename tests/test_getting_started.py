@@ -116,3 +116,19 @@ async def test_timeout(queue_factory: QueueFactory, scripted_llm: ScriptedLLMSer
     launcher = LocalLauncher(services[1:], control_plane, message_queue)
     with pytest.raises(TaskTimeoutError, match=r"did not finish within 0\.5s"):
         await launcher.alaunch_single(QUESTION, timeout=0.5)
+
+
+async def test_local_launcher_removes_what_it_declared(
+    rabbitmq_factory: QueueFactory, scripted_llm: ScriptedLLMServer, exchange_name: str
+) -> None:
+    from . import broker
+
+    scripted_llm.respond = readme_rules()
+    message_queue = await rabbitmq_factory()
+    services, control_plane = build_readme_system(message_queue, scripted_llm.llm, SecretTool())
+    launcher = LocalLauncher(services, control_plane, message_queue)
+    assert await launcher.alaunch_single(QUESTION, timeout=60) == SECRET
+    queues = [q["name"] for q in await broker.list_json("queues", "name")]
+    assert [q for q in queues if q.startswith(exchange_name)] == []
+    exchanges = [e["name"] for e in await broker.list_json("exchanges", "name")]
+    assert exchange_name not in exchanges

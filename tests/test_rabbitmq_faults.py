@@ -6,6 +6,7 @@ Each test leaves the broker running (the `broker_control` fixture restarts it if
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -128,3 +129,32 @@ async def test_declaring_during_an_outage_is_a_clear_error(
     finally:
         await broker.start_app()
     await queue.declare_queue("after")  # and it recovers by itself
+
+
+async def test_control_plane_health_follows_the_broker_connection(
+    rabbitmq_factory: QueueFactory, broker_control: None, tmp_path: Path
+) -> None:
+    import httpx
+
+    from llama_agents import ControlPlaneServer
+    from llama_agents.control_plane import SqliteKVStore
+
+    from .orchestrators import FanOutOrchestrator
+
+    queue = await rabbitmq_factory()
+    control_plane = ControlPlaneServer(
+        queue, FanOutOrchestrator(["worker"]), SqliteKVStore(tmp_path / "cp.db"), port=0
+    )
+    serving = asyncio.create_task(control_plane.launch_server())
+    await control_plane.wait_until_serving()
+    async with httpx.AsyncClient(base_url=control_plane.url) as http:
+        assert (await http.get("/health")).status_code == 200
+        await broker.stop_app()
+        try:
+            down = await http.get("/health")
+            assert down.status_code == 503
+            assert down.json() == {"status": "unavailable", "broker_connected": False}
+        finally:
+            await broker.start_app()
+    await control_plane.close()
+    await asyncio.wait_for(serving, 30)
