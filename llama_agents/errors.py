@@ -115,3 +115,11 @@ class TaskTimeoutError(LlamaAgentsError, TimeoutError):
 
 class OrchestratorError(LlamaAgentsError):
     """An orchestrator could not decide the next step (a misconfigured pipeline, say)."""
+
+
+class UnauthorizedError(ControlPlaneError):
+    """The control plane refused the request: the API key is missing or wrong."""
+
+
+class ControlPlaneUnavailableError(ControlPlaneError):
+    """The control plane could not be reached, or did not answer in time."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -353,3 +354,84 @@ async def test_registering_a_service_in_process(queue_factory: QueueFactory) -> 
     await control_plane.register_service(ServiceDefinition(service_name="w", description="d"))
     assert [s.service_name for s in await control_plane.list_services()] == ["w"]
     await control_plane.close()
+
+
+async def test_api_key_protects_every_route_but_health(tmp_path: Path) -> None:
+    control_plane = ControlPlaneServer(
+        SimpleMessageQueue(),
+        FanOutOrchestrator(["worker"]),
+        SqliteKVStore(tmp_path / "cp.db"),
+        port=0,
+        api_key="s3cret",
+    )
+    task = await serve(control_plane)
+    async with httpx.AsyncClient(base_url=control_plane.url) as http:
+        assert (await http.get("/health")).status_code == 200
+        for method, path in [
+            ("GET", "/"),
+            ("GET", "/tasks"),
+            ("POST", "/tasks"),
+            ("GET", "/services"),
+            ("GET", "/events"),
+        ]:
+            refused = await http.request(method, path, json={"input": "x"})
+            assert refused.status_code == 401, path
+            assert "API key" in refused.json()["detail"]
+        wrong = await http.get("/tasks", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        bearer = await http.get("/tasks", headers={"Authorization": "Bearer s3cret"})
+        assert bearer.status_code == 200
+        header = await http.get("/tasks", headers={"X-API-Key": "s3cret"})
+        assert header.status_code == 200
+    await stop(control_plane, task)
+
+
+async def test_event_stream_pushes_task_and_service_changes(
+    served: tuple[ControlPlaneServer, httpx.AsyncClient],
+) -> None:
+    control_plane, http = served
+    worker = Worker(control_plane.message_queue)
+    await worker.start()
+    seen: list[dict[str, Any]] = []
+    done = asyncio.Event()
+
+    async def listen() -> None:
+        async with http.stream("GET", "/events") as response:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            async for line in response.aiter_lines():
+                if line.startswith(": connected"):
+                    connected.set()
+                if line.startswith("data: "):
+                    event = json.loads(line[6:])
+                    seen.append(event)
+                    if event["kind"] == "task" and event["task"]["status"] == "completed":
+                        done.set()
+                        return
+
+    connected = asyncio.Event()
+    listener = asyncio.create_task(listen())
+    async with asyncio.timeout(DEADLINE):
+        await connected.wait()
+    await http.post("/services/register", json={"service_name": "worker", "description": "w"})
+    task_id = (await http.post("/tasks", json={"input": "watch me"})).json()["task_id"]
+    [step] = await worker.steps.wait_for(1)
+    await worker.answer(step, "watched")
+    async with asyncio.timeout(DEADLINE):
+        await done.wait()
+    await listener
+    assert seen[0] == {
+        "kind": "service",
+        "action": "registered",
+        "service": {
+            "service_name": "worker",
+            "description": "w",
+            "prompt": [],
+            "host": None,
+            "port": None,
+        },
+        "task": None,
+        "service_name": None,
+    }
+    statuses = [e["task"]["status"] for e in seen if e["kind"] == "task"]
+    assert statuses[0] == "pending" and statuses[-1] == "completed" and "running" in statuses
+    assert {e["task"]["task_id"] for e in seen if e["kind"] == "task"} == {task_id}

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import hmac
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel
 
 from llama_agents.control_plane.models import (
@@ -35,8 +38,32 @@ def _error(status: int, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=status, content={"detail": str(exc)})
 
 
+def api_key_guard(api_key: str | None) -> Callable[[Request], Awaitable[None]]:
+    """A dependency refusing requests without the key (`Authorization: Bearer <key>` or
+    `X-API-Key: <key>`); with no key configured it lets everything through."""
+
+    async def guard(request: Request) -> None:
+        if api_key is None:
+            return
+        given = request.headers.get("x-api-key")
+        authorization = request.headers.get("authorization", "")
+        if given is None and authorization.lower().startswith("bearer "):
+            given = authorization[7:]
+        if given is None or not hmac.compare_digest(given.encode(), api_key.encode()):
+            raise HTTPException(
+                status_code=401,
+                detail="missing or wrong API key (send Authorization: Bearer <key>)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    return guard
+
+
 def create_app(control_plane: ControlPlaneServer) -> FastAPI:
+    """The app: `/health` is open (for orchestrators' probes), every other route needs the
+    API key when one is configured."""
     app = FastAPI(title="llama-agents control plane")
+    api = APIRouter(dependencies=[Depends(api_key_guard(control_plane.api_key))])
 
     @app.exception_handler(TaskNotFoundError)
     async def _task_not_found(_: Request, exc: TaskNotFoundError) -> JSONResponse:
@@ -54,7 +81,7 @@ def create_app(control_plane: ControlPlaneServer) -> FastAPI:
     async def _bad_message(_: Request, exc: MessageDecodeError) -> JSONResponse:
         return _error(422, exc)
 
-    @app.get("/")
+    @api.get("/")
     async def home() -> dict[str, Any]:
         return await control_plane.status()
 
@@ -66,41 +93,41 @@ def create_app(control_plane: ControlPlaneServer) -> FastAPI:
             content={"status": "ok" if ready else "unavailable", "broker_connected": ready},
         )
 
-    @app.post("/services/register")
+    @api.post("/services/register")
     async def register_service(definition: ServiceDefinition) -> ServiceDefinition:
         await control_plane.register_service(definition)
         return definition
 
-    @app.post("/services/deregister")
+    @api.post("/services/deregister")
     async def deregister_service(body: ServiceName) -> dict[str, str]:
         await control_plane.deregister_service(body.service_name)
         return {"service_name": body.service_name, "status": "deregistered"}
 
-    @app.get("/services")
+    @api.get("/services")
     async def list_services() -> list[ServiceDefinition]:
         return await control_plane.list_services()
 
-    @app.get("/services/{service_name}")
+    @api.get("/services/{service_name}")
     async def get_service(service_name: str) -> ServiceDefinition:
         return await control_plane.get_service(service_name)
 
     # The task routes are the hot path: they answer with pre-serialised JSON, skipping
     # FastAPI's second validation of the response model.
 
-    @app.post("/tasks", response_model=TaskCreated)
+    @api.post("/tasks", response_model=TaskCreated)
     async def create_task(task: NewTask) -> Response:
         record = await control_plane.create_task(task)
         return _json(TaskCreated(task_id=record.task_id, status=record.status))
 
-    @app.get("/tasks")
+    @api.get("/tasks")
     async def list_tasks() -> list[TaskSummary]:
         return [record.summary() for record in await control_plane.list_tasks()]
 
-    @app.get("/tasks/{task_id}", response_model=TaskRecord)
+    @api.get("/tasks/{task_id}", response_model=TaskRecord)
     async def get_task(task_id: str) -> Response:
         return _json(await control_plane.manager.get(task_id))
 
-    @app.get(
+    @api.get(
         "/tasks/{task_id}/result",
         response_model=TaskResult,
         responses={202: {"model": TaskNotFinished, "description": "The task is running."}},
@@ -118,14 +145,40 @@ def create_app(control_plane: ControlPlaneServer) -> FastAPI:
             return _json(record.result)
         return _json(TaskNotFinished(task_id=task_id, status=record.status), status=202)
 
-    @app.post("/tasks/{task_id}/cancel")
+    @api.post("/tasks/{task_id}/cancel")
     async def cancel_task(task_id: str) -> TaskSummary:
         return (await control_plane.cancel_task(task_id)).summary()
 
-    @app.post("/process_message")
+    @api.post("/process_message")
     async def process_message(request: Request) -> dict[str, str]:
         message = QueueMessage.decode(await request.body())
         await control_plane.process_message(message)
         return {"id_": message.id_, "status": "processed"}
 
+    @api.get("/events")
+    async def events(request: Request) -> StreamingResponse:
+        """Server-sent events: every task and service change, as it happens."""
+        return StreamingResponse(
+            _event_stream(control_plane, request),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+        )
+
+    app.include_router(api)
     return app
+
+
+#: Seconds between keep-alive comments on an idle event stream.
+KEEPALIVE_SECONDS = 15.0
+
+
+async def _event_stream(control_plane: ControlPlaneServer, request: Request) -> AsyncIterator[str]:
+    async with control_plane.manager.events.subscribe() as events:
+        yield ": connected\n\n"
+        while not await request.is_disconnected():
+            try:
+                event = await asyncio.wait_for(events.get(), KEEPALIVE_SECONDS)
+            except TimeoutError:
+                yield ": keep-alive\n\n"
+                continue
+            yield f"event: {event.kind}\ndata: {event.model_dump_json()}\n\n"

@@ -55,6 +55,8 @@ class ControlPlaneServer:
         result_key: the default message type of final results (`human`).
         state_namespace: a prefix for the store's collections, so several control planes
             (or systems) can share one Redis or Postgres.
+        api_key: when set (default: `LLAMA_AGENTS_API_KEY`), every HTTP route but
+            `/health` needs `Authorization: Bearer <key>`.
     """
 
     def __init__(
@@ -68,6 +70,7 @@ class ControlPlaneServer:
         result_key: str = HUMAN_MESSAGE_TYPE,
         prefetch: int | None = None,
         state_namespace: str = "",
+        api_key: str | None = None,
     ) -> None:
         self.message_queue = message_queue
         self.orchestrator = orchestrator
@@ -77,6 +80,7 @@ class ControlPlaneServer:
         self.result_key = result_key
         self.prefetch = prefetch
         self.state_namespace = state_namespace
+        self.api_key = api_key or env_str("API_KEY", "") or None
         self._manager: TaskManager | None = None
         self._consumer: BaseMessageQueueConsumer | None = None
         self._http: HttpServer | None = None

@@ -19,6 +19,7 @@ from typing import Any
 
 from llama_index.core.tools import BaseTool
 
+from llama_agents.control_plane.events import ControlPlaneEvent, EventHub
 from llama_agents.control_plane.models import (
     NewTask,
     StepRecord,
@@ -72,6 +73,7 @@ class TaskManager:
         self._changes: dict[str, asyncio.Event] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._retries: set[asyncio.Task[None]] = set()
+        self.events = EventHub()
 
     # -- services ---------------------------------------------------------------------
 
@@ -81,10 +83,18 @@ class TaskManager:
     async def register_service(self, definition: ServiceDefinition) -> None:
         await self.store.save_service(definition)
         self._services[definition.service_name] = definition
+        self.events.publish(
+            ControlPlaneEvent(kind="service", action="registered", service=definition)
+        )
 
     async def deregister_service(self, name: str) -> bool:
         existed = await self.store.delete_service(name)
-        return self._services.pop(name, None) is not None or existed
+        removed = self._services.pop(name, None) is not None or existed
+        if removed:
+            self.events.publish(
+                ControlPlaneEvent(kind="service", action="deregistered", service_name=name)
+            )
+        return removed
 
     def services(self) -> list[ServiceDefinition]:
         return sorted(self._services.values(), key=lambda d: d.service_name)
@@ -323,6 +333,10 @@ class TaskManager:
         event = self._changes.pop(record.task_id, None)
         if event is not None:
             event.set()
+        if self.events.has_subscribers:
+            self.events.publish(
+                ControlPlaneEvent(kind="task", action="updated", task=record.summary())
+            )
 
     async def wait_until(
         self,
