@@ -23,7 +23,7 @@ from llama_agents.errors import (
     TaskTimeoutError,
     UnroutableMessageError,
 )
-from llama_agents.launchers import LocalLauncher
+from llama_agents.launchers import LocalLauncher, ServerLauncher
 from llama_agents.llms import OfflineLLM
 from llama_agents.message_consumers import (
     BaseMessageQueueConsumer,
@@ -98,6 +98,7 @@ __all__ = [
     "RemoteMessageConsumer",
     "Route",
     "RouterStep",
+    "ServerLauncher",
     "ServiceDefinition",
     "ServiceNotFoundError",
     "ServiceStep",

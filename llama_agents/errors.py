@@ -123,3 +123,7 @@ class UnauthorizedError(ControlPlaneError):
 
 class ControlPlaneUnavailableError(ControlPlaneError):
     """The control plane could not be reached, or did not answer in time."""
+
+
+class ToolCallTimeoutError(LlamaAgentsError, TimeoutError):
+    """A remote tool did not answer in time (raised when `raise_timeout=True`)."""

@@ -338,3 +338,20 @@ async def test_invalid_payload_found_by_the_handler_is_not_retried(
     [letter] = await queue.fetch_dead_letters(wait_for=1, timeout=DEADLINE)
     assert calls == [message.id_], "retrying cannot fix a bad payload"
     assert letter.reason.startswith("invalid payload") and "input" in letter.reason
+
+
+async def test_transient_queue_lives_only_while_its_consumer_is_registered(
+    queue_factory: QueueFactory,
+) -> None:
+    queue = await queue_factory()
+    replies = Collector()
+    consumer = replies.consumer("caller.reply.abc123", transient=True)
+    task = await _start(queue, consumer)
+    message = QueueMessage(type="caller.reply.abc123", correlation_id="c1")
+    await queue.publish(message)
+    [got] = await replies.wait_for(1)
+    assert got.correlation_id == "c1"
+    await queue.deregister_consumer(consumer)
+    await asyncio.wait_for(task, DEADLINE)
+    with pytest.raises(UnroutableMessageError):
+        await queue.publish(QueueMessage(type="caller.reply.abc123"))

@@ -170,6 +170,11 @@ class ControlPlaneServer:
             consuming.cancel()
             await self.close()
 
+    def stop_server(self) -> None:
+        """Ask `launch_server` to return; it stops consuming and closes on the way out."""
+        if self._http is not None:
+            self._http.stop()
+
     def _on_started(self, port: int) -> None:
         self.port = port
         self._serving.set()

@@ -19,16 +19,24 @@ class BaseMessageQueueConsumer(ABC):
     A consumer that returns normally has handled the message (it is acknowledged); one that
     raises has not (the queue retries it, then dead-letters it). `prefetch`, when set,
     bounds how many messages this consumer handles at once, overriding the queue's default.
+    A `transient` consumer's queue lives only while it is registered (not durable, removed
+    when it stops): for replies meant for one process, such as tool-call answers.
     """
 
     def __init__(
-        self, *, message_type: str, id_: str | None = None, prefetch: int | None = None
+        self,
+        *,
+        message_type: str,
+        id_: str | None = None,
+        prefetch: int | None = None,
+        transient: bool = False,
     ) -> None:
         self.message_type = validate_routing_key(message_type)
         self.id_ = id_ or str(uuid.uuid4())
         if prefetch is not None and prefetch < 1:
             raise ValueError(f"prefetch must be at least 1, got {prefetch}")
         self.prefetch = prefetch
+        self.transient = transient
 
     async def process_message(self, message: QueueMessage, **kwargs: Any) -> Any:
         """Handle one message; the queue awaits this before it acknowledges the message."""

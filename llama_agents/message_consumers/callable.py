@@ -27,10 +27,11 @@ class CallableMessageConsumer(BaseMessageQueueConsumer):
         *,
         id_: str | None = None,
         prefetch: int | None = None,
+        transient: bool = False,
     ) -> None:
         if not callable(handler):
             raise TypeError(f"handler must be callable, got {type(handler).__name__}")
-        super().__init__(message_type=message_type, id_=id_, prefetch=prefetch)
+        super().__init__(message_type=message_type, id_=id_, prefetch=prefetch, transient=transient)
         self.handler = handler
         self._is_async = inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
             getattr(handler, "__call__", None)  # noqa: B004 - an object with an async __call__

@@ -78,11 +78,12 @@ class ToolCall(Payload):
 
 
 class ToolCallResult(Payload):
-    """The answer to a `ToolCall`, matched to it by `id_`."""
+    """The answer to a `ToolCall`, matched to it by `id_`; `error` is set if the tool raised."""
 
     id_: str
     tool_message: ChatMessage
     result: str
+    error: str | None = None
 
 
 class ServiceDefinition(Payload):

@@ -1,5 +1,5 @@
 """What every service shares: a name and a description, its own message type (its queue),
-registration with the queue and the control plane, and publishing its results."""
+registration with the queue and the control plane, an HTTP API, and publishing results."""
 
 from __future__ import annotations
 
@@ -9,10 +9,18 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 from llama_index.core.llms import ChatMessage
 
-from llama_agents._settings import env_str
-from llama_agents.errors import ControlPlaneError, MessageDecodeError
+from llama_agents._retry import with_backoff
+from llama_agents._serving import HttpServer
+from llama_agents._settings import env_float, env_str
+from llama_agents.errors import (
+    ControlPlaneError,
+    ControlPlaneUnavailableError,
+    MessageDecodeError,
+    UnauthorizedError,
+)
 from llama_agents.message_consumers.base import BaseMessageQueueConsumer, StartConsumingCallable
 from llama_agents.message_consumers.callable import CallableMessageConsumer
 from llama_agents.message_consumers.remote import RemoteMessageConsumer
@@ -63,6 +71,10 @@ class BaseService(ABC):
         self.max_concurrent_tasks = max_concurrent_tasks
         self._consumer: BaseMessageQueueConsumer | None = None
         self._consuming: asyncio.Task[None] | None = None
+        self._http: HttpServer | None = None
+        self._app: FastAPI | None = None
+        self._serving = asyncio.Event()
+        self.counters = {"received": 0, "succeeded": 0, "failed": 0, "in_flight": 0}
 
     @property
     def service_definition(self) -> ServiceDefinition:
@@ -100,6 +112,77 @@ class BaseService(ABC):
     async def run_task(self, task: TaskDefinition) -> TaskResult:
         """Do one step of a task; report a failure in `TaskResult.error`, do not raise."""
 
+    async def handle_message(self, message: QueueMessage, **kwargs: Any) -> None:
+        """`process_message`, counted (what `GET /` reports)."""
+        self.counters["received"] += 1
+        self.counters["in_flight"] += 1
+        try:
+            await self.process_message(message, **kwargs)
+        except BaseException:
+            self.counters["failed"] += 1
+            raise
+        else:
+            self.counters["succeeded"] += 1
+        finally:
+            self.counters["in_flight"] -= 1
+
+    def status(self) -> dict[str, Any]:
+        """What `GET /` answers: who this is, whether it is connected, what it did."""
+        return {
+            "service_name": self.service_name,
+            "description": self.description,
+            "type": type(self).__name__,
+            "status": "running" if self._consumer is not None else "stopped",
+            "broker_connected": self.message_queue.is_connected,
+            "messages": dict(self.counters),
+        }
+
+    def add_routes(self, app: FastAPI) -> None:  # noqa: B027 - an optional hook
+        """Subclasses add their own HTTP routes here (none by default)."""
+
+    @property
+    def app(self) -> FastAPI:
+        if self._app is None:
+            from llama_agents.services.app import create_service_app
+
+            self._app = create_service_app(self)
+        return self._app
+
+    async def launch_server(self) -> None:
+        """Consume this service's queue and serve its HTTP API until stopped.
+
+        On the way out it stops taking messages and finishes the ones it holds.
+        """
+        start_consuming = await self.register_to_message_queue()
+        consuming = asyncio.create_task(start_consuming(), name=f"service-{self.service_name}")
+        self._http = HttpServer(self.app, host=self.host, port=self.port or 0)
+        try:
+            await self._http.serve(on_started=self._on_started)
+        finally:
+            self._serving.clear()
+            await self.deregister_from_message_queue()
+            consuming.cancel()
+
+    def _on_started(self, port: int) -> None:
+        self.port = port
+        self._serving.set()
+        logger.info("service %s serving on %s", self.service_name, self.url)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def wait_until_serving(self, timeout: float = 10.0) -> str:
+        """Wait until `launch_server` answers HTTP; return its URL."""
+        async with asyncio.timeout(timeout):
+            await self._serving.wait()
+        return self.url
+
+    def stop_server(self) -> None:
+        """Ask `launch_server` to return (after draining)."""
+        if self._http is not None:
+            self._http.stop()
+
     def as_consumer(self, remote: bool = False) -> BaseMessageQueueConsumer:
         """This service as a consumer of its own message type (in-process, or its URL)."""
         if remote:
@@ -113,7 +196,7 @@ class BaseService(ABC):
                 prefetch=self.max_concurrent_tasks,
             )
         return CallableMessageConsumer(
-            handler=self.process_message,
+            handler=self.handle_message,
             message_type=self.service_name,
             prefetch=self.max_concurrent_tasks,
         )
@@ -130,23 +213,47 @@ class BaseService(ABC):
             consumer, self._consumer = self._consumer, None
             await self.message_queue.deregister_consumer(consumer)
 
-    async def register_to_control_plane(self, control_plane_url: str) -> None:
-        """Tell the control plane at `control_plane_url` that this service exists."""
+    async def register_to_control_plane(
+        self,
+        control_plane_url: str,
+        *,
+        api_key: str | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        """Tell the control plane at `control_plane_url` that this service exists.
+
+        If it does not answer yet (it may be starting), retry with backoff for up to
+        `timeout` seconds (default `LLAMA_AGENTS_STARTUP_TIMEOUT`, else 60).
+        """
         url = control_plane_url.rstrip("/") + "/services/register"
-        try:
-            async with httpx.AsyncClient(timeout=10.0) as client:
-                response = await client.post(
-                    url, json=self.service_definition.model_dump(mode="json")
+        key = api_key or env_str("API_KEY", "") or None
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        body = self.service_definition.model_dump(mode="json")
+
+        async def attempt() -> None:
+            try:
+                async with httpx.AsyncClient(timeout=10.0) as client:
+                    response = await client.post(url, json=body, headers=headers)
+            except httpx.HTTPError as exc:
+                raise ControlPlaneUnavailableError(
+                    f"cannot reach the control plane at {control_plane_url}: {exc}"
+                ) from exc
+            if response.status_code == 401:
+                raise UnauthorizedError(
+                    f"the control plane at {control_plane_url} refused the API key"
                 )
-        except httpx.HTTPError as exc:
-            raise ControlPlaneError(
-                f"cannot reach the control plane at {control_plane_url}: {exc}"
-            ) from exc
-        if not response.is_success:
-            raise ControlPlaneError(
-                f"the control plane refused to register {self.service_name!r}: "
-                f"{response.status_code} {response.text[:200]}"
-            )
+            if not response.is_success:
+                raise ControlPlaneError(
+                    f"the control plane refused to register {self.service_name!r}: "
+                    f"{response.status_code} {response.text[:200]}"
+                )
+
+        await with_backoff(
+            attempt,
+            what=f"the control plane at {control_plane_url}",
+            retry_on=(ControlPlaneUnavailableError,),
+            timeout=timeout if timeout is not None else env_float("STARTUP_TIMEOUT", 60.0),
+        )
 
     async def launch_local(self) -> asyncio.Task[None]:
         """Register with the queue and consume in the background; returns that task."""

@@ -257,9 +257,16 @@ class RabbitMQMessageQueue(BaseMessageQueue):
     # -- topology ---------------------------------------------------------------------
 
     async def _declare_bound_queue(
-        self, channel: AbstractRobustChannel, message_type: str
+        self, channel: AbstractRobustChannel, message_type: str, *, transient: bool = False
     ) -> AbstractQueue:
         name = queue_name(self.exchange_name, message_type)
+        if transient:
+            # Lives with this connection only: nothing to clean up if the process dies.
+            queue = await channel.declare_queue(
+                name, durable=False, exclusive=True, auto_delete=True
+            )
+            await queue.bind(self.exchange_name, routing_key=message_type)
+            return queue
         try:
             queue = await channel.declare_queue(
                 name, durable=True, arguments=queue_arguments(self.queue_type)
@@ -323,7 +330,9 @@ class RabbitMQMessageQueue(BaseMessageQueue):
         if subscription is None:
             channel = await self._open_channel(prefetch=self.policy.prefetch_for(consumer))
             try:
-                queue = await self._declare_bound_queue(channel, consumer.message_type)
+                queue = await self._declare_bound_queue(
+                    channel, consumer.message_type, transient=consumer.transient
+                )
                 await self._declare_dead_letter_queue(channel)
             except BaseException:
                 with contextlib.suppress(Exception):

@@ -208,6 +208,10 @@ class SimpleMessageQueue(BaseMessageQueue):
         subscription = self._subscriptions.pop(consumer.id_, None)
         if subscription is not None:
             await subscription.stop()
+        if consumer.transient and not any(
+            c.message_type == consumer.message_type for c in self._consumers.values()
+        ):
+            self._queues.pop(consumer.message_type, None)
 
     def consumers(self) -> list[BaseMessageQueueConsumer]:
         """The registered consumers, in registration order."""
@@ -294,6 +298,11 @@ class SimpleMessageQueue(BaseMessageQueue):
     def _on_serving(self, port: int) -> None:
         self.port = port
         self._serving.set()
+
+    def stop_server(self) -> None:
+        """Ask `launch_server` to return."""
+        if self._server is not None:
+            self._server.stop()
 
     async def wait_until_serving(self, timeout: float = 10.0) -> str:
         """Wait until `launch_server()` accepts connections; return its base URL."""
