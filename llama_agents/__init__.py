@@ -6,6 +6,7 @@ from pkgutil import extend_path
 
 __path__ = extend_path(__path__, __name__)
 
+from llama_agents.client import AsyncLlamaAgentsClient, LlamaAgentsClient
 from llama_agents.control_plane import ControlPlaneServer, TaskRecord, TaskStatus
 from llama_agents.errors import (
     BrokerUnavailableError,
@@ -68,6 +69,7 @@ __all__ = [
     "ActionTypes",
     "AgentOrchestrator",
     "AgentService",
+    "AsyncLlamaAgentsClient",
     "BaseMessageQueue",
     "BaseMessageQueueConsumer",
     "BaseOrchestrator",
@@ -83,6 +85,7 @@ __all__ = [
     "FunctionStep",
     "HumanResponse",
     "LLMSelector",
+    "LlamaAgentsClient",
     "LlamaAgentsError",
     "LocalLauncher",
     "MessageDecodeError",

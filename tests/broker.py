@@ -74,3 +74,32 @@ async def ensure_running() -> None:
 
 async def close_all_connections(reason: str) -> None:
     await rabbitmqctl("close_all_connections", reason)
+
+
+async def delete_system(amqp_url: str, exchange: str) -> None:
+    """Delete every queue of `exchange`'s system, and the exchange (what processes left)."""
+    import aio_pika
+
+    names = [
+        row["name"]
+        for row in await list_json("queues", "name")
+        if row["name"].startswith(f"{exchange}.")
+    ]
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        for name in names:
+            await channel.queue_delete(name)
+        await channel.exchange_delete(exchange)
+
+
+async def queue_depth(amqp_url: str, queue: str) -> int:
+    """Messages ready in `queue` (not counting ones held by consumers)."""
+    import aio_pika
+
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        declared = await channel.declare_queue(queue, passive=True)
+        count = declared.declaration_result.message_count
+    return int(count or 0)

@@ -61,3 +61,14 @@ def demo(broker: str, amqp_url: str | None, question: str, timeout: float) -> No
     except LlamaAgentsError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(1)
+
+
+from llama_agents.cli.serve import serve  # noqa: E402
+
+main.add_command(serve)
+
+from llama_agents.cli.services import services  # noqa: E402
+from llama_agents.cli.tasks import tasks  # noqa: E402
+
+main.add_command(tasks)
+main.add_command(services)

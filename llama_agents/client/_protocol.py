@@ -134,7 +134,9 @@ def error_for(
 ) -> ControlPlaneError:
     """The exception for an error status."""
     if response.status_code == 401:
-        return UnauthorizedError(f"the control plane refused the API key: {response_detail(response)}")
+        return UnauthorizedError(
+            f"the control plane refused the API key: {response_detail(response)}"
+        )
     if response.status_code == 404 and not_found is not None:
         return not_found()
     return ControlPlaneResponseError(response.status_code, response_detail(response))
@@ -236,7 +238,9 @@ def list_services() -> Call[list[ServiceDefinition]]:
 
 def get_service(name: str) -> Call[ServiceDefinition]:
     path = f"/services/{_segment(name, 'service name')}"
-    return Call("GET", path, _model(ServiceDefinition), not_found=lambda: ServiceNotFoundError(name))
+    return Call(
+        "GET", path, _model(ServiceDefinition), not_found=lambda: ServiceNotFoundError(name)
+    )
 
 
 def register_service(definition: ServiceDefinition) -> Call[ServiceDefinition]:

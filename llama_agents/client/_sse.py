@@ -45,4 +45,6 @@ class EventParser:
         try:
             return ControlPlaneEvent.model_validate_json(data)
         except ValidationError as exc:
-            raise ControlPlaneError(f"unreadable {name!r} event from the control plane: {exc}") from exc
+            raise ControlPlaneError(
+                f"unreadable {name!r} event from the control plane: {exc}"
+            ) from exc

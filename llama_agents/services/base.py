@@ -68,6 +68,9 @@ class BaseService(ABC):
         self.prompt = prompt or []
         self.host = host or env_str("SERVICE_HOST", "127.0.0.1")
         self.port = port
+        #: The host others reach this service at, when it differs from the bind address
+        #: (a container binding 0.0.0.0 is reached by its name).
+        self.public_host: str | None = env_str("SERVICE_PUBLIC_HOST", "") or None
         self.max_concurrent_tasks = max_concurrent_tasks
         self._consumer: BaseMessageQueueConsumer | None = None
         self._consuming: asyncio.Task[None] | None = None
@@ -83,7 +86,7 @@ class BaseService(ABC):
             service_name=self.service_name,
             description=self.description,
             prompt=self.prompt,
-            host=self.host,
+            host=self.public_host or self.host,
             port=self.port,
         )
 
