@@ -36,10 +36,14 @@ class LedgerAgentService(AgentService):
         replica = os.environ.get("LLAMA_AGENTS_TEST_REPLICA", "?")
         await asyncio.sleep(float(os.environ.get("LLAMA_AGENTS_TEST_WORK_SECONDS", "0.05")))
         result = await super().run_task(task)
-        ledger = os.environ["LLAMA_AGENTS_TEST_LEDGER"]
-        with open(ledger, "a", encoding="utf-8") as out:  # one short O_APPEND write
-            out.write(f"{replica} {task.task_id} {task.step_id}\n")
+        await asyncio.to_thread(_record, f"{replica} {task.task_id} {task.step_id}\n")
         return result
+
+
+def _record(line: str) -> None:
+    """One short O_APPEND write: lines from several processes never interleave."""
+    with open(os.environ["LLAMA_AGENTS_TEST_LEDGER"], "a", encoding="utf-8") as out:
+        out.write(line)
 
 
 def build_secret_agent() -> AgentService:

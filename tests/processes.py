@@ -46,6 +46,13 @@ class Proc:
     lines: list[str] = field(default_factory=list)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     reader: asyncio.Task[None] | None = None
+    new_line: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    async def wait_for_line(self, text: str, timeout: float = 60.0) -> str:
+        """The first output line containing `text`, as soon as the process prints it."""
+        async with asyncio.timeout(timeout), self.new_line:
+            await self.new_line.wait_for(lambda: any(text in line for line in self.lines))
+        return next(line for line in self.lines if text in line)
 
     @property
     def pid(self) -> int:
@@ -88,15 +95,18 @@ class ProcessGroup:
         assert proc.process.stdout is not None
         async for raw in proc.process.stdout:
             line = raw.decode(errors="replace").rstrip()
-            proc.lines.append(line)
+            async with proc.new_line:
+                proc.lines.append(line)
+                proc.new_line.notify_all()
             if proc.ready_marker in line:
                 proc.ready.set()
 
     async def wait_ready(self, proc: Proc, timeout: float) -> None:
         exited = asyncio.create_task(proc.process.wait())
         ready = asyncio.create_task(proc.ready.wait())
-        done, _ = await asyncio.wait({exited, ready}, timeout=timeout,
-                                     return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            {exited, ready}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
         exited.cancel()
         ready.cancel()
         if ready not in done:

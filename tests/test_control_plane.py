@@ -435,3 +435,12 @@ async def test_event_stream_pushes_task_and_service_changes(
     statuses = [e["task"]["status"] for e in seen if e["kind"] == "task"]
     assert statuses[0] == "pending" and statuses[-1] == "completed" and "running" in statuses
     assert {e["task"]["task_id"] for e in seen if e["kind"] == "task"} == {task_id}
+
+
+async def test_task_ids_and_inputs_are_validated(
+    served: tuple[ControlPlaneServer, httpx.AsyncClient],
+) -> None:
+    _, http = served
+    assert (await http.post("/tasks", json={"input": ""})).status_code == 422
+    assert (await http.post("/tasks", json={"input": "x", "task_id": "a/b"})).status_code == 422
+    assert (await http.post("/tasks", json={"input": "x", "task_id": "a b"})).status_code == 422

@@ -102,6 +102,7 @@ class TaskSummary(BaseModel):
 class NewTask(TaskDefinition):
     """`POST /tasks`: a `TaskDefinition` (only `input` is required), and where its result goes."""
 
+    input: str = Field(min_length=1)
     result_key: RoutingKey = HUMAN_MESSAGE_TYPE
 
 

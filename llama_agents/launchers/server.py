@@ -59,7 +59,7 @@ class ServerLauncher:
         try:
             await self._start(servers, consuming)
             self._ready.set()
-            logger.info("all servers up; control plane at %s", self.control_plane.url)
+            logger.info("all servers ready; control plane at %s", self.control_plane.url)
             await self._stop.wait()
         finally:
             await self._stop_all(servers, consuming)

@@ -40,7 +40,9 @@ class TaskDefinition(Payload):
     """
 
     input: str
-    task_id: str = Field(default_factory=_new_id, min_length=1, max_length=200)
+    task_id: str = Field(
+        default_factory=_new_id, min_length=1, max_length=200, pattern=r"^[^/\s]+$"
+    )
     state: dict[str, Any] = Field(default_factory=dict)
     agent_id: str | None = None
     step_id: str | None = Field(default=None, max_length=200)
