@@ -61,7 +61,19 @@ from llama_agents.orchestrators import (
     RouterStep,
     ServiceStep,
 )
-from llama_agents.services import AgentService, BaseService, ComponentService
+from llama_agents.services import (
+    AgentService,
+    BaseService,
+    ComponentService,
+    HumanService,
+    ToolService,
+)
+from llama_agents.tools import (
+    AgentServiceTool,
+    MetaServiceTool,
+    ServiceAsTool,
+    ServiceComponent,
+)
 
 __version__ = "0.1.0"
 
@@ -69,6 +81,7 @@ __all__ = [
     "ActionTypes",
     "AgentOrchestrator",
     "AgentService",
+    "AgentServiceTool",
     "AsyncLlamaAgentsClient",
     "BaseMessageQueue",
     "BaseMessageQueueConsumer",
@@ -84,12 +97,14 @@ __all__ = [
     "DeadLetter",
     "FunctionStep",
     "HumanResponse",
+    "HumanService",
     "LLMSelector",
     "LlamaAgentsClient",
     "LlamaAgentsError",
     "LocalLauncher",
     "MessageDecodeError",
     "MessageQueueError",
+    "MetaServiceTool",
     "OfflineLLM",
     "OrchestratorError",
     "Pipeline",
@@ -102,6 +117,8 @@ __all__ = [
     "Route",
     "RouterStep",
     "ServerLauncher",
+    "ServiceAsTool",
+    "ServiceComponent",
     "ServiceDefinition",
     "ServiceNotFoundError",
     "ServiceStep",
@@ -117,6 +134,7 @@ __all__ = [
     "ToolCall",
     "ToolCallBundle",
     "ToolCallResult",
+    "ToolService",
     "UnroutableMessageError",
     "__version__",
 ]

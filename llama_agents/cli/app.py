@@ -72,3 +72,7 @@ from llama_agents.cli.tasks import tasks  # noqa: E402
 
 main.add_command(tasks)
 main.add_command(services)
+
+from llama_agents.cli.monitor import monitor  # noqa: E402
+
+main.add_command(monitor)

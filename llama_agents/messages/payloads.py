@@ -96,6 +96,7 @@ class ServiceDefinition(Payload):
     prompt: list[ChatMessage] = Field(default_factory=list)
     host: str | None = None
     port: int | None = Field(default=None, ge=1, le=65535)
+    kind: str | None = Field(default=None, description="agent, tool, human, component, ...")
 
 
 class HumanResponse(Payload):

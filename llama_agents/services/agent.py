@@ -26,6 +26,8 @@ class AgentService(BaseService):
     """Runs `agent` (a `FunctionAgent`, `ReActAgent`, `AgentWorkflow` or any llama-index
     workflow whose result is the answer) for every task sent to `service_name`."""
 
+    service_kind = "agent"
+
     def __init__(
         self,
         agent: Workflow,

@@ -4,6 +4,7 @@ registration with the queue and the control plane, an HTTP API, and publishing r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from abc import ABC, abstractmethod
 from typing import Any
@@ -16,6 +17,7 @@ from llama_agents._retry import with_backoff
 from llama_agents._serving import HttpServer
 from llama_agents._settings import env_float, env_str
 from llama_agents.errors import (
+    ConsumerNotFoundError,
     ControlPlaneError,
     ControlPlaneUnavailableError,
     MessageDecodeError,
@@ -48,6 +50,9 @@ class BaseService(ABC):
         host, port: where it is served (`launch_server`).
         max_concurrent_tasks: messages it handles at once (its consumer's prefetch).
     """
+
+    #: What kind of service this is, in its definition (the monitor uses it).
+    service_kind = "service"
 
     def __init__(
         self,
@@ -88,6 +93,7 @@ class BaseService(ABC):
             prompt=self.prompt,
             host=self.public_host or self.host,
             port=self.port,
+            kind=self.service_kind,
         )
 
     @property
@@ -98,15 +104,18 @@ class BaseService(ABC):
         """Handle one message sent to this service; raise to have it retried.
 
         The default handles NEW_TASK: run the step (`run_task`) and send its result to the
-        control plane. Services that take other messages override this.
+        control plane, or, when the message names a `reply_to` (a caller using this service
+        as a tool), to that caller with the same correlation id. Services that take other
+        messages override this.
         """
         if message.action is not ActionTypes.NEW_TASK:
             raise self._unsupported(message)
         result = await self.run_task(TaskDefinition.from_data(message.data))
         await self.publish(
             QueueMessage(
-                type=CONTROL_PLANE_MESSAGE_TYPE,
+                type=message.reply_to or CONTROL_PLANE_MESSAGE_TYPE,
                 action=ActionTypes.COMPLETED_TASK,
+                correlation_id=message.correlation_id,
                 data=result.model_dump(mode="json"),
             )
         )
@@ -214,7 +223,8 @@ class BaseService(ABC):
         """Stop consuming, after the messages being handled are finished."""
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None
-            await self.message_queue.deregister_consumer(consumer)
+            with contextlib.suppress(ConsumerNotFoundError):  # the queue was cleaned up
+                await self.message_queue.deregister_consumer(consumer)
 
     async def register_to_control_plane(
         self,

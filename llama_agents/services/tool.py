@@ -42,6 +42,8 @@ def describe_tool(metadata: ToolMetadata) -> dict[str, Any]:
 class ToolService(BaseService):
     """Serves `tools` on the message fabric under `service_name`."""
 
+    service_kind = "tool"
+
     def __init__(
         self,
         tools: list[BaseTool],

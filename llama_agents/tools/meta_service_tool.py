@@ -7,7 +7,6 @@ calls can be in flight at once; each answer reaches only its caller.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,56 +103,50 @@ class MetaServiceTool(AsyncBaseTool):
     async def acall(self, *args: Any, **kwargs: Any) -> ToolOutput:
         """Run the remote tool; wait for its answer (up to `timeout`)."""
         inbox = ReplyInbox.for_queue(self.message_queue)
-        await inbox.open()
         call = ToolCall(
             tool_call_bundle=ToolCallBundle(
                 tool_name=self.metadata.get_name(), tool_args=list(args), tool_kwargs=kwargs
             ),
             source_id=inbox.reply_type,
         )
-        answer = inbox.expect(call.id_)
+        request = QueueMessage(
+            type=self.tool_service_name,
+            action=ActionTypes.NEW_TOOL_CALL,
+            publisher_id=f"meta_tool.{self.metadata.get_name()}",
+            correlation_id=call.id_,
+            data=call.model_dump(mode="json"),
+        )
         try:
-            await self.message_queue.publish(
-                QueueMessage(
-                    type=self.tool_service_name,
-                    action=ActionTypes.NEW_TOOL_CALL,
-                    publisher_id=f"meta_tool.{self.metadata.get_name()}",
-                    reply_to=inbox.reply_type,
-                    correlation_id=call.id_,
-                    data=call.model_dump(mode="json"),
-                )
-            )
-            async with asyncio.timeout(self.timeout):
-                reply = await answer
+            reply = await inbox.ask(request, self.timeout)
         except TimeoutError:
-            inbox.forget(call.id_)
             message = (
                 f"tool {self.metadata.get_name()!r} of {self.tool_service_name!r} did not "
                 f"answer within {self.timeout}s"
             )
             if self.raise_timeout:
                 raise ToolCallTimeoutError(message) from None
-            return self._output(message, args, kwargs, is_error=True)
-        except BaseException:
-            inbox.forget(call.id_)
-            raise
+            return tool_output(self.metadata.get_name(), message, args, kwargs, is_error=True)
         result = ToolCallResult.from_data(reply.data)
-        return self._output(result.result, args, kwargs, is_error=result.error is not None)
+        return tool_output(
+            self.metadata.get_name(), result.result, args, kwargs, is_error=result.error is not None
+        )
 
     def call(self, *args: Any, **kwargs: Any) -> ToolOutput:
         """Blocking variant; agents use `acall`."""
         return run_sync(self.acall(*args, **kwargs))
 
-    def _output(
-        self, content: str, args: tuple[Any, ...], kwargs: dict[str, Any], *, is_error: bool
-    ) -> ToolOutput:
-        return ToolOutput(
-            content=content,
-            tool_name=self.metadata.get_name(),
-            raw_input={"args": list(args), "kwargs": kwargs},
-            raw_output=content,
-            is_error=is_error,
-        )
+
+def tool_output(
+    name: str, content: str, args: tuple[Any, ...], kwargs: dict[str, Any], *, is_error: bool
+) -> ToolOutput:
+    """What a remote call gives the agent: the answer (or the error) as a tool output."""
+    return ToolOutput(
+        content=content,
+        tool_name=name,
+        raw_input={"args": list(args), "kwargs": kwargs},
+        raw_output=content,
+        is_error=is_error,
+    )
 
 
 async def _fetch_metadata(url: str, name: str, timeout: float) -> tuple[ToolMetadata, str]:

@@ -58,6 +58,24 @@ class ReplyInbox:
         self._waiting[correlation_id] = future
         return future
 
+    async def ask(self, message: QueueMessage, timeout: float) -> QueueMessage:
+        """Publish `message` with this inbox as its reply address; return the reply.
+
+        The message's `correlation_id` (set if missing) matches the reply to it. Raises
+        `TimeoutError` after `timeout` seconds.
+        """
+        await self.open()
+        message.reply_to = self.reply_type
+        if message.correlation_id is None:
+            message.correlation_id = uuid.uuid4().hex
+        answer = self.expect(message.correlation_id)
+        try:
+            await self.message_queue.publish(message)
+            async with asyncio.timeout(timeout):
+                return await answer
+        finally:
+            self.forget(message.correlation_id)
+
     def forget(self, correlation_id: str) -> None:
         """Stop waiting for a reply (after a timeout)."""
         self._waiting.pop(correlation_id, None)
