@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -170,7 +171,7 @@ class MonitorApp(App[None]):
         self.task_table.focus()
         self._render_status()
         self._render_details()
-        self.run_worker(self._follow_events(), name="events", group="events", exclusive=True)
+        self.run_worker(self._follow_events, name="events", group="events", exclusive=True)
 
     # -- waiting on the app (for tests and scripts) -------------------------------------
 
@@ -335,7 +336,7 @@ class MonitorApp(App[None]):
                 self._select_in(table, row_key.value)
 
     def _select_in(self, table: DataTable[Text], key: str) -> None:
-        kind: Literal["task", "service"] = "task" if table is self.task_table else "service"
+        kind: Literal["task", "service"] = "task" if table.id == "tasks" else "service"
         if self.selection != (kind, key):
             self.selection = (kind, key)
             self._refresh_details()
@@ -345,7 +346,9 @@ class MonitorApp(App[None]):
         self._render_details()
         if self.selection is not None and self.selection[0] == "task":
             task_id = self.selection[1]
-            self.run_worker(self._fetch_record(task_id), group="details", exclusive=True)
+            # A factory, not a coroutine: a fetch superseded before it started is never created.
+            fetch = functools.partial(self._fetch_record, task_id)
+            self.run_worker(fetch, group="details", exclusive=True)
 
     async def _fetch_record(self, task_id: str) -> None:
         try:
@@ -429,7 +432,7 @@ class MonitorApp(App[None]):
             self._say("type the task's input, then press Enter", error=True)
             return
         event.input.clear()
-        self.run_worker(self._create(text), group="actions")
+        self.run_worker(functools.partial(self._create, text), group="actions")
 
     async def _create(self, text: str) -> None:
         try:
@@ -451,7 +454,7 @@ class MonitorApp(App[None]):
         if self.selection is None or self.selection[0] != "task":
             self._say("select a task to cancel", error=True)
             return
-        self.run_worker(self._cancel(self.selection[1]), group="actions")
+        self.run_worker(functools.partial(self._cancel, self.selection[1]), group="actions")
 
     async def _cancel(self, task_id: str) -> None:
         try:
@@ -467,7 +470,7 @@ class MonitorApp(App[None]):
 
     def action_reload(self) -> None:
         if self.connection is Connection.CONNECTED:
-            self.run_worker(self._reload(), group="actions")
+            self.run_worker(self._reload, group="actions")
         else:
             self._wake.set()  # reconnect now rather than after the backoff: that reloads too
 
