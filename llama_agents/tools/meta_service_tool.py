@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from llama_index.core.tools import AsyncBaseTool, ToolMetadata, ToolOutput
+from llama_index.core.tools import ToolMetadata, ToolOutput
 
-from llama_agents._sync import run_sync
-from llama_agents.errors import ConfigurationError, ToolCallTimeoutError
+from llama_agents.errors import ConfigurationError
 from llama_agents.message_queues.base import BaseMessageQueue
 from llama_agents.messages import (
     ActionTypes,
@@ -25,19 +24,14 @@ from llama_agents.messages import (
     ToolCallBundle,
     ToolCallResult,
 )
+from llama_agents.tools.remote import RemoteTool
 from llama_agents.tools.replies import ReplyInbox
 
 logger = logging.getLogger("llama_agents.tools")
 
 
-class MetaServiceTool(AsyncBaseTool):
-    """Calls the tool `tool_metadata.name` of the tool service `tool_service_name`.
-
-    Args:
-        timeout: seconds to wait for the answer.
-        raise_timeout: on timeout, raise `ToolCallTimeoutError` (True) or answer the agent
-            with an error output saying the tool timed out (False, the default).
-    """
+class MetaServiceTool(RemoteTool):
+    """Calls the tool `tool_metadata.name` of the tool service `tool_service_name`."""
 
     def __init__(
         self,
@@ -48,17 +42,17 @@ class MetaServiceTool(AsyncBaseTool):
         timeout: float = 60.0,
         raise_timeout: bool = False,
     ) -> None:
-        if timeout <= 0:
-            raise ConfigurationError(f"timeout must be positive, got {timeout}")
-        self._metadata = tool_metadata
-        self.message_queue = message_queue
-        self.tool_service_name = tool_service_name
-        self.timeout = timeout
-        self.raise_timeout = raise_timeout
+        super().__init__(
+            tool_metadata,
+            message_queue,
+            tool_service_name,
+            timeout=timeout,
+            raise_timeout=raise_timeout,
+        )
 
     @property
-    def metadata(self) -> ToolMetadata:
-        return self._metadata
+    def tool_service_name(self) -> str:
+        return self.target
 
     @classmethod
     async def from_tool_service(
@@ -102,51 +96,27 @@ class MetaServiceTool(AsyncBaseTool):
 
     async def acall(self, *args: Any, **kwargs: Any) -> ToolOutput:
         """Run the remote tool; wait for its answer (up to `timeout`)."""
-        inbox = ReplyInbox.for_queue(self.message_queue)
         call = ToolCall(
             tool_call_bundle=ToolCallBundle(
                 tool_name=self.metadata.get_name(), tool_args=list(args), tool_kwargs=kwargs
             ),
-            source_id=inbox.reply_type,
+            source_id=ReplyInbox.for_queue(self.message_queue).reply_type,
         )
-        request = QueueMessage(
-            type=self.tool_service_name,
-            action=ActionTypes.NEW_TOOL_CALL,
-            publisher_id=f"meta_tool.{self.metadata.get_name()}",
-            correlation_id=call.id_,
-            data=call.model_dump(mode="json"),
+        reply = await self._ask(
+            QueueMessage(
+                type=self.tool_service_name,
+                action=ActionTypes.NEW_TOOL_CALL,
+                publisher_id=f"meta_tool.{self.metadata.get_name()}",
+                correlation_id=call.id_,
+                data=call.model_dump(mode="json"),
+            ),
+            args,
+            kwargs,
         )
-        try:
-            reply = await inbox.ask(request, self.timeout)
-        except TimeoutError:
-            message = (
-                f"tool {self.metadata.get_name()!r} of {self.tool_service_name!r} did not "
-                f"answer within {self.timeout}s"
-            )
-            if self.raise_timeout:
-                raise ToolCallTimeoutError(message) from None
-            return tool_output(self.metadata.get_name(), message, args, kwargs, is_error=True)
+        if isinstance(reply, ToolOutput):
+            return reply
         result = ToolCallResult.from_data(reply.data)
-        return tool_output(
-            self.metadata.get_name(), result.result, args, kwargs, is_error=result.error is not None
-        )
-
-    def call(self, *args: Any, **kwargs: Any) -> ToolOutput:
-        """Blocking variant; agents use `acall`."""
-        return run_sync(self.acall(*args, **kwargs))
-
-
-def tool_output(
-    name: str, content: str, args: tuple[Any, ...], kwargs: dict[str, Any], *, is_error: bool
-) -> ToolOutput:
-    """What a remote call gives the agent: the answer (or the error) as a tool output."""
-    return ToolOutput(
-        content=content,
-        tool_name=name,
-        raw_input={"args": list(args), "kwargs": kwargs},
-        raw_output=content,
-        is_error=is_error,
-    )
+        return self._output(result.result, args, kwargs, is_error=result.error is not None)
 
 
 async def _fetch_metadata(url: str, name: str, timeout: float) -> tuple[ToolMetadata, str]:

@@ -10,10 +10,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from llama_index.core.tools import AsyncBaseTool, ToolMetadata, ToolOutput
+from llama_index.core.tools import ToolMetadata, ToolOutput
 
-from llama_agents._sync import run_sync
-from llama_agents.errors import ConfigurationError, ToolCallTimeoutError
 from llama_agents.message_queues.base import BaseMessageQueue
 from llama_agents.messages import (
     ActionTypes,
@@ -22,30 +20,16 @@ from llama_agents.messages import (
     TaskDefinition,
     TaskResult,
 )
-from llama_agents.tools.meta_service_tool import tool_output
-from llama_agents.tools.replies import ReplyInbox
+from llama_agents.tools.remote import RemoteTool
 from llama_agents.tools.service_tool import ServiceInput
 
 
-class ServiceAsTool(AsyncBaseTool):
+class ServiceAsTool(RemoteTool):
     """Calls the service `service_name` with one string `input` and returns its answer."""
 
-    def __init__(
-        self,
-        tool_metadata: ToolMetadata,
-        message_queue: BaseMessageQueue,
-        service_name: str,
-        *,
-        timeout: float = 60.0,
-        raise_timeout: bool = False,
-    ) -> None:
-        if timeout <= 0:
-            raise ConfigurationError(f"timeout must be positive, got {timeout}")
-        self._metadata = tool_metadata
-        self.message_queue = message_queue
-        self.service_name = service_name
-        self.timeout = timeout
-        self.raise_timeout = raise_timeout
+    @property
+    def service_name(self) -> str:
+        return self.target
 
     @classmethod
     def from_service_definition(
@@ -70,38 +54,28 @@ class ServiceAsTool(AsyncBaseTool):
             raise_timeout=raise_timeout,
         )
 
-    @property
-    def metadata(self) -> ToolMetadata:
-        return self._metadata
-
     async def acall(self, *args: Any, **kwargs: Any) -> ToolOutput:
         text = str(kwargs.get("input", args[0] if args else ""))
         step = TaskDefinition(
             input=text, task_id=f"tool-{uuid.uuid4().hex}", step_id=uuid.uuid4().hex
         )
-        request = QueueMessage(
-            type=self.service_name,
-            action=ActionTypes.NEW_TASK,
-            publisher_id=f"service_tool.{self.service_name}",
-            correlation_id=step.step_id,
-            data=step.model_dump(mode="json"),
+        reply = await self._ask(
+            QueueMessage(
+                type=self.service_name,
+                action=ActionTypes.NEW_TASK,
+                publisher_id=f"service_tool.{self.service_name}",
+                correlation_id=step.step_id,
+                data=step.model_dump(mode="json"),
+            ),
+            args,
+            kwargs,
         )
-        name = self.metadata.get_name()
-        try:
-            reply = await ReplyInbox.for_queue(self.message_queue).ask(request, self.timeout)
-        except TimeoutError:
-            message = f"service {self.service_name!r} did not answer within {self.timeout}s"
-            if self.raise_timeout:
-                raise ToolCallTimeoutError(message) from None
-            return tool_output(name, message, args, kwargs, is_error=True)
+        if isinstance(reply, ToolOutput):
+            return reply
         result = TaskResult.from_data(reply.data)
         if result.error:
-            return tool_output(name, f"Error: {result.error}", args, kwargs, is_error=True)
-        return tool_output(name, result.result, args, kwargs, is_error=False)
-
-    def call(self, *args: Any, **kwargs: Any) -> ToolOutput:
-        """Blocking variant; agents use `acall`."""
-        return run_sync(self.acall(*args, **kwargs))
+            return self._output(f"Error: {result.error}", args, kwargs, is_error=True)
+        return self._output(result.result, args, kwargs, is_error=False)
 
 
 #: The original project's name for an agent service used as a tool.
