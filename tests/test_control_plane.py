@@ -428,6 +428,7 @@ async def test_event_stream_pushes_task_and_service_changes(
             "prompt": [],
             "host": None,
             "port": None,
+            "kind": None,
         },
         "task": None,
         "service_name": None,
@@ -444,3 +445,21 @@ async def test_task_ids_and_inputs_are_validated(
     assert (await http.post("/tasks", json={"input": ""})).status_code == 422
     assert (await http.post("/tasks", json={"input": "x", "task_id": "a/b"})).status_code == 422
     assert (await http.post("/tasks", json={"input": "x", "task_id": "a b"})).status_code == 422
+
+
+async def test_slow_event_subscriber_gets_a_resync_instead_of_a_backlog() -> None:
+    from llama_agents.control_plane.events import ControlPlaneEvent, EventHub
+
+    hub = EventHub(backlog=3)
+    async with hub.subscribe() as events:
+        for name in ["a", "b", "c", "d", "e"]:
+            hub.publish(ControlPlaneEvent(kind="service", action="deregistered", service_name=name))
+        got = [events.get_nowait() for _ in range(events.qsize())]
+        hub.close()
+        closing = events.get_nowait()
+    assert [(e.kind, e.service_name) for e in got if e is not None] == [
+        ("resync", None),
+        ("d", None)[0:0] or ("service", "d"),
+        ("service", "e"),
+    ]
+    assert closing is None

@@ -193,7 +193,11 @@ class AsyncEventStream:
                 await self.aclose()
                 raise api.error_for(response)
             self._lines = response.aiter_lines()
-            first = await anext(self._lines, None)
+            try:
+                first = await anext(self._lines, None)
+            except BaseException:
+                await self.aclose()  # never leave the response open behind an error
+                raise
         if first is not None:
             self._pending = self._parser.feed(first)
 

@@ -197,7 +197,11 @@ class EventStream:
                 self.close()
                 raise api.error_for(response)
             self._lines = response.iter_lines()
-            first = next(self._lines, None)
+            try:
+                first = next(self._lines, None)
+            except BaseException:
+                self.close()  # never leave the response open behind an error
+                raise
         if first is not None:
             self._pending = self._parser.feed(first)
 

@@ -181,4 +181,6 @@ async def _event_stream(control_plane: ControlPlaneServer, request: Request) -> 
             except TimeoutError:
                 yield ": keep-alive\n\n"
                 continue
+            if event is None:
+                return  # the control plane is stopping: end the stream so it can
             yield f"event: {event.kind}\ndata: {event.model_dump_json()}\n\n"

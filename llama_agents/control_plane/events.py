@@ -1,7 +1,8 @@
 """Live changes of the control plane (tasks and services), fanned out to subscribers.
 
 The monitor and any `GET /events` client get each change as it happens instead of polling.
-A slow subscriber loses its oldest events rather than slowing the control plane down.
+A subscriber too slow to keep up does not slow the control plane down: its backlog is
+replaced by one `resync` event, telling it to reload the lists.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from llama_agents.messages import ServiceDefinition
 
 
 class ControlPlaneEvent(BaseModel):
-    """One change: a task saved, or a service registered or deregistered."""
+    """One change: a task saved, a service registered or deregistered; or `resync`: some
+    changes were dropped for this subscriber, reload what you show."""
 
-    kind: Literal["task", "service"]
-    action: Literal["updated", "registered", "deregistered"]
+    kind: Literal["task", "service", "resync"]
+    action: Literal["updated", "registered", "deregistered", "dropped"]
     task: TaskSummary | None = None
     service: ServiceDefinition | None = None
     service_name: str | None = None
@@ -32,7 +34,7 @@ class EventHub:
 
     def __init__(self, backlog: int = 1000) -> None:
         self.backlog = backlog
-        self._subscribers: set[asyncio.Queue[ControlPlaneEvent]] = set()
+        self._subscribers: set[asyncio.Queue[ControlPlaneEvent | None]] = set()
 
     @property
     def has_subscribers(self) -> bool:
@@ -41,12 +43,23 @@ class EventHub:
     def publish(self, event: ControlPlaneEvent) -> None:
         for queue in self._subscribers:
             if queue.full():
-                queue.get_nowait()  # drop the oldest: a slow reader must not stall us
+                # A slow reader must not stall us: drop its backlog, tell it to reload.
+                while not queue.empty():
+                    queue.get_nowait()
+                queue.put_nowait(ControlPlaneEvent(kind="resync", action="dropped"))
             queue.put_nowait(event)
 
+    def close(self) -> None:
+        """End every subscription (the control plane is stopping)."""
+        for queue in self._subscribers:
+            while queue.full():
+                queue.get_nowait()
+            queue.put_nowait(None)
+
     @asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[asyncio.Queue[ControlPlaneEvent]]:
-        queue: asyncio.Queue[ControlPlaneEvent] = asyncio.Queue(maxsize=self.backlog)
+    async def subscribe(self) -> AsyncIterator[asyncio.Queue[ControlPlaneEvent | None]]:
+        """A queue of events; `None` means the control plane is stopping."""
+        queue: asyncio.Queue[ControlPlaneEvent | None] = asyncio.Queue(maxsize=self.backlog)
         self._subscribers.add(queue)
         try:
             yield queue

@@ -133,6 +133,7 @@ class ControlPlaneServer:
                 logger.debug("consumer already gone", exc_info=True)
             self._consumer = None
         if self._manager is not None:
+            self._manager.events.close()
             await self._manager.close()
             self._manager = None
         if self._http is not None:
@@ -172,6 +173,8 @@ class ControlPlaneServer:
 
     def stop_server(self) -> None:
         """Ask `launch_server` to return; it stops consuming and closes on the way out."""
+        if self._manager is not None:
+            self._manager.events.close()  # end event streams, or shutdown waits for them
         if self._http is not None:
             self._http.stop()
 
