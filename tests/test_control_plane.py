@@ -463,3 +463,32 @@ async def test_slow_event_subscriber_gets_a_resync_instead_of_a_backlog() -> Non
         ("service", "e"),
     ]
     assert closing is None
+
+
+async def test_tool_services_are_not_offered_to_the_orchestrator() -> None:
+    from llama_agents.orchestrators.base import BaseOrchestrator
+
+    offered: list[list[str]] = []
+
+    class Spy(BaseOrchestrator):
+        async def get_next_messages(self, task_def: Any, tools: Any, state: Any) -> Any:
+            offered.append([tool.metadata.name for tool in tools])
+            from llama_agents.orchestrators import final_message
+
+            return [final_message(task_def, "done")], state
+
+        async def add_result_to_state(self, result: Any, state: Any) -> Any:
+            return state
+
+    control_plane = ControlPlaneServer(SimpleMessageQueue(), Spy())
+    await control_plane.start(persist=False)
+    await control_plane.register_service(
+        ServiceDefinition(service_name="agent", description="a", kind="agent")
+    )
+    await control_plane.register_service(
+        ServiceDefinition(service_name="tools", description="t", kind="tool")
+    )
+    record = await control_plane.create_task("hi")
+    await control_plane.wait_for_task(record.task_id, timeout=DEADLINE)
+    assert offered == [["agent"]]
+    await control_plane.close()

@@ -11,9 +11,20 @@ import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
+SECRET = "The secret fact is: A baby llama is called a 'Cria'."
+
 #: What each example must print.
 EXPECTED = {
-    "agentic_local_single.py": "Result: The secret fact is: A baby llama is called a 'Cria'.",
+    "agentic_human_local_single.py": "Result: 10 (a canned reply: there was no terminal",
+    "agentic_local_single.py": f"Result: {SECRET}",
+    "agentic_rag_toolservice.py": "Result: Llamas are domesticated South American camelids",
+    "agentic_server.py": f"Result: {SECRET}",
+    "agentic_toolservice_local_single.py": f"Result: {SECRET}",
+    "pipeline_agent_service_tool_local_single.py": f"Result: {SECRET}",
+    "pipeline_human_local_single.py": "Result: 10 (a canned reply from the human route",
+    "pipeline_local_single.py": "Result: Did you know? A baby llama is called a 'Cria'.",
+    "query_rewrite_rag.py": "Result: According to the documents: A baby llama or alpaca is "
+    "called a cria. A cria weighs about 8 kilograms at birth.",
 }
 
 
@@ -37,6 +48,7 @@ def test_example_runs_offline(name: str) -> None:
     assert f"examples/{name}" in docstring, "the docstring says how to run it"
     result = subprocess.run(
         [sys.executable, str(script)],
+        stdin=subprocess.DEVNULL,  # the human examples ask on a terminal only
         capture_output=True,
         text=True,
         timeout=180,

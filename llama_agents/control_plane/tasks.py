@@ -181,7 +181,10 @@ class TaskManager:
 
     async def _advance(self, record: TaskRecord) -> None:
         """Ask the orchestrator for the next messages; record them (not yet published)."""
-        tools: list[BaseTool] = [ServiceTool.from_service_definition(d) for d in self.services()]
+        # Tool services take tool calls from agents, not steps of tasks: not offered.
+        tools: list[BaseTool] = [
+            ServiceTool.from_service_definition(d) for d in self.services() if d.kind != "tool"
+        ]
         try:
             messages, state = await self.orchestrator.get_next_messages(
                 record.definition, tools, record.state

@@ -69,6 +69,10 @@ _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 DEFAULT_SELECTOR_PROMPT = (
     "Pick the one route that best fits the input.\n\nRoutes:\n{routes}\n\nInput:\n{input}"
 )
+FUNCTION_CALLING_SELECTOR_PROMPT = (
+    "Pick the one route that best fits the user's message.\n\nRoutes:\n{routes}\n\n"
+    "Call the tool named after the route you pick."
+)
 
 
 @dataclass
@@ -107,9 +111,18 @@ class LLMSelector:
                 ServiceTool(label, text, fn_schema=RouteInput)
                 for label, text in descriptions.items()
             ]
-            content += "\n\nCall the tool named after the route you pick."
-            user = ChatMessage(role=MessageRole.USER, content=content)
-            response = await llm.achat_with_tools(tools, chat_history=[user])
+            if self.prompt is None:
+                # The routes go in the instructions; the user's turn is the input alone,
+                # so the choice is about the input, not about the words of the routes.
+                instructions = FUNCTION_CALLING_SELECTOR_PROMPT.format(routes=listing)
+                history = [
+                    ChatMessage(role=MessageRole.SYSTEM, content=instructions),
+                    ChatMessage(role=MessageRole.USER, content=value),
+                ]
+            else:
+                content += "\n\nCall the tool named after the route you pick."
+                history = [ChatMessage(role=MessageRole.USER, content=content)]
+            response = await llm.achat_with_tools(tools, chat_history=history)
             calls = llm.get_tool_calls_from_response(response, error_on_no_tool_call=False)
             for call in calls:
                 if call.tool_name in descriptions:
