@@ -15,9 +15,20 @@ import pytest
 from click.testing import CliRunner
 from textual.pilot import Pilot
 
-from llama_agents import AsyncLlamaAgentsClient, ControlPlaneServer, ServiceDefinition, TaskStatus
+from llama_agents import (
+    AsyncLlamaAgentsClient,
+    ControlPlaneServer,
+    HumanService,
+    Pipeline,
+    PipelineOrchestrator,
+    ServiceComponent,
+    ServiceDefinition,
+    SimpleMessageQueue,
+    TaskStatus,
+)
 from llama_agents.cli import main
 from llama_agents.cli.monitor_app import Connection, MonitorApp
+from llama_agents.cli.monitor_humans import WaitingRequest
 from llama_agents.control_plane import SqliteKVStore
 
 from .helpers import DEADLINE
@@ -76,14 +87,44 @@ def free_port() -> int:
 
 
 def control_plane(tmp_path: Path, port: int) -> ControlPlaneServer:
-    from llama_agents import SimpleMessageQueue
-
     return ControlPlaneServer(
         SimpleMessageQueue(),
         FanOutOrchestrator(["worker"]),
         SqliteKVStore(tmp_path / "cp.db"),
         port=port,
     )
+
+
+@pytest.fixture
+async def human(tmp_path: Path) -> AsyncIterator[tuple[HumanService, AsyncLlamaAgentsClient]]:
+    """A served control plane whose one step is a served `HumanService` nobody answers."""
+
+    async def nobody(prompt: str) -> str:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    queue = SimpleMessageQueue()
+    operator = HumanService(queue, service_name="operator", fn_input=nobody, port=0)
+    serving_human = asyncio.create_task(operator.launch_server())
+    await operator.wait_until_serving()
+    pipeline = PipelineOrchestrator(Pipeline.sequence(ServiceComponent.from_service(operator)))
+    server = ControlPlaneServer(queue, pipeline, SqliteKVStore(tmp_path / "cp.db"), port=0)
+    serving = await serve(server)
+    try:
+        async with AsyncLlamaAgentsClient(server.url) as sdk:
+            await sdk.register_service(operator.service_definition)
+            yield operator, sdk
+    finally:
+        for request in operator.pending():  # else the service waits for them as it stops
+            operator.answer(request.id_, "(test over)")
+        operator.stop_server()
+        await asyncio.wait_for(serving_human, DEADLINE)
+        await stop(server, serving)
+
+
+def waiting_for(app: MonitorApp, task_id: str) -> WaitingRequest | None:
+    """The request of the task that the app lists as waiting, if any."""
+    return next((r for r in app.requests.values() if r.task_id == task_id), None)
 
 
 async def test_lists_services_and_follows_a_task_live(
@@ -159,8 +200,13 @@ async def test_typing_a_task_creates_and_selects_it(
     app = MonitorApp(client)
     async with app.run_test(size=SIZE) as pilot:
         await connected(app)
-        await pilot.press("tab")  # from the task list to the input box
-        assert app.focused is app.query_one("#new-task")
+        assert app.focused is app.task_table
+        await pilot.press("tab")  # tab and shift+tab move between the panes
+        assert app.focused is app.query_one("#details-pane")
+        await pilot.press("shift+tab", "shift+tab")
+        assert app.focused is app.service_table
+        await pilot.press("n")  # n: to the input box
+        assert app.focused is app.input_box
         # q, c and r are text in the input box, not the app's keys.
         await type_text(pilot, "quick check, reply now")
         await pilot.press("enter")
@@ -169,14 +215,17 @@ async def test_typing_a_task_creates_and_selects_it(
         assert task.input == "quick check, reply now"
         assert app.selection == ("task", task.task_id)
         assert app.task_table.cursor_row == app.task_table.get_row_index(task.task_id)
-        assert app.query_one("#new-task").value == ""  # type: ignore[attr-defined]
+        assert app.input_box.value == ""
         assert f"created task {task.task_id[:8]}" in app.status_text
         await wait(app, lambda: "quick check, reply now" in app.details_text)
 
         await pilot.press("enter")  # nothing typed: said so, nothing sent
         await wait(app, lambda: "type the task's input" in app.status_text)
         assert len(await client.list_tasks()) == 1
-        assert app.is_running
+        await pilot.press("escape")  # back to the task list, where q quits
+        assert app.focused is app.task_table
+        await pilot.press("q")
+        assert not app.is_running
 
 
 async def test_c_cancels_the_selected_running_task(
@@ -196,7 +245,7 @@ async def test_c_cancels_the_selected_running_task(
         await wait(app, lambda: "Error" in app.details_text and "cancelled" in app.details_text)
 
         await pilot.press("c")  # a finished task is left as it is, and the app says so
-        await wait(app, lambda: "had already finished (cancelled)" in app.status_text)
+        await wait(app, lambda: "has already finished (cancelled)" in app.status_text)
 
 
 async def test_r_reloads_the_lists(system: System, client: AsyncLlamaAgentsClient) -> None:
@@ -261,9 +310,9 @@ async def test_unauthorised_is_reported_in_the_status_line(tmp_path: Path) -> No
         app = MonitorApp(sdk, retry_initial=0.05, retry_max=0.2)
         async with app.run_test(size=SIZE) as pilot:
             await wait(app, lambda: "refused the API key" in app.status_text)
-            await pilot.press("tab", *"typed", "enter")
+            await pilot.press("n", *"typed", "enter")
             await wait(app, lambda: "cannot create the task" in app.status_text)
-            assert app.query_one("#new-task").value == "typed"  # type: ignore[attr-defined]
+            assert app.input_box.value == "typed"
             assert app.is_running
 
 
@@ -277,6 +326,87 @@ async def test_unreachable_actions_report_errors() -> None:
             await pilot.press("r")  # reconnects at once instead of after the 5 s backoff
             await wait(app, lambda: "retrying in 10s" in app.status_text)
             assert app.is_running
+
+
+async def test_answering_a_waiting_request(
+    human: tuple[HumanService, AsyncLlamaAgentsClient],
+) -> None:
+    _, sdk = human
+    app = MonitorApp(sdk)
+    async with app.run_test(size=SIZE) as pilot:
+        await connected(app)
+        assert app.request_table.display and not app.requests
+        task_id = await sdk.create_task("approve the refund?")
+        await wait(app, lambda: waiting_for(app, task_id) is not None)
+        request = waiting_for(app, task_id)
+        assert request is not None and request.service == "operator"
+        row = [str(cell) for cell in app.request_table.get_row(request.key)]
+        assert row[:3] == ["operator", task_id[:8], "approve the refund?"]
+
+        # Selecting it shows its prompt and turns the input box into its answer box.
+        app.request_table.focus()
+        await wait(app, lambda: app.selection == ("request", request.key))
+        assert "approve the refund?" in app.details_text and "Prompt" in app.details_text
+        assert app.answering == request
+        assert app.input_box.placeholder.startswith("Answer the selected request")
+        await pilot.press("enter")  # enter on the request: to the answer box
+        await wait(app, lambda: app.focused is app.input_box)
+        await type_text(pilot, "approved")
+        await pilot.press("enter")
+
+        await wait(app, lambda: f"answered the request of task {task_id[:8]}" in app.status_text)
+        assert (await sdk.wait_for_result(task_id, timeout=DEADLINE)).result == "approved"
+        await wait(app, lambda: not app.requests and cell(app, task_id, "status") == "completed")
+        assert app.answering is None and app.input_box.value == ""
+        assert app.input_box.placeholder.startswith("New task")
+        assert app.selection == ("task", task_id)
+        await wait(app, lambda: "approved" in app.details_text)
+
+
+async def test_a_request_answered_elsewhere_is_reported(
+    human: tuple[HumanService, AsyncLlamaAgentsClient],
+) -> None:
+    operator, sdk = human
+    app = MonitorApp(sdk)
+    async with app.run_test(size=SIZE) as pilot:
+        await connected(app)
+        task_id = await sdk.create_task("who answers first?")
+        await wait(app, lambda: waiting_for(app, task_id) is not None)
+        await pilot.press("a")  # a: answer the request under the cursor
+        assert app.focused is app.input_box and app.answering is not None
+        request = app.answering
+
+        # Someone else answers while this person is still typing: the list drops it.
+        operator.answer(request.id_, "the other person")
+        assert (await sdk.wait_for_result(task_id, timeout=DEADLINE)).result == "the other person"
+        await wait(app, lambda: not app.requests)
+        assert app.answering == request and "no longer waits" in app.input_box.placeholder
+        await type_text(pilot, "me")
+        await pilot.press("enter")
+        await wait(app, lambda: "was already answered" in app.status_text)
+        assert app.is_running and app.answering is None and not app.message_is_error
+        assert app.input_box.placeholder.startswith("New task")
+
+        # esc leaves the input box for the lists; with nothing waiting, a says so.
+        await pilot.press("escape")
+        assert app.focused is app.task_table
+        await pilot.press("a")
+        await wait(app, lambda: "nothing is waiting for you" in app.status_text)
+
+
+async def test_human_service_errors_are_reported(
+    system: System, client: AsyncLlamaAgentsClient
+) -> None:
+    app = MonitorApp(client)
+    async with app.run_test(size=SIZE):
+        await connected(app)
+        assert not app.request_table.display  # no human service: no "Waiting for you" list
+        ghost = ServiceDefinition(
+            service_name="ghost", description="x", kind="human", host="127.0.0.1", port=free_port()
+        )
+        await client.register_service(ghost)
+        await wait(app, lambda: "cannot list the requests waiting at ghost" in app.status_text)
+        assert app.request_table.display and app.is_running
 
 
 async def test_cli_help_and_bad_url() -> None:

@@ -14,10 +14,12 @@ from llama_agents.client import AsyncLlamaAgentsClient
 @client_options
 @reports_errors
 def monitor(control_plane_url: str, api_key: str | None) -> None:
-    """Watch services and tasks live; create, inspect and cancel tasks.
+    """Watch services and tasks live; create, inspect and cancel tasks; answer human requests.
 
-    Keys: q quit, c cancel the selected task, r reload, tab next pane, arrows move;
-    type a task's input in the box at the bottom and press Enter to submit it.
+    Keys: q quit, c cancel the selected task, r reload, n new task, a answer the selected
+    request waiting at a human service, esc back, tab next pane, arrows move. Type a task's
+    input (or, while a waiting request is selected, its answer) in the box at the bottom and
+    press Enter to send it.
     """
     # Imported here so that the other commands start without loading textual.
     from llama_agents.cli.monitor_app import MonitorApp
