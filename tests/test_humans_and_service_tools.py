@@ -210,3 +210,25 @@ def test_component_must_be_usable() -> None:
         ComponentService(PromptTemplate("{a} {b}"), None, "d", "c")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="input_str"):
         HumanService(None, human_input_prompt="no placeholder")  # type: ignore[arg-type]
+
+
+async def test_service_http_api_asks_for_the_api_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from llama_agents import SimpleMessageQueue
+
+    monkeypatch.setenv("LLAMA_AGENTS_API_KEY", "k3y")
+    human = HumanService(SimpleMessageQueue(), service_name="guarded", port=0)
+    serving = asyncio.create_task(human.launch_server())
+    url = await human.wait_until_serving()
+    async with httpx.AsyncClient(base_url=url) as http:
+        assert (await http.get("/health")).status_code == 200
+        assert (await http.get("/")).status_code == 401
+        assert (await http.get("/tasks")).status_code == 401
+        assert (await http.post("/process_message", content=b"{}")).status_code == 401
+        ok = await http.get("/tasks", headers={"Authorization": "Bearer k3y"})
+        assert ok.status_code == 200
+    remote = human.as_consumer(remote=True)
+    assert remote.headers["Authorization"] == "Bearer k3y"  # type: ignore[attr-defined]
+    human.stop_server()
+    await asyncio.wait_for(serving, DEADLINE)

@@ -173,7 +173,9 @@ class MonitorApp(App[None]):
         self.selection: Selection | None = None
         self.requests: dict[str, WaitingRequest] = {}  # by `WaitingRequest.key`
         self.answering: WaitingRequest | None = None  # set: the input box answers it
-        self.desk = HumanDesk()  # one HTTP client for every human service; closed on exit
+        # One HTTP client for every human service, with the client's API key; closed on exit.
+        authorization = client.http.headers.get("authorization", "")
+        self.desk = HumanDesk(api_key=authorization.removeprefix("Bearer ") or None)
         self.record: TaskRecord | None = None
         self.connection = Connection.CONNECTING
         self.problem = ""  # why the event stream is down; shown until it is back

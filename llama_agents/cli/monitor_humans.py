@@ -12,6 +12,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from llama_agents._auth import auth_headers
 from llama_agents.errors import LlamaAgentsError
 from llama_agents.messages import ServiceDefinition
 
@@ -63,8 +64,9 @@ def age(since: datetime, now: datetime | None = None) -> str:
 class HumanDesk:
     """Lists and answers the requests of human services over one shared HTTP client."""
 
-    def __init__(self, timeout: float = 10.0) -> None:
-        self.http = httpx.AsyncClient(timeout=timeout)
+    def __init__(self, timeout: float = 10.0, api_key: str | None = None) -> None:
+        # Human services ask for the system's API key, as the control plane does.
+        self.http = httpx.AsyncClient(timeout=timeout, headers=auth_headers(api_key))
 
     async def waiting(self, service: str, url: str) -> list[WaitingRequest]:
         """The requests waiting at `service` (served at `url`), oldest first."""

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel
 
+from llama_agents._auth import api_key_guard
 from llama_agents.control_plane.models import (
     NewTask,
     ServiceName,
@@ -36,27 +36,6 @@ def _json(model: BaseModel, status: int = 200) -> Response:
 
 def _error(status: int, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=status, content={"detail": str(exc)})
-
-
-def api_key_guard(api_key: str | None) -> Callable[[Request], Awaitable[None]]:
-    """A dependency refusing requests without the key (`Authorization: Bearer <key>` or
-    `X-API-Key: <key>`); with no key configured it lets everything through."""
-
-    async def guard(request: Request) -> None:
-        if api_key is None:
-            return
-        given = request.headers.get("x-api-key")
-        authorization = request.headers.get("authorization", "")
-        if given is None and authorization.lower().startswith("bearer "):
-            given = authorization[7:]
-        if given is None or not hmac.compare_digest(given.encode(), api_key.encode()):
-            raise HTTPException(
-                status_code=401,
-                detail="missing or wrong API key (send Authorization: Bearer <key>)",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-
-    return guard
 
 
 def create_app(control_plane: ControlPlaneServer) -> FastAPI:

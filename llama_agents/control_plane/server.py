@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 from llama_index.core.storage.kvstore.types import BaseKVStore
 
+from llama_agents._auth import auth_headers, configured_api_key
 from llama_agents._serving import HttpServer
 from llama_agents._settings import env_int, env_str
 from llama_agents.control_plane.app import create_app
@@ -80,7 +81,7 @@ class ControlPlaneServer:
         self.result_key = result_key
         self.prefetch = prefetch
         self.state_namespace = state_namespace
-        self.api_key = api_key or env_str("API_KEY", "") or None
+        self.api_key = configured_api_key(api_key)
         self._manager: TaskManager | None = None
         self._consumer: BaseMessageQueueConsumer | None = None
         self._http: HttpServer | None = None
@@ -143,7 +144,9 @@ class ControlPlaneServer:
         """The consumer of `control_plane` messages: in-process, or this server's URL."""
         if remote:
             return RemoteMessageConsumer(
-                url=f"{self.url}/process_message", message_type=CONTROL_PLANE_MESSAGE_TYPE
+                url=f"{self.url}/process_message",
+                message_type=CONTROL_PLANE_MESSAGE_TYPE,
+                headers=auth_headers(self.api_key),
             )
         return CallableMessageConsumer(
             handler=self.process_message,

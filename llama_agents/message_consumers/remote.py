@@ -37,6 +37,7 @@ class RemoteMessageConsumer(BaseMessageQueueConsumer):
         timeout: float = 30.0,
         prefetch: int | None = None,
         client: httpx.AsyncClient | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"url must be an http(s) URL, got {url!r}")
@@ -45,6 +46,7 @@ class RemoteMessageConsumer(BaseMessageQueueConsumer):
         self.timeout = timeout
         self._client = client
         self._owns_client = client is None
+        self.headers = {"content-type": "application/json", **(headers or {})}
 
     def definition(self) -> RemoteMessageConsumerDef:
         """The JSON-safe description of this consumer."""
@@ -57,7 +59,7 @@ class RemoteMessageConsumer(BaseMessageQueueConsumer):
             response = await self._client.post(
                 self.url,
                 content=message.encode(),
-                headers={"content-type": "application/json"},
+                headers=self.headers,
                 timeout=self.timeout,
             )
         except httpx.TimeoutException as exc:

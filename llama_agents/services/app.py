@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from llama_agents._auth import api_key_guard
 from llama_agents.errors import MessageDecodeError
 from llama_agents.messages import QueueMessage
 
@@ -15,8 +16,14 @@ if TYPE_CHECKING:
 
 
 def create_service_app(service: BaseService) -> FastAPI:
-    """`GET /`, `GET /health`, `POST /process_message`, plus the service's own routes."""
-    app = FastAPI(title=f"llama-agents service {service.service_name}")
+    """`GET /`, `GET /health`, `POST /process_message`, plus the service's own routes.
+
+    With an API key configured, every route but `/health` needs it.
+    """
+    app = FastAPI(
+        title=f"llama-agents service {service.service_name}",
+        dependencies=[Depends(api_key_guard(service.api_key))],
+    )
 
     @app.exception_handler(MessageDecodeError)
     async def _bad_message(_: Request, exc: MessageDecodeError) -> JSONResponse:

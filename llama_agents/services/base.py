@@ -13,6 +13,7 @@ import httpx
 from fastapi import FastAPI
 from llama_index.core.llms import ChatMessage
 
+from llama_agents._auth import auth_headers, configured_api_key
 from llama_agents._retry import with_backoff
 from llama_agents._serving import HttpServer
 from llama_agents._settings import env_float, env_str
@@ -76,6 +77,9 @@ class BaseService(ABC):
         #: The host others reach this service at, when it differs from the bind address
         #: (a container binding 0.0.0.0 is reached by its name).
         self.public_host: str | None = env_str("SERVICE_PUBLIC_HOST", "") or None
+        #: The system's API key (`LLAMA_AGENTS_API_KEY`): asked for by this service's HTTP
+        #: API, sent to the control plane.
+        self.api_key = configured_api_key()
         self.max_concurrent_tasks = max_concurrent_tasks
         self._consumer: BaseMessageQueueConsumer | None = None
         self._consuming: asyncio.Task[None] | None = None
@@ -206,6 +210,7 @@ class BaseService(ABC):
                 url=f"http://{self.host}:{self.port}/process_message",
                 message_type=self.service_name,
                 prefetch=self.max_concurrent_tasks,
+                headers=auth_headers(self.api_key),
             )
         return CallableMessageConsumer(
             handler=self.handle_message,
@@ -239,8 +244,7 @@ class BaseService(ABC):
         `timeout` seconds (default `LLAMA_AGENTS_STARTUP_TIMEOUT`, else 60).
         """
         url = control_plane_url.rstrip("/") + "/services/register"
-        key = api_key or env_str("API_KEY", "") or None
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        headers = auth_headers(api_key or self.api_key)
         body = self.service_definition.model_dump(mode="json")
 
         async def attempt() -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 from llama_index.core.tools import ToolMetadata, ToolOutput
 
+from llama_agents._auth import auth_headers, configured_api_key
 from llama_agents.errors import ConfigurationError
 from llama_agents.message_queues.base import BaseMessageQueue
 from llama_agents.messages import (
@@ -123,7 +124,8 @@ async def _fetch_metadata(url: str, name: str, timeout: float) -> tuple[ToolMeta
     """Ask a served tool service for one tool's description and its own name."""
     base = url.rstrip("/")
     try:
-        async with httpx.AsyncClient(base_url=base, timeout=timeout) as client:
+        headers = auth_headers(configured_api_key())
+        async with httpx.AsyncClient(base_url=base, timeout=timeout, headers=headers) as client:
             service = await client.get("/")
             tool = await client.get(f"/tools/{name}")
     except httpx.HTTPError as exc:
