@@ -92,3 +92,50 @@ async def test_pipeline_resumes_after_a_control_plane_restart(
     await second.close()
     consuming.cancel()
     adder.cancel()
+
+
+async def test_a_raising_service_fails_its_step_once(queue_factory: QueueFactory) -> None:
+    """A step that raises is reported as a failed step: not retried, not dead-lettered."""
+    import pytest
+
+    from llama_agents import TaskFailedError
+
+    queue = await queue_factory()
+    calls: list[str] = []
+
+    def broken(text: str) -> str:
+        calls.append(text)
+        raise ValueError(f"cannot parse {text!r}")
+
+    service = ComponentService(broken, queue, "Parses.", "parser")
+    control_plane = ControlPlaneServer(
+        queue, PipelineOrchestrator(Pipeline.sequence(ServiceStep("parser")))
+    )
+    launcher = LocalLauncher([service], control_plane, queue)
+    with pytest.raises(TaskFailedError, match=r"ValueError: cannot parse 'x'"):
+        await launcher.alaunch_single("x", timeout=DEADLINE)
+    assert calls == ["x"], "ran once: a failed step is reported, not retried"
+
+
+async def test_any_service_whose_step_raises_fails_the_step(queue_factory: QueueFactory) -> None:
+    """The base class turns an exception in `run_task` into a failed step, for every service."""
+    import pytest
+
+    from llama_agents import BaseService, TaskDefinition, TaskFailedError, TaskResult
+
+    calls: list[str] = []
+
+    class Fragile(BaseService):
+        async def run_task(self, task: TaskDefinition) -> TaskResult:
+            calls.append(task.input)
+            raise RuntimeError("disk full")
+
+    queue = await queue_factory()
+    service = Fragile(queue, "fragile", "Fails.")
+    control_plane = ControlPlaneServer(
+        queue, PipelineOrchestrator(Pipeline.sequence(ServiceStep("fragile")))
+    )
+    launcher = LocalLauncher([service], control_plane, queue)
+    with pytest.raises(TaskFailedError, match="RuntimeError: disk full"):
+        await launcher.alaunch_single("y", timeout=DEADLINE)
+    assert calls == ["y"]

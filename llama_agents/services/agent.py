@@ -17,7 +17,7 @@ from llama_index.core.memory import BaseMemory
 from llama_index.core.workflow import Context, Workflow
 
 from llama_agents.messages import TaskDefinition, TaskResult
-from llama_agents.services.base import BaseService
+from llama_agents.services.base import BaseService, failed_result
 
 logger = logging.getLogger("llama_agents.services")
 
@@ -62,14 +62,9 @@ class AgentService(BaseService):
         try:
             output = await self.agent.run(user_msg=task.input, ctx=ctx)
         except Exception as exc:
+            # Caught here rather than in BaseService: the failed step keeps the agent's history.
             logger.warning("agent %s failed on task %s: %s", self.service_name, task.task_id, exc)
-            return TaskResult(
-                task_id=task.task_id,
-                step_id=task.step_id,
-                result="",
-                error=f"{type(exc).__name__}: {exc}",
-                history=await _history(ctx),
-            )
+            return failed_result(task, f"{type(exc).__name__}: {exc}", history=await _history(ctx))
         return TaskResult(
             task_id=task.task_id,
             step_id=task.step_id,

@@ -40,6 +40,11 @@ from llama_agents.messages import (
 logger = logging.getLogger("llama_agents.services")
 
 
+def failed_result(task: TaskDefinition, error: str, **fields: Any) -> TaskResult:
+    """The result of a step that failed: no answer, the reason in `error`."""
+    return TaskResult(task_id=task.task_id, step_id=task.step_id, result="", error=error, **fields)
+
+
 class BaseService(ABC):
     """A long-running worker that consumes the messages sent to `service_name`.
 
@@ -114,7 +119,14 @@ class BaseService(ABC):
         """
         if message.action is not ActionTypes.NEW_TASK:
             raise self._unsupported(message)
-        result = await self.run_task(TaskDefinition.from_data(message.data))
+        task = TaskDefinition.from_data(message.data)
+        try:
+            result = await self.run_task(task)
+        except Exception as exc:
+            # A step that raised is a failed step, reported to whoever asked: retrying the
+            # message would only run it again (a crash mid-step is what redelivery is for).
+            logger.warning("%s failed on task %s: %s", self.service_name, task.task_id, exc)
+            result = failed_result(task, f"{type(exc).__name__}: {exc}")
         await self.publish(
             QueueMessage(
                 type=message.reply_to or CONTROL_PLANE_MESSAGE_TYPE,
@@ -126,7 +138,7 @@ class BaseService(ABC):
 
     @abstractmethod
     async def run_task(self, task: TaskDefinition) -> TaskResult:
-        """Do one step of a task; report a failure in `TaskResult.error`, do not raise."""
+        """Do one step of a task. Raising makes it a failed step with the error's text."""
 
     async def handle_message(self, message: QueueMessage, **kwargs: Any) -> None:
         """`process_message`, counted (what `GET /` reports)."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -28,8 +27,6 @@ from llama_index.core.prompts import BasePromptTemplate
 from llama_agents.message_queues.base import BaseMessageQueue
 from llama_agents.messages import TaskDefinition, TaskResult
 from llama_agents.services.base import BaseService
-
-logger = logging.getLogger("llama_agents.services")
 
 Component = (
     Callable[[str], str]
@@ -71,18 +68,7 @@ class ComponentService(BaseService):
         self.component = component
 
     async def run_task(self, task: TaskDefinition) -> TaskResult:
-        try:
-            output = await self._run(task.input)
-        except Exception as exc:
-            logger.warning(
-                "component %s failed on task %s: %s", self.service_name, task.task_id, exc
-            )
-            return TaskResult(
-                task_id=task.task_id,
-                step_id=task.step_id,
-                result="",
-                error=f"{type(exc).__name__}: {exc}",
-            )
+        output = await self._run(task.input)  # an error fails the step (BaseService)
         return TaskResult(task_id=task.task_id, step_id=task.step_id, result=output)
 
 

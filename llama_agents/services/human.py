@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from llama_agents.message_queues.base import BaseMessageQueue
 from llama_agents.messages import HumanResponse, TaskDefinition, TaskResult
 from llama_agents.messages.envelope import utc_now
-from llama_agents.services.base import BaseService
+from llama_agents.services.base import BaseService, failed_result
 
 logger = logging.getLogger("llama_agents.services")
 
@@ -137,12 +137,7 @@ class HumanService(BaseService):
                 answer = await answered
         except TimeoutError:
             if self.timeout_answer is None:
-                return TaskResult(
-                    task_id=task.task_id,
-                    step_id=task.step_id,
-                    result="",
-                    error=f"no person answered within {self.timeout}s",
-                )
+                return failed_result(task, f"no person answered within {self.timeout}s")
             answer = self.timeout_answer
         finally:
             asking.cancel()

@@ -24,7 +24,7 @@ from llama_agents.messages import (
     ToolCall,
     ToolCallResult,
 )
-from llama_agents.services.base import BaseService
+from llama_agents.services.base import BaseService, failed_result
 
 logger = logging.getLogger("llama_agents.services")
 
@@ -112,11 +112,8 @@ class ToolService(BaseService):
         )
 
     async def run_task(self, task: TaskDefinition) -> TaskResult:
-        return TaskResult(
-            task_id=task.task_id,
-            step_id=task.step_id,
-            result="",
-            error=f"{self.service_name!r} is a tool service: it takes tool calls, not tasks",
+        return failed_result(
+            task, f"{self.service_name!r} is a tool service: it takes tool calls, not tasks"
         )
 
     def add_routes(self, app: FastAPI) -> None:
