@@ -6,7 +6,6 @@ from pkgutil import extend_path
 
 __path__ = extend_path(__path__, __name__)
 
-from llama_agents.client import AsyncLlamaAgentsClient, LlamaAgentsClient
 from llama_agents.control_plane import ControlPlaneServer, TaskRecord, TaskStatus
 from llama_agents.errors import (
     BrokerUnavailableError,
@@ -61,6 +60,7 @@ from llama_agents.orchestrators import (
     RouterStep,
     ServiceStep,
 )
+from llama_agents.sdk import AsyncLlamaAgentsClient, LlamaAgentsClient
 from llama_agents.services import (
     AgentService,
     BaseService,

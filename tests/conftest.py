@@ -141,7 +141,7 @@ async def broker_control(amqp_url: str) -> AsyncIterator[None]:
 
     Whatever the test does, the broker is running again when it ends.
     """
-    from . import broker
+    from tests.support import broker
 
     if not await broker.available():
         message = "rabbitmqctl cannot control the broker on this machine"
@@ -154,4 +154,4 @@ async def broker_control(amqp_url: str) -> AsyncIterator[None]:
         await broker.ensure_running()
 
 
-from .llm_server import scripted_llm_fixture  # noqa: E402, F401  (the `scripted_llm` fixture)
+from tests.support.llm_server import scripted_llm_fixture  # noqa: E402, F401  (the `scripted_llm` fixture)

@@ -44,7 +44,7 @@ from llama_agents.messages import (
 )
 from llama_agents.messages.envelope import utc_now
 from llama_agents.orchestrators.base import CONTROL_PLANE_PUBLISHER, BaseOrchestrator, is_final
-from llama_agents.tools.service_tool import ServiceTool
+from llama_agents.orchestrators.service_tool import ServiceTool
 
 logger = logging.getLogger("llama_agents.control_plane")
 

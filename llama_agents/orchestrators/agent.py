@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from llama_agents.errors import ConfigurationError, TaskFailedError
 from llama_agents.messages import QueueMessage, TaskDefinition, TaskResult
 from llama_agents.orchestrators.base import BaseOrchestrator, final_message, step_message
-from llama_agents.tools.service_tool import ServiceTool
+from llama_agents.orchestrators.service_tool import ServiceTool
 
 FINALIZE_TOOL_NAME = "finalize"
 STATE_VERSION = 1

@@ -43,7 +43,7 @@ from llama_agents.orchestrators.pipeline_graph import (
     Step,
     check_template,
 )
-from llama_agents.tools.service_tool import ServiceTool
+from llama_agents.orchestrators.service_tool import ServiceTool
 
 __all__ = [
     "FunctionStep",

@@ -1,10 +1,9 @@
-"""Tools that stand for services: service tools for orchestrators, remote tools for agents."""
+"""Tools for agents: remote tools that run in other services, and services called as tools."""
 
 from llama_agents.tools.meta_service_tool import MetaServiceTool
 from llama_agents.tools.replies import ReplyInbox
 from llama_agents.tools.service_as_tool import AgentServiceTool, ServiceAsTool
 from llama_agents.tools.service_component import ServiceComponent
-from llama_agents.tools.service_tool import ServiceInput, ServiceTool
 
 __all__ = [
     "AgentServiceTool",
@@ -12,6 +11,4 @@ __all__ = [
     "ReplyInbox",
     "ServiceAsTool",
     "ServiceComponent",
-    "ServiceInput",
-    "ServiceTool",
 ]

@@ -20,8 +20,8 @@ from llama_agents.messages import (
     TaskDefinition,
     TaskResult,
 )
+from llama_agents.orchestrators.service_tool import ServiceInput
 from llama_agents.tools.remote import RemoteTool
-from llama_agents.tools.service_tool import ServiceInput
 
 
 class ServiceAsTool(RemoteTool):

@@ -1,0 +1,34 @@
+"""`llama-agents monitor`: the terminal app that watches and drives a running control plane."""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+
+from llama_agents.console._common import client_options, reports_errors
+from llama_agents.sdk import AsyncLlamaAgentsClient
+
+
+@click.command()
+@client_options
+@reports_errors
+def monitor(control_plane_url: str, api_key: str | None) -> None:
+    """Watch services and tasks live; create, inspect and cancel tasks; answer human requests.
+
+    Keys: q quit, c cancel the selected task, r reload, n new task, a answer the selected
+    request waiting at a human service, esc back, tab next pane, arrows move. Type a task's
+    input (or, while a waiting request is selected, its answer) in the box at the bottom and
+    press Enter to send it.
+    """
+    # Imported here so that the other commands start without loading textual.
+    from llama_agents.console.monitor_app import MonitorApp
+
+    # Built before the app starts, so a malformed URL is an `Error:` line, not a screen.
+    client = AsyncLlamaAgentsClient(control_plane_url, api_key=api_key or None)
+
+    async def run() -> None:
+        async with client:
+            await MonitorApp(client).run_async()
+
+    asyncio.run(run())

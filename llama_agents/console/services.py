@@ -1,0 +1,64 @@
+"""`llama-agents services ...`: see which services a running control plane knows."""
+
+from __future__ import annotations
+
+import click
+
+from llama_agents.console._common import (
+    client_options,
+    connect,
+    echo_fields,
+    echo_json,
+    echo_table,
+    json_option,
+    reports_errors,
+)
+from llama_agents.messages import ServiceDefinition
+
+
+@click.group()
+def services() -> None:
+    """List and inspect the services registered with a control plane."""
+
+
+def _address(definition: ServiceDefinition) -> str:
+    if definition.host is None:
+        return ""
+    return definition.host if definition.port is None else f"{definition.host}:{definition.port}"
+
+
+@services.command("list")
+@json_option
+@client_options
+@reports_errors
+def list_(as_json: bool, control_plane_url: str, api_key: str | None) -> None:
+    """List the registered services."""
+    with connect(control_plane_url, api_key) as client:
+        definitions = client.list_services()
+    if as_json:
+        echo_json(definitions)
+        return
+    rows = [(d.service_name, _address(d), d.description) for d in definitions]
+    echo_table(["SERVICE", "ADDRESS", "DESCRIPTION"], rows, "No services registered.")
+
+
+@services.command("get")
+@click.argument("name")
+@json_option
+@client_options
+@reports_errors
+def get(name: str, as_json: bool, control_plane_url: str, api_key: str | None) -> None:
+    """Show one service's definition."""
+    with connect(control_plane_url, api_key) as client:
+        definition = client.get_service(name)
+    if as_json:
+        echo_json(definition)
+        return
+    echo_fields(
+        [
+            ("Service", definition.service_name),
+            ("Address", _address(definition)),
+            ("Description", definition.description),
+            ("Prompt", f"{len(definition.prompt)} message(s)" if definition.prompt else None),
+        ]
+    )

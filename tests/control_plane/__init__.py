@@ -1,0 +1,1 @@
+"""The control plane, its store and the orchestrators."""

@@ -1,0 +1,1 @@
+"""Whole systems: README flows, examples, processes, compose, install."""

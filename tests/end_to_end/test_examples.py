@@ -1,0 +1,59 @@
+"""Every example runs from a fresh checkout with no API key, as its docstring says."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+SECRET = "The secret fact is: A baby llama is called a 'Cria'."
+
+#: What each example must print.
+EXPECTED = {
+    "agentic_human_local_single.py": "Result: 10 (a canned reply: there was no terminal",
+    "agentic_local_single.py": f"Result: {SECRET}",
+    "agentic_rag_toolservice.py": "Result: Llamas are domesticated South American camelids",
+    "agentic_server.py": f"Result: {SECRET}",
+    "agentic_toolservice_local_single.py": f"Result: {SECRET}",
+    "pipeline_agent_service_tool_local_single.py": f"Result: {SECRET}",
+    "pipeline_human_local_single.py": "Result: 10 (a canned reply from the human route",
+    "pipeline_local_single.py": "Result: Did you know? A baby llama is called a 'Cria'.",
+    "query_rewrite_rag.py": "Result: According to the documents: A baby llama or alpaca is "
+    "called a cria. A cria weighs about 8 kilograms at birth.",
+}
+
+
+def _offline_env() -> dict[str, str]:
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_API_BASE"}
+        and not k.startswith("LLAMA_AGENTS_LLM_")
+    }
+
+
+def test_every_example_is_checked() -> None:
+    assert sorted(p.name for p in EXAMPLES.glob("*.py")) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_example_runs_offline(name: str) -> None:
+    script = EXAMPLES / name
+    docstring = script.read_text().split('"""')[1]
+    assert f"examples/{name}" in docstring, "the docstring says how to run it"
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        stdin=subprocess.DEVNULL,  # the human examples ask on a terminal only
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=_offline_env(),
+        cwd=EXAMPLES.parent,
+    )
+    assert result.returncode == 0, result.stderr
+    assert EXPECTED[name] in result.stdout

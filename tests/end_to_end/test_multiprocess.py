@@ -1,0 +1,277 @@
+"""The system as separate OS processes on RabbitMQ, under faults.
+
+A control plane, two replicas of one agent service and one other agent service, each its
+own process (`llama-agents serve ...`); 100 tasks through the SDK. Each test injects a fault
+mid-run (SIGTERM or kill -9 a replica, kill -9 the control plane and start it again, stop
+and start the broker) and prints its ledger: submitted, completed, lost, duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from llama_agents import (
+    AsyncLlamaAgentsClient,
+    CallableMessageConsumer,
+    QueueMessage,
+    RabbitMQMessageQueue,
+    TaskResult,
+    TaskStatus,
+)
+from tests.support import broker
+from tests.support.processes import CLI, ProcessGroup, free_port, offline_env
+
+pytestmark = pytest.mark.timeout(300)
+
+TASKS = 100
+FAULT_AFTER = 30
+SECRET = "The secret fact is: A baby llama is called a 'Cria'."
+TARGETS = {
+    "orchestrator": "tests/support/mp_system.py:build_orchestrator",
+    "secret": "tests/support/mp_system.py:build_secret_agent",
+    "dumb": "tests/support/mp_system.py:build_dumb_agent",
+}
+
+
+class Results:
+    """Reads the `human` queue in the test process: every final result, counted by task."""
+
+    def __init__(self, amqp_url: str, exchange: str) -> None:
+        self.queue = RabbitMQMessageQueue(
+            url=amqp_url, exchange_name=exchange, reconnect_interval=0.2, max_reconnect_interval=1
+        )
+        self.by_task: Counter[str] = Counter()
+        self.answers: dict[str, TaskResult] = {}
+        self.expected: set[str] = set()
+        self.changed = asyncio.Condition()
+        self._consuming: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        consumer = CallableMessageConsumer(handler=self._receive, message_type="human")
+        start = await self.queue.register_consumer(consumer)
+        self._consuming = asyncio.create_task(start())
+
+    async def _receive(self, message: QueueMessage) -> None:
+        result = TaskResult.model_validate(message.data)
+        async with self.changed:
+            self.by_task[result.task_id] += 1
+            self.answers[result.task_id] = result
+            self.changed.notify_all()
+
+    async def wait_for(self, count: int, timeout: float = 180.0) -> None:
+        async with asyncio.timeout(timeout), self.changed:
+            await self.changed.wait_for(lambda: len(self.by_task) >= count)
+
+    async def close(self) -> None:
+        await self.queue.close()
+        if self._consuming is not None:
+            self._consuming.cancel()
+
+
+@dataclass
+class Ledger:
+    submitted: int
+    completed: int
+    lost: int
+    duplicate_results: int
+    step_runs: int
+    steps_run_twice: int
+    replicas: dict[str, int]
+
+    def print(self, case: str) -> None:
+        print(json.dumps({"ledger": case, **self.__dict__}))
+
+
+class System:
+    """The processes of one test's system, on the test's own exchange."""
+
+    def __init__(self, amqp_url: str, exchange: str, tmp_path: Path) -> None:
+        self.amqp_url = amqp_url
+        self.exchange = exchange
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ledger_path = tmp_path / "ledger.txt"
+        self.state_path = tmp_path / "control_plane.sqlite3"
+        self.group = ProcessGroup()
+        self.results = Results(amqp_url, exchange)
+        self.service_ports: dict[str, int] = {}
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return offline_env(
+            {
+                "LLAMA_AGENTS_AMQP_URL": self.amqp_url,
+                "LLAMA_AGENTS_EXCHANGE": self.exchange,
+                "LLAMA_AGENTS_CONTROL_PLANE_URL": self.url,
+                "LLAMA_AGENTS_STATE_PATH": str(self.state_path),
+                "LLAMA_AGENTS_TEST_LEDGER": str(self.ledger_path),
+                **extra,
+            }
+        )
+
+    async def start_control_plane(self) -> None:
+        await self.group.start(
+            "control_plane",
+            [
+                CLI,
+                "serve",
+                "control-plane",
+                "--orchestrator",
+                TARGETS["orchestrator"],
+                "--port",
+                str(self.port),
+            ],
+            self.env(),
+            ready_marker="control plane ready",
+        )
+
+    async def start_service(self, name: str, target: str) -> None:
+        self.service_ports[name] = free_port()
+        await self.group.start(
+            name,
+            [CLI, "serve", "service", target, "--port", str(self.service_ports[name])],
+            self.env(LLAMA_AGENTS_TEST_REPLICA=name),
+            ready_marker=" ready at",
+        )
+
+    async def up(self) -> None:
+        await self.start_control_plane()
+        await self.start_service("replica_1", TARGETS["secret"])
+        await self.start_service("replica_2", TARGETS["secret"])
+        await self.start_service("dumb", TARGETS["dumb"])
+        await self.results.start()
+
+    async def submit(self, count: int) -> list[str]:
+        async with AsyncLlamaAgentsClient(self.url) as client:
+            ids = await asyncio.gather(
+                *(client.create_task("What is the secret fact?") for _ in range(count))
+            )
+        self.results.expected = set(ids)
+        return list(ids)
+
+    async def in_flight(self, name: str) -> int:
+        """Messages the service is handling right now (its `GET /` counters)."""
+        async with httpx.AsyncClient() as http:
+            status = await http.get(f"http://127.0.0.1:{self.service_ports[name]}/")
+        return int(status.json()["messages"]["in_flight"])
+
+    def step_runs(self) -> list[tuple[str, str, str]]:
+        if not self.ledger_path.exists():
+            return []
+        rows = [line.split() for line in self.ledger_path.read_text().splitlines() if line]
+        return [(replica, task_id, step_id) for replica, task_id, step_id in rows]
+
+    async def ledger(self, task_ids: list[str]) -> Ledger:
+        async with AsyncLlamaAgentsClient(self.url) as client:
+            tasks = {t.task_id: t for t in await client.list_tasks()}
+        completed = [t for t in task_ids if tasks[t].status is TaskStatus.COMPLETED]
+        runs = self.step_runs()
+        per_step = Counter(step for _, _, step in runs)
+        return Ledger(
+            submitted=len(task_ids),
+            completed=len(completed),
+            lost=len(set(task_ids) - set(self.results.by_task)),
+            duplicate_results=sum(n - 1 for n in self.results.by_task.values() if n > 1),
+            step_runs=len(runs),
+            steps_run_twice=sum(1 for n in per_step.values() if n > 1),
+            replicas=dict(Counter(replica for replica, _, _ in runs)),
+        )
+
+    async def close(self) -> None:
+        await self.results.close()
+        await self.group.close()
+        await broker.delete_system(self.amqp_url, self.exchange)
+
+
+@pytest.fixture
+async def system(amqp_url: str, exchange_name: str, tmp_path: Path) -> AsyncIterator[System]:
+    running = System(amqp_url, exchange_name, tmp_path)
+    try:
+        await running.up()
+        yield running
+    finally:
+        await running.close()
+
+
+def assert_all_answered(system: System, task_ids: list[str]) -> None:
+    assert set(system.results.by_task) == set(task_ids)
+    assert all(system.results.answers[t].result == SECRET for t in task_ids)
+
+
+async def test_replicas_share_the_work_and_sigterm_loses_nothing(system: System) -> None:
+    task_ids = await system.submit(TASKS)
+    await system.results.wait_for(FAULT_AFTER)
+    assert await system.in_flight("replica_1") > 0, "it is stopped while it holds tasks"
+    assert await system.group.stop("replica_1") == 0, "SIGTERM: drains, then exits cleanly"
+    await system.results.wait_for(TASKS)
+
+    ledger = await system.ledger(task_ids)
+    ledger.print("sigterm_replica")
+    assert_all_answered(system, task_ids)
+    assert (ledger.completed, ledger.lost, ledger.duplicate_results) == (TASKS, 0, 0)
+    assert ledger.steps_run_twice == 0, "a drained replica hands nothing back half-done"
+    assert ledger.replicas.get("replica_1", 0) > 0 and ledger.replicas.get("replica_2", 0) > 0
+
+
+async def test_kill_9_replica_mid_run_loses_nothing(system: System) -> None:
+    task_ids = await system.submit(TASKS)
+    await system.results.wait_for(FAULT_AFTER)
+    assert await system.in_flight("replica_1") > 0, "it dies holding unacknowledged tasks"
+    await system.group.kill("replica_1")
+    await system.results.wait_for(TASKS)
+
+    ledger = await system.ledger(task_ids)
+    ledger.print("kill_9_replica")
+    assert_all_answered(system, task_ids)
+    assert (ledger.completed, ledger.lost, ledger.duplicate_results) == (TASKS, 0, 0)
+    assert ledger.replicas.get("replica_2", 0) > 0
+
+
+async def test_kill_9_control_plane_and_restart(system: System) -> None:
+    task_ids = await system.submit(TASKS)
+    await system.results.wait_for(FAULT_AFTER)
+    await system.group.kill("control_plane")
+    killed_at = datetime.now(UTC)
+    await system.start_control_plane()  # same state file, same queue
+    await system.results.wait_for(TASKS)
+
+    ledger = await system.ledger(task_ids)
+    ledger.print("kill_9_control_plane")
+    assert_all_answered(system, task_ids)
+    assert (ledger.completed, ledger.lost) == (TASKS, 0)
+    # A result the control plane published but could not mark before dying is sent again:
+    # at least once. Consumers de-duplicate by task id; the ledger shows how often.
+    assert ledger.duplicate_results <= FAULT_AFTER
+    # Steps completed before the crash were never run again.
+    runs = Counter(step for _, _, step in system.step_runs())
+    async with AsyncLlamaAgentsClient(system.url) as client:
+        records = [await client.get_task(task_id) for task_id in task_ids]
+    done_before = [
+        step.step_id
+        for record in records
+        for step in record.steps
+        if step.completed_at is not None and step.completed_at < killed_at
+    ]
+    assert done_before, "the crash came mid-run"
+    assert all(runs[step] == 1 for step in done_before)
+
+
+async def test_broker_restart_mid_run(system: System, broker_control: None) -> None:
+    task_ids = await system.submit(TASKS)
+    await system.results.wait_for(FAULT_AFTER)
+    await broker.stop_app()
+    await broker.start_app()
+    await system.results.wait_for(TASKS)  # every process reconnected by itself
+
+    ledger = await system.ledger(task_ids)
+    ledger.print("broker_restart")
+    assert_all_answered(system, task_ids)
+    assert (ledger.completed, ledger.lost) == (TASKS, 0)

@@ -1,0 +1,1 @@
+"""The message fabric: messages, consumers, both queues, RabbitMQ faults."""

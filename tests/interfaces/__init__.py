@@ -1,0 +1,1 @@
+"""What people drive the system with: the SDK, the CLI, the monitor."""

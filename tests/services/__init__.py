@@ -1,0 +1,1 @@
+"""Services: agents, tools, humans, components; the LLMs tests use."""

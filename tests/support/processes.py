@@ -1,0 +1,139 @@
+"""Running parts of a system as separate OS processes, as containers would.
+
+Readiness is awaited from what a process logs ("... ready at ..."), never guessed with a
+sleep. Every process is stopped (and killed if it hangs) when the group closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CLI = str(Path(sys.executable).parent / "llama-agents")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def offline_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a fresh machine: no LLM keys, so services use the offline LLM."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("LLAMA_AGENTS_")
+        and k not in {"OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_API_BASE"}
+    }
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+@dataclass
+class Proc:
+    name: str
+    process: asyncio.subprocess.Process
+    ready_marker: str
+    lines: list[str] = field(default_factory=list)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    reader: asyncio.Task[None] | None = None
+    new_line: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    async def wait_for_line(self, text: str, timeout: float = 60.0) -> str:
+        """The first output line containing `text`, as soon as the process prints it."""
+        async with asyncio.timeout(timeout), self.new_line:
+            await self.new_line.wait_for(lambda: any(text in line for line in self.lines))
+        return next(line for line in self.lines if text in line)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def output(self) -> str:
+        return "\n".join(self.lines[-60:])
+
+
+class ProcessGroup:
+    """Starts named processes, waits for them to be ready, stops them."""
+
+    def __init__(self) -> None:
+        self.procs: dict[str, Proc] = {}
+
+    async def start(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        *,
+        ready_marker: str,
+        timeout: float = 60.0,
+    ) -> Proc:
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=ROOT,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+        proc = Proc(name, process, ready_marker)
+        proc.reader = asyncio.create_task(self._read(proc))
+        self.procs[name] = proc
+        await self.wait_ready(proc, timeout)
+        return proc
+
+    async def _read(self, proc: Proc) -> None:
+        assert proc.process.stdout is not None
+        async for raw in proc.process.stdout:
+            line = raw.decode(errors="replace").rstrip()
+            async with proc.new_line:
+                proc.lines.append(line)
+                proc.new_line.notify_all()
+            if proc.ready_marker in line:
+                proc.ready.set()
+
+    async def wait_ready(self, proc: Proc, timeout: float) -> None:
+        exited = asyncio.create_task(proc.process.wait())
+        ready = asyncio.create_task(proc.ready.wait())
+        done, _ = await asyncio.wait(
+            {exited, ready}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        exited.cancel()
+        ready.cancel()
+        if ready not in done:
+            raise RuntimeError(
+                f"{proc.name} did not become ready ({proc.ready_marker!r}); "
+                f"exit code {proc.process.returncode}; output:\n{proc.output()}"
+            )
+
+    async def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
+        """Send `sig` and wait for the exit; kill after `timeout`. Returns the exit code."""
+        proc = self.procs.pop(name)
+        if proc.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.process.send_signal(sig)
+            try:
+                await asyncio.wait_for(proc.process.wait(), timeout)
+            except TimeoutError:
+                proc.process.kill()
+                await proc.process.wait()
+        if proc.reader is not None:
+            await asyncio.wait_for(proc.reader, 10)
+        return proc.process.returncode if proc.process.returncode is not None else -1
+
+    async def kill(self, name: str) -> int:
+        """`kill -9`: no chance to clean up."""
+        return await self.stop(name, signal.SIGKILL)
+
+    async def close(self) -> None:
+        for name in list(self.procs):
+            await self.stop(name)
