@@ -46,6 +46,14 @@ class TaskDefinition(Payload):
     state: dict[str, Any] = Field(default_factory=dict)
     agent_id: str | None = None
     step_id: str | None = Field(default=None, max_length=200)
+    #: The fields of a workflow's start event, instead of `input` as text.
+    start_event: dict[str, Any] | None = None
+    #: Run in this service directly, with no orchestrator.
+    service: RoutingKey | None = None
+    #: Continue this session: its context, one task at a time.
+    session_id: str | None = Field(default=None, min_length=1, max_length=200)
+    #: Set on steps that continue a checkpointed run or a session (control plane -> service).
+    resume: RunResume | None = None
 
 
 class TaskResult(Payload):
@@ -103,3 +111,9 @@ class HumanResponse(Payload):
     """What a person answered to a request for help."""
 
     result: str
+
+
+# Run payloads build on `Payload`; `TaskDefinition.resume` is one of them.
+from llama_agents.messages.runs import RunResume  # noqa: E402
+
+TaskDefinition.model_rebuild(_types_namespace={"RunResume": RunResume})

@@ -1,0 +1,71 @@
+"""The control plane's durable state: tasks, their event logs and checkpoints, sessions, services.
+
+`open_state_store()` turns what a user configures (a store, a file path, a URL, or nothing)
+into a `StateStore`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from llama_agents._settings import env_str
+from llama_agents.control_plane.state.base import (
+    ConcurrentUpdateError,
+    EventRow,
+    NewEvent,
+    SessionRow,
+    StateStore,
+    TaskPage,
+    TaskRow,
+)
+from llama_agents.control_plane.state.sqlite import SqliteStateStore
+from llama_agents.errors import ConfigurationError
+
+#: Where a served control plane keeps its state unless told otherwise.
+DEFAULT_STATE_PATH = ".llama_agents/control_plane.sqlite3"
+
+
+def open_state_store(spec: StateStore | str | Path | None, *, persist: bool) -> StateStore:
+    """The store `spec` names.
+
+    - a `StateStore`: itself;
+    - `sqlite:///relative/path`, `sqlite:////absolute/path`, `sqlite://` (memory) or a plain
+      file path: SQLite there;
+    - None: `LLAMA_AGENTS_STATE_URL` (or the older `LLAMA_AGENTS_STATE_PATH`) when set, else
+      a file under `./.llama_agents/` when `persist` (a served control plane), else memory.
+    """
+    if isinstance(spec, StateStore):
+        return spec
+    if spec is None:
+        spec = env_str("STATE_URL", "") or env_str("STATE_PATH", "")
+        if not spec:
+            return SqliteStateStore(DEFAULT_STATE_PATH if persist else ":memory:")
+    text = str(spec)
+    if text.startswith(("postgres://", "postgresql://")):
+        raise ConfigurationError(
+            "a PostgreSQL state store is not available in this version; use SQLite "
+            "(a file path or sqlite:///path)"
+        )
+    if text.startswith("sqlite:///"):
+        text = text.removeprefix("sqlite:///")  # sqlite:///rel.db, sqlite:////abs/path.db
+    elif text.startswith("sqlite://"):
+        text = text.removeprefix("sqlite://") or ":memory:"
+    elif "://" in text:
+        raise ConfigurationError(
+            f"unsupported state store URL {text!r}: use a file path or sqlite:///path"
+        )
+    return SqliteStateStore(text)
+
+
+__all__ = [
+    "DEFAULT_STATE_PATH",
+    "ConcurrentUpdateError",
+    "EventRow",
+    "NewEvent",
+    "SessionRow",
+    "SqliteStateStore",
+    "StateStore",
+    "TaskPage",
+    "TaskRow",
+    "open_state_store",
+]

@@ -1,0 +1,533 @@
+"""`SqliteStateStore`: the control plane's state in one SQLite file (or in memory).
+
+The embedded default: nothing to install, and durable across a crash or a power loss (WAL
+journal with `synchronous=FULL`: a write that returned is on disk). All SQL runs on one worker
+thread, so the event loop never blocks on disk. Writes are group-committed: the writes that
+arrive while a commit runs go into the next transaction, each in its own savepoint, so under
+load one thread hop and one fsync serve many writes, and one failing write fails only itself.
+A transaction that cannot commit is rolled back, so the next one starts clean.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from llama_agents.control_plane.state.base import (
+    ConcurrentUpdateError,
+    EventRow,
+    NewEvent,
+    SessionRow,
+    StateStore,
+    TaskPage,
+    TaskRow,
+)
+from llama_agents.errors import ConfigurationError
+
+logger = logging.getLogger("llama_agents.control_plane.state")
+
+T = TypeVar("T")
+
+#: Bumped when the schema changes; `open()` refuses a file written by a newer version.
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tasks (
+    task_id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    session_id TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    finished_at TEXT,
+    version INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tasks_by_created ON tasks (created_at, task_id);
+CREATE INDEX IF NOT EXISTS tasks_by_status ON tasks (status, created_at, task_id);
+CREATE INDEX IF NOT EXISTS tasks_by_finished ON tasks (finished_at) WHERE finished_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tasks_by_session ON tasks (session_id, created_at)
+    WHERE session_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS events (
+    task_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    dedupe_key TEXT,
+    body TEXT NOT NULL,
+    PRIMARY KEY (task_id, seq)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS events_dedupe ON events (task_id, dedupe_key)
+    WHERE dedupe_key IS NOT NULL;
+CREATE TABLE IF NOT EXISTS checkpoints (
+    task_id TEXT PRIMARY KEY,
+    updated_at TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    session_id TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS services (name TEXT PRIMARY KEY, body TEXT NOT NULL);
+"""
+
+
+def _ts(value: datetime | None) -> str | None:
+    """A timestamp as fixed-width UTC text, so that text order is time order."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _dt(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def encode_cursor(created_at: str, task_id: str) -> str:
+    """An opaque listing cursor: where the previous page ended."""
+    return base64.urlsafe_b64encode(_dumps([created_at, task_id]).encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[str, str]:
+    """The position a cursor names; `ConfigurationError` for one this store did not make."""
+    try:
+        created_at, task_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return str(created_at), str(task_id)
+    except (ValueError, TypeError) as exc:
+        raise ConfigurationError(f"invalid cursor {cursor[:50]!r}") from exc
+
+
+_Op = Callable[[sqlite3.Connection], Any]
+
+
+class SqliteStateStore(StateStore):
+    """The state in `path` (created with its folder if missing), or in memory (`":memory:"`)."""
+
+    def __init__(self, path: str | Path = ":memory:") -> None:
+        self.path = str(path)
+        self.durable = self.path != ":memory:"
+        self._db: sqlite3.Connection | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-state")
+        self._pending: list[tuple[_Op, asyncio.Future[Any]]] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._open_lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"SqliteStateStore({self.path!r})"
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    async def open(self) -> None:
+        async with self._open_lock:
+            if self._db is None:
+                self._db = await self._call(self._connect)
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.durable:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA foreign_keys=ON")
+        db.executescript(_SCHEMA)
+        row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is None:
+            db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        elif int(row[0]) > SCHEMA_VERSION:
+            db.close()
+            raise ConfigurationError(
+                f"{self.path} was written by a newer llama-agents (schema {row[0]}, this one "
+                f"reads up to {SCHEMA_VERSION}); upgrade llama-agents"
+            )
+        return db
+
+    async def close(self) -> None:
+        writer = self._writer
+        if writer is not None and not writer.done():
+            await asyncio.wait([writer])
+        db, self._db = self._db, None
+        if db is not None:
+            await self._call(db.close)
+        self._executor.shutdown(wait=False)
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    async def _read(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        if self._db is None:
+            await self.open()
+        assert self._db is not None
+        return await self._call(op, self._db)
+
+    async def _write(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `op` in the next group commit; return its result once committed."""
+        if self._db is None:
+            await self.open()
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[T] = loop.create_future()
+        self._pending.append((op, done))
+        writer = self._writer
+        if writer is None or writer.done() or writer.get_loop() is not loop:
+            self._writer = loop.create_task(self._write_pending())
+        return await done
+
+    async def _write_pending(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                outcomes = await self._call(self._commit, [op for op, _ in batch])
+            except Exception as exc:  # the commit itself failed: nothing in it was saved
+                logger.error("state store commit failed: %s", exc)
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for (_, done), (ok, value) in zip(batch, outcomes, strict=True):
+                if done.done():
+                    continue
+                if ok:
+                    done.set_result(value)
+                else:
+                    done.set_exception(value)
+
+    def _commit(self, ops: list[_Op]) -> list[tuple[bool, Any]]:
+        """One transaction; each op in a savepoint so a failing op fails alone."""
+        db = self._db
+        assert db is not None
+        outcomes: list[tuple[bool, Any]] = []
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for op in ops:
+                db.execute("SAVEPOINT op")
+                try:
+                    outcomes.append((True, op(db)))
+                except Exception as exc:
+                    db.execute("ROLLBACK TO op")
+                    outcomes.append((False, exc))
+                db.execute("RELEASE op")
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return outcomes
+
+    # -- tasks ------------------------------------------------------------------------
+
+    async def insert_task(self, row: TaskRow) -> bool:
+        def op(db: sqlite3.Connection) -> bool:
+            cursor = db.execute(
+                "INSERT INTO tasks (task_id, status, session_id, created_at, updated_at,"
+                " finished_at, version, body) VALUES (?, ?, ?, ?, ?, ?, 1, ?)"
+                " ON CONFLICT (task_id) DO NOTHING",
+                (
+                    row.task_id,
+                    row.status,
+                    row.session_id,
+                    _ts(row.created_at),
+                    _ts(row.updated_at),
+                    _ts(row.finished_at),
+                    _dumps(row.body),
+                ),
+            )
+            return cursor.rowcount == 1
+
+        inserted = await self._write(op)
+        if inserted:
+            row.version = 1
+        return inserted
+
+    async def save_task(self, row: TaskRow) -> None:
+        def op(db: sqlite3.Connection) -> int:
+            return db.execute(
+                "UPDATE tasks SET status = ?, session_id = ?, updated_at = ?, finished_at = ?,"
+                " version = version + 1, body = ? WHERE task_id = ? AND version = ?",
+                (
+                    row.status,
+                    row.session_id,
+                    _ts(row.updated_at),
+                    _ts(row.finished_at),
+                    _dumps(row.body),
+                    row.task_id,
+                    row.version,
+                ),
+            ).rowcount
+
+        if await self._write(op) != 1:
+            raise ConcurrentUpdateError(
+                f"task {row.task_id} changed since version {row.version} was read"
+            )
+        row.version += 1
+
+    async def load_task(self, task_id: str) -> TaskRow | None:
+        def op(db: sqlite3.Connection) -> TaskRow | None:
+            found = db.execute(
+                "SELECT task_id, status, created_at, updated_at, body, version, session_id,"
+                " finished_at FROM tasks WHERE task_id = ?",
+                (task_id,),
+            ).fetchone()
+            return None if found is None else _task_row(found)
+
+        return await self._read(op)
+
+    async def list_tasks(
+        self,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        statuses: frozenset[str] | None = None,
+        session_id: str | None = None,
+    ) -> TaskPage:
+        where: list[str] = []
+        params: list[Any] = []
+        if statuses is not None:
+            where.append(f"status IN ({','.join('?' * len(statuses))})")
+            params.extend(sorted(statuses))
+        if session_id is not None:
+            where.append("session_id = ?")
+            params.append(session_id)
+        if cursor is not None:
+            created_at, task_id = decode_cursor(cursor)
+            where.append("(created_at < ? OR (created_at = ? AND task_id < ?))")
+            params.extend([created_at, created_at, task_id])
+        sql = (
+            "SELECT task_id, status, created_at, updated_at, body, version, session_id,"
+            " finished_at FROM tasks"
+            + (f" WHERE {' AND '.join(where)}" if where else "")
+            + " ORDER BY created_at DESC, task_id DESC LIMIT ?"
+        )
+        params.append(limit + 1)
+
+        def op(db: sqlite3.Connection) -> TaskPage:
+            found = db.execute(sql, params).fetchall()
+            rows = [_task_row(r) for r in found[:limit]]
+            more = len(found) > limit
+            last = found[limit - 1] if more else None
+            return TaskPage(rows, encode_cursor(last[2], last[0]) if last else None)
+
+        return await self._read(op)
+
+    async def count_tasks(self) -> dict[str, int]:
+        def op(db: sqlite3.Connection) -> dict[str, int]:
+            rows = db.execute("SELECT status, COUNT(*) FROM tasks GROUP BY status").fetchall()
+            return {str(status): int(count) for status, count in rows}
+
+        return await self._read(op)
+
+    async def tasks_in(self, statuses: frozenset[str]) -> list[TaskRow]:
+        def op(db: sqlite3.Connection) -> list[TaskRow]:
+            found = db.execute(
+                "SELECT task_id, status, created_at, updated_at, body, version, session_id,"
+                f" finished_at FROM tasks WHERE status IN ({','.join('?' * len(statuses))})"
+                " ORDER BY created_at, task_id",
+                sorted(statuses),
+            ).fetchall()
+            return [_task_row(r) for r in found]
+
+        return await self._read(op)
+
+    async def delete_finished_before(self, cutoff: datetime, limit: int = 1000) -> int:
+        def op(db: sqlite3.Connection) -> int:
+            ids = [
+                r[0]
+                for r in db.execute(
+                    "SELECT task_id FROM tasks WHERE finished_at IS NOT NULL AND finished_at < ?"
+                    " LIMIT ?",
+                    (_ts(cutoff), limit),
+                ).fetchall()
+            ]
+            for task_id in ids:
+                db.execute("DELETE FROM events WHERE task_id = ?", (task_id,))
+                db.execute("DELETE FROM checkpoints WHERE task_id = ?", (task_id,))
+                db.execute("DELETE FROM tasks WHERE task_id = ?", (task_id,))
+            return len(ids)
+
+        return await self._write(op)
+
+    # -- events -----------------------------------------------------------------------
+
+    async def append_events(self, task_id: str, events: list[NewEvent]) -> list[EventRow]:
+        def op(db: sqlite3.Connection) -> list[EventRow]:
+            (last,) = db.execute(
+                "SELECT COALESCE(MAX(seq), 0) FROM events WHERE task_id = ?", (task_id,)
+            ).fetchone()
+            appended: list[EventRow] = []
+            for event in events:
+                if (
+                    event.dedupe_key is not None
+                    and db.execute(
+                        "SELECT 1 FROM events WHERE task_id = ? AND dedupe_key = ?",
+                        (task_id, event.dedupe_key),
+                    ).fetchone()
+                ):
+                    continue
+                last += 1
+                db.execute(
+                    "INSERT INTO events (task_id, seq, dedupe_key, body) VALUES (?, ?, ?, ?)",
+                    (task_id, last, event.dedupe_key, _dumps(event.body)),
+                )
+                appended.append(EventRow(task_id, last, event.body))
+            return appended
+
+        return await self._write(op)
+
+    async def read_events(self, task_id: str, after: int = 0, limit: int = 1000) -> list[EventRow]:
+        def op(db: sqlite3.Connection) -> list[EventRow]:
+            found = db.execute(
+                "SELECT seq, body FROM events WHERE task_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (task_id, after, limit),
+            ).fetchall()
+            return [EventRow(task_id, int(seq), json.loads(body)) for seq, body in found]
+
+        return await self._read(op)
+
+    async def last_sequence(self, task_id: str) -> int:
+        def op(db: sqlite3.Connection) -> int:
+            (last,) = db.execute(
+                "SELECT COALESCE(MAX(seq), 0) FROM events WHERE task_id = ?", (task_id,)
+            ).fetchone()
+            return int(last)
+
+        return await self._read(op)
+
+    # -- checkpoints ------------------------------------------------------------------
+
+    async def save_checkpoint(self, task_id: str, body: dict[str, Any]) -> None:
+        text = _dumps(body)
+        now = _ts(datetime.now(UTC))
+
+        def op(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO checkpoints (task_id, updated_at, body) VALUES (?, ?, ?)"
+                " ON CONFLICT (task_id) DO UPDATE SET updated_at = excluded.updated_at,"
+                " body = excluded.body",
+                (task_id, now, text),
+            )
+
+        await self._write(op)
+
+    async def load_checkpoint(self, task_id: str) -> dict[str, Any] | None:
+        def op(db: sqlite3.Connection) -> dict[str, Any] | None:
+            found = db.execute(
+                "SELECT body FROM checkpoints WHERE task_id = ?", (task_id,)
+            ).fetchone()
+            return None if found is None else dict(json.loads(found[0]))
+
+        return await self._read(op)
+
+    # -- sessions ---------------------------------------------------------------------
+
+    async def insert_session(self, row: SessionRow) -> bool:
+        def op(db: sqlite3.Connection) -> bool:
+            return (
+                db.execute(
+                    "INSERT INTO sessions (session_id, created_at, updated_at, version, body)"
+                    " VALUES (?, ?, ?, 1, ?) ON CONFLICT (session_id) DO NOTHING",
+                    (
+                        row.session_id,
+                        _ts(row.created_at),
+                        _ts(row.updated_at),
+                        _dumps(row.body),
+                    ),
+                ).rowcount
+                == 1
+            )
+
+        inserted = await self._write(op)
+        if inserted:
+            row.version = 1
+        return inserted
+
+    async def save_session(self, row: SessionRow) -> None:
+        def op(db: sqlite3.Connection) -> int:
+            return db.execute(
+                "UPDATE sessions SET updated_at = ?, version = version + 1, body = ?"
+                " WHERE session_id = ? AND version = ?",
+                (_ts(row.updated_at), _dumps(row.body), row.session_id, row.version),
+            ).rowcount
+
+        if await self._write(op) != 1:
+            raise ConcurrentUpdateError(
+                f"session {row.session_id} changed since version {row.version} was read"
+            )
+        row.version += 1
+
+    async def load_session(self, session_id: str) -> SessionRow | None:
+        def op(db: sqlite3.Connection) -> SessionRow | None:
+            found = db.execute(
+                "SELECT session_id, created_at, updated_at, body, version FROM sessions"
+                " WHERE session_id = ?",
+                (session_id,),
+            ).fetchone()
+            if found is None:
+                return None
+            created_at, updated_at = _dt(found[1]), _dt(found[2])
+            assert created_at is not None and updated_at is not None
+            return SessionRow(found[0], created_at, updated_at, json.loads(found[3]), found[4])
+
+        return await self._read(op)
+
+    async def delete_session(self, session_id: str) -> bool:
+        def op(db: sqlite3.Connection) -> bool:
+            return (
+                db.execute("DELETE FROM sessions WHERE session_id = ?", (session_id,)).rowcount == 1
+            )
+
+        return await self._write(op)
+
+    # -- services ---------------------------------------------------------------------
+
+    async def save_service(self, name: str, body: dict[str, Any]) -> None:
+        text = _dumps(body)
+
+        def op(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO services (name, body) VALUES (?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET body = excluded.body",
+                (name, text),
+            )
+
+        await self._write(op)
+
+    async def delete_service(self, name: str) -> bool:
+        def op(db: sqlite3.Connection) -> bool:
+            return db.execute("DELETE FROM services WHERE name = ?", (name,)).rowcount == 1
+
+        return await self._write(op)
+
+    async def all_services(self) -> dict[str, dict[str, Any]]:
+        def op(db: sqlite3.Connection) -> dict[str, dict[str, Any]]:
+            rows = db.execute("SELECT name, body FROM services ORDER BY name").fetchall()
+            return {name: json.loads(body) for name, body in rows}
+
+        return await self._read(op)
+
+
+def _task_row(found: tuple[Any, ...]) -> TaskRow:
+    task_id, status, created_at, updated_at, body, version, session_id, finished_at = found
+    created, updated = _dt(created_at), _dt(updated_at)
+    assert created is not None and updated is not None
+    return TaskRow(
+        task_id=task_id,
+        status=status,
+        created_at=created,
+        updated_at=updated,
+        body=json.loads(body),
+        version=int(version),
+        session_id=session_id,
+        finished_at=_dt(finished_at),
+    )

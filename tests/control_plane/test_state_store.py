@@ -1,0 +1,191 @@
+"""The control plane's state store: fenced writes, paging, counts, gap-free event logs,
+retention, and a failed commit that leaves the store usable."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from llama_agents.control_plane.state import (
+    ConcurrentUpdateError,
+    NewEvent,
+    SessionRow,
+    SqliteStateStore,
+    StateStore,
+    TaskRow,
+    open_state_store,
+)
+from llama_agents.errors import ConfigurationError
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def task(n: int, status: str = "running", **fields: object) -> TaskRow:
+    at = T0 + timedelta(seconds=n)
+    return TaskRow(
+        task_id=f"t{n:04d}",
+        status=status,
+        created_at=at,
+        updated_at=at,
+        body={"n": n},
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[StateStore]:
+    async with SqliteStateStore(tmp_path / "state.sqlite3") as opened:
+        yield opened
+
+
+async def test_insert_is_once_and_saves_are_fenced(store: StateStore) -> None:
+    row = task(1)
+    assert await store.insert_task(row)
+    assert not await store.insert_task(task(1))
+    first = await store.load_task("t0001")
+    second = await store.load_task("t0001")
+    assert first is not None and second is not None
+    first.body["decided"] = "a"
+    await store.save_task(first)
+    second.body["decided"] = "b"
+    with pytest.raises(ConcurrentUpdateError):
+        await store.save_task(second)
+    stored = await store.load_task("t0001")
+    assert stored is not None and stored.body["decided"] == "a" and stored.version == 2
+
+
+async def test_listing_pages_newest_first_with_filters_and_counts(store: StateStore) -> None:
+    for n in range(25):
+        await store.insert_task(task(n, "completed" if n % 2 else "running", session_id="s"))
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = await store.list_tasks(limit=10, cursor=cursor)
+        seen += [row.task_id for row in page.rows]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert seen == [f"t{n:04d}" for n in reversed(range(25))]
+    done = await store.list_tasks(limit=100, statuses=frozenset({"completed"}))
+    assert [r.task_id for r in done.rows] == [f"t{n:04d}" for n in reversed(range(1, 25, 2))]
+    assert await store.count_tasks() == {"completed": 12, "running": 13}
+    assert len((await store.list_tasks(limit=100, session_id="s")).rows) == 25
+    with pytest.raises(ConfigurationError, match="invalid cursor"):
+        await store.list_tasks(limit=10, cursor="garbage")
+
+
+async def test_event_sequences_are_gap_free_and_idempotent(store: StateStore) -> None:
+    await store.insert_task(task(1))
+
+    async def emit(n: int) -> None:
+        await store.append_events("t0001", [NewEvent({"n": n}, dedupe_key=f"k{n}")])
+
+    await asyncio.gather(*(emit(n) for n in range(200)))
+    # Redelivered: the same keys again append nothing.
+    again = await store.append_events("t0001", [NewEvent({"n": 5}, dedupe_key="k5")])
+    assert again == []
+    events = await store.read_events("t0001", after=0, limit=1000)
+    assert [e.sequence for e in events] == list(range(1, 201))
+    assert sorted(e.body["n"] for e in events) == list(range(200))
+    assert [e.sequence for e in await store.read_events("t0001", after=195)] == [
+        196,
+        197,
+        198,
+        199,
+        200,
+    ]
+    assert await store.last_sequence("t0001") == 200
+
+
+async def test_retention_deletes_finished_tasks_with_their_events(store: StateStore) -> None:
+    old = task(1, "completed", finished_at=T0)
+    recent = task(2, "completed", finished_at=T0 + timedelta(days=30))
+    running = task(3)
+    for row in (old, recent, running):
+        await store.insert_task(row)
+        await store.append_events(row.task_id, [NewEvent({"x": 1})])
+        await store.save_checkpoint(row.task_id, {"ctx": row.task_id})
+    assert await store.delete_finished_before(T0 + timedelta(days=7)) == 1
+    assert await store.load_task("t0001") is None
+    assert await store.read_events("t0001") == []
+    assert await store.load_checkpoint("t0001") is None
+    assert await store.load_checkpoint("t0002") == {"ctx": "t0002"}
+    assert await store.load_task("t0003") is not None
+
+
+async def test_sessions_and_services(store: StateStore) -> None:
+    session = SessionRow("s1", T0, T0, {"tasks": []})
+    assert await store.insert_session(session)
+    assert not await store.insert_session(SessionRow("s1", T0, T0))
+    session.body["tasks"].append("t1")
+    await store.save_session(session)
+    stale = SessionRow("s1", T0, T0, {}, version=1)
+    with pytest.raises(ConcurrentUpdateError):
+        await store.save_session(stale)
+    loaded = await store.load_session("s1")
+    assert loaded is not None and loaded.body == {"tasks": ["t1"]}
+    assert await store.delete_session("s1") and not await store.delete_session("s1")
+    await store.save_service("a", {"service_name": "a"})
+    await store.save_service("b", {"service_name": "b"})
+    assert await store.delete_service("a") and not await store.delete_service("a")
+    assert await store.all_services() == {"b": {"service_name": "b"}}
+
+
+async def test_a_failed_commit_is_rolled_back_and_the_store_keeps_working(
+    tmp_path: Path,
+) -> None:
+    """A COMMIT that fails (here a deferred constraint; on a real disk, full or I/O error)
+    must not leave the connection inside a transaction that fails every later write."""
+    store = SqliteStateStore(tmp_path / "state.sqlite3")
+    await store.insert_task(task(1))
+
+    def add_schema(db: sqlite3.Connection) -> None:
+        db.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+        db.execute(
+            "CREATE TABLE child (parent INTEGER REFERENCES parent (id)"
+            " DEFERRABLE INITIALLY DEFERRED)"
+        )
+
+    await store._write(add_schema)
+
+    def orphan(db: sqlite3.Connection) -> None:
+        db.execute("INSERT INTO child VALUES (42)")  # fails only at COMMIT
+
+    with pytest.raises(sqlite3.IntegrityError):
+        await store._write(orphan)
+    row = await store.load_task("t0001")
+    assert row is not None
+    row.body["after"] = True
+    await store.save_task(row)
+    await store.close()
+    async with SqliteStateStore(tmp_path / "state.sqlite3") as reopened:
+        stored = await reopened.load_task("t0001")
+        assert stored is not None and stored.body["after"] is True
+
+
+async def test_writes_are_durable_on_power_loss(tmp_path: Path) -> None:
+    """synchronous=FULL: a commit that returned is on disk, not only in the OS cache."""
+    store = SqliteStateStore(tmp_path / "state.sqlite3")
+    await store.open()
+    level = await store._read(lambda db: db.execute("PRAGMA synchronous").fetchone()[0])
+    assert level == 2  # FULL
+    await store.close()
+
+
+def test_what_a_user_can_configure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LLAMA_AGENTS_STATE_URL", raising=False)
+    monkeypatch.delenv("LLAMA_AGENTS_STATE_PATH", raising=False)
+    assert isinstance(open_state_store(None, persist=False), SqliteStateStore)
+    assert not open_state_store(None, persist=False).durable
+    assert open_state_store(None, persist=True).durable
+    assert open_state_store(f"sqlite:///{tmp_path}/a.db", persist=True).path == f"{tmp_path}/a.db"
+    assert open_state_store("sqlite:////abs/b.db", persist=True).path == "/abs/b.db"
+    monkeypatch.setenv("LLAMA_AGENTS_STATE_URL", str(tmp_path / "env.db"))
+    assert open_state_store(None, persist=False).path == str(tmp_path / "env.db")
+    with pytest.raises(ConfigurationError, match="unsupported state store URL"):
+        open_state_store("redis://localhost", persist=True)
