@@ -1,7 +1,45 @@
 """The library's exceptions: one root class, one subclass per thing that can go wrong.
 
 Callers catch `LlamaAgentsError` for anything raised by llama-agents, or a subclass when
-they can do something specific about it.
+they can do something specific about it. Where a builtin exception is the conventional
+signal (a bad value, a wrong type, a missing key, a timeout, misuse of an object's state),
+our class also derives from that builtin, so `except ValueError` and the like keep working.
+
+    LlamaAgentsError
+    +-- ConfigurationError              (ValueError)
+    |   +-- ConfigurationTypeError      (TypeError)
+    +-- LifecycleError                  (RuntimeError)
+    |   +-- NotStartedError
+    |   +-- StartupError
+    +-- NonRetryableMessageError
+    |   +-- MessageDecodeError
+    +-- MessageQueueError
+    |   +-- BrokerUnavailableError
+    |   |   +-- PublishTimeoutError     (TimeoutError)
+    |   +-- PublishRejectedError
+    |   +-- UnroutableMessageError
+    |   +-- ConsumerNotFoundError       (KeyError)
+    |   +-- DeadLetterTimeoutError      (TimeoutError)
+    +-- ConsumerError
+    |   +-- RemoteConsumerError
+    +-- ControlPlaneError
+    |   +-- TaskNotFoundError           (KeyError)
+    |   +-- ServiceNotFoundError        (KeyError)
+    |   +-- TaskExistsError
+    |   +-- UnauthorizedError
+    |   +-- ControlPlaneUnavailableError
+    |   +-- ControlPlaneResponseError
+    |   +-- ConcurrentUpdateError
+    +-- OrchestratorError
+    +-- TaskFailedError
+    +-- TaskTimeoutError                (TimeoutError)
+    +-- ToolCallTimeoutError            (TimeoutError)
+    +-- HumanServiceError
+    |   +-- HumanRequestNotFoundError   (KeyError)
+    +-- LLMResponseError                (ValueError)
+    +-- WorkflowError
+        +-- WorkflowInputError          (ValueError)
+        +-- EventRejectedError          (ValueError)
 """
 
 from __future__ import annotations
@@ -11,11 +49,46 @@ class LlamaAgentsError(Exception):
     """Root of every error raised by llama-agents."""
 
 
+# -- using the library ------------------------------------------------------------------
+
+
 class ConfigurationError(LlamaAgentsError, ValueError):
     """A setting or argument has a value the library cannot use."""
 
 
-class MessageDecodeError(LlamaAgentsError):
+class ConfigurationTypeError(ConfigurationError, TypeError):
+    """An argument is of a type the library cannot use.
+
+    Both a `ConfigurationError` and a `TypeError`: Python code conventionally catches
+    `TypeError` for a wrong argument type, and ours should not surprise it.
+    """
+
+
+class LifecycleError(LlamaAgentsError, RuntimeError):
+    """An object was used in a state that does not allow it (before start, say)."""
+
+
+class NotStartedError(LifecycleError):
+    """A component was used before it was started; call its `start()` (or launch it) first."""
+
+
+class StartupError(LifecycleError):
+    """A server stopped before it was ready, without an error of its own to report."""
+
+
+# -- messages and queues ----------------------------------------------------------------
+
+
+class NonRetryableMessageError(LlamaAgentsError):
+    """A handler's verdict that a message can never be handled: retrying cannot help.
+
+    Raised from a consumer, it makes the queue dead-letter the message at once (with this
+    error as the reason) instead of retrying it `max_attempts` times. Services raise it for
+    an action they do not take.
+    """
+
+
+class MessageDecodeError(NonRetryableMessageError):
     """A message body is not valid JSON or does not match its model.
 
     Keeps the raw body so it can be dead-lettered or logged as received.
@@ -65,12 +138,19 @@ class ConsumerNotFoundError(MessageQueueError, KeyError):
         return str(self.args[0]) if self.args else "consumer not found"
 
 
+class DeadLetterTimeoutError(MessageQueueError, TimeoutError):
+    """`fetch_dead_letters(wait_for=n)` saw fewer than `n` dead letters within its timeout."""
+
+
 class ConsumerError(LlamaAgentsError):
     """A consumer failed to handle a message; the queue will retry or dead-letter it."""
 
 
 class RemoteConsumerError(ConsumerError):
     """A remote consumer answered with an error status, or did not answer in time."""
+
+
+# -- the control plane and its clients --------------------------------------------------
 
 
 class ControlPlaneError(LlamaAgentsError):
@@ -99,6 +179,37 @@ class ServiceNotFoundError(ControlPlaneError, KeyError):
         return str(self.args[0])
 
 
+class TaskExistsError(ControlPlaneError):
+    """A task with this id was already created."""
+
+
+class UnauthorizedError(ControlPlaneError):
+    """The control plane refused the request: the API key is missing or wrong."""
+
+
+class ControlPlaneUnavailableError(ControlPlaneError):
+    """The control plane could not be reached, or did not answer in time."""
+
+
+class ControlPlaneResponseError(ControlPlaneError):
+    """The control plane answered with an error status the client has no better type for.
+
+    `status_code` and `detail` (the server's own explanation) let callers act on it.
+    """
+
+    def __init__(self, status_code: int, detail: str) -> None:
+        self.status_code = status_code
+        self.detail = detail
+        super().__init__(f"the control plane refused the request ({status_code}): {detail}")
+
+
+# -- tasks, orchestrators, services -----------------------------------------------------
+
+
+class OrchestratorError(LlamaAgentsError):
+    """An orchestrator could not decide the next step (a misconfigured pipeline, say)."""
+
+
 class TaskFailedError(LlamaAgentsError):
     """A task ended as failed; `error` says why."""
 
@@ -113,17 +224,43 @@ class TaskTimeoutError(LlamaAgentsError, TimeoutError):
     """A task did not finish within the time the caller allowed."""
 
 
-class OrchestratorError(LlamaAgentsError):
-    """An orchestrator could not decide the next step (a misconfigured pipeline, say)."""
-
-
-class UnauthorizedError(ControlPlaneError):
-    """The control plane refused the request: the API key is missing or wrong."""
-
-
-class ControlPlaneUnavailableError(ControlPlaneError):
-    """The control plane could not be reached, or did not answer in time."""
-
-
 class ToolCallTimeoutError(LlamaAgentsError, TimeoutError):
     """A remote tool did not answer in time (raised when `raise_timeout=True`)."""
+
+
+class HumanServiceError(LlamaAgentsError):
+    """A human service could not be reached, or answered something unexpected."""
+
+
+class HumanRequestNotFoundError(HumanServiceError, KeyError):
+    """No request with this id is waiting for a person (never asked, or already answered)."""
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        super().__init__(f"no request {request_id!r} is waiting for a person")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class LLMResponseError(LlamaAgentsError, ValueError):
+    """An LLM's answer lacks what the caller asked of it (a tool call, say)."""
+
+
+class ConcurrentUpdateError(ControlPlaneError):
+    """A stored record changed since it was read: the write was refused, nothing was saved."""
+
+
+# -- workflows --------------------------------------------------------------------------
+
+
+class WorkflowError(LlamaAgentsError):
+    """A workflow run cannot be started or fed as asked."""
+
+
+class WorkflowInputError(WorkflowError, ValueError):
+    """A task's input cannot start this workflow (its start event needs other fields)."""
+
+
+class EventRejectedError(WorkflowError, ValueError):
+    """An event sent into a run is not one of the workflow's events, or its fields are wrong."""

@@ -13,12 +13,8 @@ import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from llama_agents._auth import auth_headers
-from llama_agents.errors import LlamaAgentsError
+from llama_agents.errors import HumanServiceError as HumanServiceError  # its old import path
 from llama_agents.messages import ServiceDefinition
-
-
-class HumanServiceError(LlamaAgentsError):
-    """A human service could not be reached, or answered something unexpected."""
 
 
 class WaitingRequest(BaseModel):

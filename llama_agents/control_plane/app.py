@@ -19,8 +19,12 @@ from llama_agents.control_plane.models import (
     TaskRecord,
     TaskSummary,
 )
-from llama_agents.control_plane.tasks import TaskExistsError
-from llama_agents.errors import MessageDecodeError, ServiceNotFoundError, TaskNotFoundError
+from llama_agents.errors import (
+    NonRetryableMessageError,
+    ServiceNotFoundError,
+    TaskExistsError,
+    TaskNotFoundError,
+)
 from llama_agents.messages import QueueMessage, ServiceDefinition, TaskResult
 
 if TYPE_CHECKING:
@@ -56,8 +60,8 @@ def create_app(control_plane: ControlPlaneServer) -> FastAPI:
     async def _task_exists(_: Request, exc: TaskExistsError) -> JSONResponse:
         return _error(409, exc)
 
-    @app.exception_handler(MessageDecodeError)
-    async def _bad_message(_: Request, exc: MessageDecodeError) -> JSONResponse:
+    @app.exception_handler(NonRetryableMessageError)
+    async def _bad_message(_: Request, exc: NonRetryableMessageError) -> JSONResponse:
         return _error(422, exc)
 
     @api.get("/")

@@ -21,7 +21,7 @@ from llama_agents.control_plane.app import create_app
 from llama_agents.control_plane.models import NewTask, TaskRecord, TaskStatus
 from llama_agents.control_plane.store import ControlPlaneStore, default_disk_store, in_memory_store
 from llama_agents.control_plane.tasks import TaskManager
-from llama_agents.errors import MessageDecodeError, ServiceNotFoundError
+from llama_agents.errors import NonRetryableMessageError, NotStartedError, ServiceNotFoundError
 from llama_agents.message_consumers.base import BaseMessageQueueConsumer, StartConsumingCallable
 from llama_agents.message_consumers.callable import CallableMessageConsumer
 from llama_agents.message_consumers.remote import RemoteMessageConsumer
@@ -97,7 +97,7 @@ class ControlPlaneServer:
     @property
     def manager(self) -> TaskManager:
         if self._manager is None:
-            raise RuntimeError("the control plane is not started; call start() first")
+            raise NotStartedError("the control plane is not started; call start() first")
         return self._manager
 
     @property
@@ -207,10 +207,8 @@ class ControlPlaneServer:
         elif message.action is ActionTypes.NEW_TASK:
             await self.create_task(TaskDefinition.from_data(message.data))
         else:
-            raise MessageDecodeError(
-                f"the control plane does not handle {message.action!r} messages",
-                raw=message.encode(),
-                field="action",
+            raise NonRetryableMessageError(
+                f"the control plane does not handle {message.action!r} messages"
             )
 
     # -- services ---------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The task lifecycle: create, step, record results, finish, recover after a crash.
 
-Rules that keep tasks safe (DESIGN.md, delivery contract):
+Rules that keep tasks safe (docs/architecture.md#the-delivery-contract):
 - a step is saved before it is published, and marked once the broker confirmed it; on
   start, steps saved but never confirmed are published again;
 - one result per step: a redelivered or duplicate result is ignored;
@@ -33,7 +33,9 @@ from llama_agents.errors import (
     MessageQueueError,
     TaskFailedError,
     TaskNotFoundError,
+    TaskTimeoutError,
 )
+from llama_agents.errors import TaskExistsError as TaskExistsError  # its old import path
 from llama_agents.message_queues.base import BaseMessageQueue
 from llama_agents.messages import (
     ActionTypes,
@@ -50,10 +52,6 @@ logger = logging.getLogger("llama_agents.control_plane")
 
 #: How long a failed publish is retried in the background before waiting for a restart.
 _REPUBLISH_BACKOFF_MAX = 30.0
-
-
-class TaskExistsError(ControlPlaneError):
-    """A task with this id was already created."""
 
 
 class TaskManager:
@@ -347,20 +345,26 @@ class TaskManager:
         predicate: Callable[[TaskRecord], bool],
         timeout: float | None,
     ) -> TaskRecord:
-        """The task once `predicate(task)` holds; `TimeoutError` after `timeout` seconds.
+        """The task once `predicate(task)` holds; `TaskTimeoutError` (a `TimeoutError`)
+        after `timeout` seconds.
 
         Driven by the task's saves: each one wakes the waiters, who check again.
         """
-        async with asyncio.timeout(timeout):
-            while True:
-                changed = self._changes.setdefault(task_id, asyncio.Event())
-                record = await self.get(task_id)
-                if predicate(record):
-                    return record
-                await changed.wait()
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    changed = self._changes.setdefault(task_id, asyncio.Event())
+                    record = await self.get(task_id)
+                    if predicate(record):
+                        return record
+                    await changed.wait()
+        except TimeoutError:
+            raise TaskTimeoutError(
+                f"task {task_id} did not reach the state waited for within {timeout}s"
+            ) from None
 
     async def wait(self, task_id: str, timeout: float | None) -> TaskRecord:
-        """The task once finished; `TimeoutError` if it is still running after `timeout`."""
+        """The task once finished; `TaskTimeoutError` if it is still running after `timeout`."""
         return await self.wait_until(task_id, lambda record: record.status.finished, timeout)
 
     def _spawn(self, coro: Coroutine[Any, Any, None], *, drain: bool = True) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from llama_agents._runtime import run
 from llama_agents.control_plane.server import ControlPlaneServer
+from llama_agents.errors import StartupError
 from llama_agents.message_consumers.base import BaseMessageQueueConsumer
 from llama_agents.message_queues.base import BaseMessageQueue
 from llama_agents.message_queues.simple import SimpleMessageQueue
@@ -118,5 +119,5 @@ async def _ready_or_failed(ready: Coroutine[Any, Any, Any], server: asyncio.Task
     if waiting not in done:
         waiting.cancel()
         server.result()  # raises why it stopped
-        raise RuntimeError("a server stopped before it was ready")
+        raise StartupError("a server stopped before it was ready")
     waiting.result()

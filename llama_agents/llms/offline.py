@@ -35,6 +35,8 @@ from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_ca
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
 
+from llama_agents.errors import LLMResponseError
+
 if TYPE_CHECKING:
     from llama_index.core.tools.types import BaseTool
 
@@ -442,7 +444,7 @@ class OfflineLLM(FunctionCallingLLM):
                         )
                     )
         if not selections and error_on_no_tool_call:
-            raise ValueError("Expected at least one tool call, but got 0 tool calls.")
+            raise LLMResponseError("Expected at least one tool call, but got 0 tool calls.")
         return selections
 
 

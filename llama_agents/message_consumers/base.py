@@ -7,6 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from llama_agents.errors import ConfigurationError
 from llama_agents.messages import QueueMessage, validate_routing_key
 
 #: Returned by `register_consumer`: await it to consume until the consumer is deregistered.
@@ -34,7 +35,7 @@ class BaseMessageQueueConsumer(ABC):
         self.message_type = validate_routing_key(message_type)
         self.id_ = id_ or str(uuid.uuid4())
         if prefetch is not None and prefetch < 1:
-            raise ValueError(f"prefetch must be at least 1, got {prefetch}")
+            raise ConfigurationError(f"prefetch must be at least 1, got {prefetch}")
         self.prefetch = prefetch
         self.transient = transient
 

@@ -7,6 +7,7 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from llama_agents.errors import ConfigurationTypeError
 from llama_agents.message_consumers.base import BaseMessageQueueConsumer
 from llama_agents.messages import QueueMessage
 
@@ -30,7 +31,7 @@ class CallableMessageConsumer(BaseMessageQueueConsumer):
         transient: bool = False,
     ) -> None:
         if not callable(handler):
-            raise TypeError(f"handler must be callable, got {type(handler).__name__}")
+            raise ConfigurationTypeError(f"handler must be callable, got {type(handler).__name__}")
         super().__init__(message_type=message_type, id_=id_, prefetch=prefetch, transient=transient)
         self.handler = handler
         self._is_async = inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, Field
 
-from llama_agents.errors import RemoteConsumerError
+from llama_agents.errors import ConfigurationError, RemoteConsumerError
 from llama_agents.message_consumers.base import BaseMessageQueueConsumer
 from llama_agents.messages import QueueMessage
 from llama_agents.messages.envelope import RoutingKey
@@ -40,7 +40,7 @@ class RemoteMessageConsumer(BaseMessageQueueConsumer):
         headers: dict[str, str] | None = None,
     ) -> None:
         if not url.startswith(("http://", "https://")):
-            raise ValueError(f"url must be an http(s) URL, got {url!r}")
+            raise ConfigurationError(f"url must be an http(s) URL, got {url!r}")
         super().__init__(message_type=message_type, id_=id_, prefetch=prefetch)
         self.url = url
         self.timeout = timeout

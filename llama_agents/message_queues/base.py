@@ -87,8 +87,9 @@ class BaseMessageQueue(ABC):
     ) -> list[DeadLetter]:
         """Messages that were dead-lettered, oldest first (removed from the queue by default).
 
-        With `wait_for=n`, first wait until at least `n` are there (`TimeoutError` after
-        `timeout` seconds): the wait is driven by the dead letters arriving, not by polling.
+        With `wait_for=n`, first wait until at least `n` are there (`DeadLetterTimeoutError`,
+        a `TimeoutError`, after `timeout` seconds): the wait is driven by the dead letters
+        arriving, not by polling.
         """
 
     @abstractmethod

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from llama_agents.errors import ConfigurationError, MessageDecodeError
+from llama_agents.errors import ConfigurationError, MessageDecodeError, NonRetryableMessageError
 from llama_agents.message_consumers.base import BaseMessageQueueConsumer
 from llama_agents.messages import QueueMessage
 from llama_agents.messages.envelope import utc_now
@@ -109,8 +109,9 @@ async def deliver(
 ) -> Outcome:
     """Decode `body` and run `consumer` on it; never raises for a consumer's failure.
 
-    `attempts` is how many times the message already failed. An undecodable message is
-    dead-lettered at once: retrying it cannot help.
+    `attempts` is how many times the message already failed. An undecodable message, and
+    one whose handler raised `NonRetryableMessageError`, is dead-lettered at once: retrying
+    it cannot help.
     """
     try:
         message = QueueMessage.decode(body)
@@ -121,10 +122,11 @@ async def deliver(
     message.stats.process_start_time = utc_now()
     try:
         await consumer.process_message(message)
-    except MessageDecodeError as exc:
-        # The handler found the payload invalid: retrying cannot help.
-        logger.warning("dead-lettering message %s with an invalid payload: %s", message.id_, exc)
-        return Outcome(Verdict.DEAD_LETTER, attempts + 1, f"invalid payload: {exc}")
+    except NonRetryableMessageError as exc:
+        # The handler says it can never handle this message: retrying cannot help.
+        reason = rejection_reason(exc)
+        logger.warning("dead-lettering message %s at once: %s", message.id_, reason)
+        return Outcome(Verdict.DEAD_LETTER, attempts + 1, reason)
     except Exception as exc:
         failures = attempts + 1
         reason = f"{type(exc).__name__}: {exc}"
@@ -147,6 +149,13 @@ async def deliver(
     finally:
         message.stats.process_end_time = utc_now()
     return Outcome(Verdict.ACK, attempts)
+
+
+def rejection_reason(exc: NonRetryableMessageError) -> str:
+    """The dead-letter reason for a message its handler refused: what was wrong, and why."""
+    if isinstance(exc, MessageDecodeError):
+        return f"invalid payload: {exc}"
+    return f"not retryable ({type(exc).__name__}): {exc}"
 
 
 async def drain(tasks: set[asyncio.Task[Any]], timeout: float) -> None:

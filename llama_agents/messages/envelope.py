@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from llama_agents.errors import MessageDecodeError
+from llama_agents.errors import ConfigurationError, MessageDecodeError
 
 #: The envelope version this library writes; it reads this version and older ones.
 SCHEMA_VERSION = 1
@@ -29,7 +29,7 @@ def validate_routing_key(value: str) -> str:
     Wildcards (`*`, `#`) and spaces are refused so a publish can never fan out by accident.
     """
     if not _ROUTING_KEY.match(value):
-        raise ValueError(
+        raise ConfigurationError(
             f"{value!r} is not a valid message type: use 1-200 characters from "
             "letters, digits, '_', '-' and '.', starting with a letter or digit"
         )

@@ -30,7 +30,7 @@ from llama_index.core.llms.llm import LLM
 from llama_index.core.tools import BaseTool
 from pydantic import BaseModel, Field
 
-from llama_agents.errors import ConfigurationError, TaskFailedError
+from llama_agents.errors import ConfigurationError, OrchestratorError, TaskFailedError
 from llama_agents.messages import QueueMessage, TaskDefinition, TaskResult
 from llama_agents.orchestrators.base import BaseOrchestrator, final_message, step_message
 from llama_agents.orchestrators.pipeline_graph import (
@@ -298,7 +298,7 @@ class PipelineOrchestrator(BaseOrchestrator):
                 run.trace.append({"node": name, "route": label})
                 run.node = self.pipeline.route_target(name, label)
             else:
-                raise TypeError(f"unknown kind of step {type(step).__name__}")
+                raise OrchestratorError(f"unknown kind of step {type(step).__name__}")
         except TaskFailedError as exc:
             raise TaskFailedError(f"step {name!r}: {exc.error}", task_def.task_id) from exc
         except Exception as exc:

@@ -101,7 +101,7 @@ class FunctionStep(Step):
     async def run(self, value: str) -> str:
         output = await call_maybe_async(self.fn, value)
         if not isinstance(output, str):
-            raise TypeError(f"returned {type(output).__name__}, not str")
+            raise TaskFailedError(f"returned {type(output).__name__}, not str")
         return output
 
 

@@ -8,22 +8,16 @@ from typing import Any
 
 import httpx
 
-from llama_agents.errors import ControlPlaneError, ControlPlaneUnavailableError
+from llama_agents.errors import (  # ControlPlaneResponseError: its old import path
+    ControlPlaneError,
+    ControlPlaneResponseError,
+    ControlPlaneUnavailableError,
+)
+
+__all__ = ["ControlPlaneResponseError", "response_detail", "translated_errors", "unavailable"]
 
 #: How much of a non-JSON error body goes into an exception's message.
 _MAX_DETAIL_CHARS = 300
-
-
-class ControlPlaneResponseError(ControlPlaneError):
-    """The control plane answered with an error status the client has no better type for.
-
-    `status_code` and `detail` (the server's own explanation) let callers act on it.
-    """
-
-    def __init__(self, status_code: int, detail: str) -> None:
-        self.status_code = status_code
-        self.detail = detail
-        super().__init__(f"the control plane refused the request ({status_code}): {detail}")
 
 
 def response_detail(response: httpx.Response) -> str:

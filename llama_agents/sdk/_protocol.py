@@ -123,7 +123,7 @@ class Call(Generic[T]):
             raise error_for(response, self.not_found)
         try:
             return self.read(response)
-        except (ValueError, ValidationError) as exc:
+        except (ValueError, KeyError, ValidationError, ControlPlaneError) as exc:
             raise ControlPlaneError(
                 f"unexpected answer to {self.method} {self.path} ({status}): {exc}"
             ) from exc
@@ -154,7 +154,7 @@ def _models(model: type[M]) -> Callable[[httpx.Response], list[M]]:
 def _dict(response: httpx.Response) -> dict[str, Any]:
     body = response.json()
     if not isinstance(body, dict):
-        raise ValueError("expected a JSON object")
+        raise ControlPlaneError(f"expected a JSON object, got {type(body).__name__}")
     return body
 
 

@@ -16,6 +16,7 @@ from llama_index.core.llms import ChatMessage
 from llama_index.core.memory import BaseMemory
 from llama_index.core.workflow import Context, Workflow
 
+from llama_agents.errors import ConfigurationTypeError
 from llama_agents.messages import TaskDefinition, TaskResult
 from llama_agents.services.base import BaseService, failed_result
 
@@ -41,7 +42,7 @@ class AgentService(BaseService):
         max_concurrent_tasks: int = 10,
     ) -> None:
         if not isinstance(agent, Workflow):
-            raise TypeError(
+            raise ConfigurationTypeError(
                 "agent must be a llama-index workflow agent (FunctionAgent, ReActAgent, "
                 f"AgentWorkflow, ...), got {type(agent).__name__}"
             )

@@ -8,7 +8,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from llama_agents._auth import api_key_guard
-from llama_agents.errors import MessageDecodeError
+from llama_agents.errors import NonRetryableMessageError
 from llama_agents.messages import QueueMessage
 
 if TYPE_CHECKING:
@@ -25,8 +25,8 @@ def create_service_app(service: BaseService) -> FastAPI:
         dependencies=[Depends(api_key_guard(service.api_key))],
     )
 
-    @app.exception_handler(MessageDecodeError)
-    async def _bad_message(_: Request, exc: MessageDecodeError) -> JSONResponse:
+    @app.exception_handler(NonRetryableMessageError)
+    async def _bad_message(_: Request, exc: NonRetryableMessageError) -> JSONResponse:
         return JSONResponse(status_code=422, content={"detail": str(exc)})
 
     @app.get("/")

@@ -18,10 +18,11 @@ from llama_agents._retry import with_backoff
 from llama_agents._serving import HttpServer
 from llama_agents._settings import env_float, env_str
 from llama_agents.errors import (
+    ConfigurationError,
     ConsumerNotFoundError,
     ControlPlaneError,
     ControlPlaneUnavailableError,
-    MessageDecodeError,
+    NonRetryableMessageError,
     UnauthorizedError,
 )
 from llama_agents.message_consumers.base import BaseMessageQueueConsumer, StartConsumingCallable
@@ -72,7 +73,9 @@ class BaseService(ABC):
         max_concurrent_tasks: int = 10,
     ) -> None:
         if max_concurrent_tasks < 1:
-            raise ValueError(f"max_concurrent_tasks must be at least 1, got {max_concurrent_tasks}")
+            raise ConfigurationError(
+                f"max_concurrent_tasks must be at least 1, got {max_concurrent_tasks}"
+            )
         self.message_queue = message_queue
         self.service_name = validate_routing_key(service_name)
         self.description = description
@@ -297,10 +300,8 @@ class BaseService(ABC):
         message.publisher_id = self.publisher_id
         await self.message_queue.publish(message)
 
-    def _unsupported(self, message: QueueMessage) -> MessageDecodeError:
+    def _unsupported(self, message: QueueMessage) -> NonRetryableMessageError:
         """The error for a message this service cannot handle (it is dead-lettered at once)."""
-        return MessageDecodeError(
-            f"service {self.service_name!r} does not handle {message.action!r} messages",
-            raw=message.encode(),
-            field="action",
+        return NonRetryableMessageError(
+            f"service {self.service_name!r} does not handle {message.action!r} messages"
         )

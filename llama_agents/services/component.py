@@ -24,6 +24,7 @@ from llama_index.core.llms import ChatMessage
 from llama_index.core.llms.llm import LLM
 from llama_index.core.prompts import BasePromptTemplate
 
+from llama_agents.errors import ConfigurationError, ConfigurationTypeError
 from llama_agents.message_queues.base import BaseMessageQueue
 from llama_agents.messages import TaskDefinition, TaskResult
 from llama_agents.services.base import BaseService
@@ -96,7 +97,7 @@ def _runner(component: Any) -> Callable[[str], Awaitable[str]]:
     if isinstance(component, BasePromptTemplate):
         variables = list(component.template_vars)
         if len(variables) != 1:
-            raise ValueError(
+            raise ConfigurationError(
                 f"a prompt template served as a component needs exactly one variable, "
                 f"got {variables}"
             )
@@ -106,7 +107,7 @@ def _runner(component: Any) -> Callable[[str], Awaitable[str]]:
 
         return fill
     if not callable(component):
-        raise TypeError(
+        raise ConfigurationTypeError(
             "component must be a function, an LLM, a retriever, a query engine or a "
             f"prompt template; got {type(component).__name__}"
         )

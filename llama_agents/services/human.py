@@ -20,6 +20,7 @@ from fastapi import FastAPI, HTTPException
 from llama_index.core.llms import ChatMessage
 from pydantic import BaseModel, Field
 
+from llama_agents.errors import ConfigurationError, HumanRequestNotFoundError
 from llama_agents.message_queues.base import BaseMessageQueue
 from llama_agents.messages import HumanResponse, TaskDefinition, TaskResult
 from llama_agents.messages.envelope import utc_now
@@ -80,9 +81,9 @@ class HumanService(BaseService):
         max_concurrent_tasks: int = 10,
     ) -> None:
         if "{input_str}" not in human_input_prompt:
-            raise ValueError("human_input_prompt must contain {input_str}")
+            raise ConfigurationError("human_input_prompt must contain {input_str}")
         if timeout is not None and timeout <= 0:
-            raise ValueError(f"timeout must be positive, got {timeout}")
+            raise ConfigurationError(f"timeout must be positive, got {timeout}")
         super().__init__(
             message_queue,
             service_name,
@@ -115,7 +116,7 @@ class HumanService(BaseService):
         """Answer a waiting request (what `POST /tasks/{id}/handle` does)."""
         entry = self._waiting.get(request_id)
         if entry is None:
-            raise KeyError(request_id)
+            raise HumanRequestNotFoundError(request_id)
         text = response.result if isinstance(response, HumanResponse) else response
         if not entry[1].done():
             entry[1].set_result(text)

@@ -15,6 +15,7 @@ from fastapi import FastAPI, HTTPException
 from llama_index.core.llms import ChatMessage, MessageRole
 from llama_index.core.tools import BaseTool, ToolMetadata, adapt_to_async_tool
 
+from llama_agents.errors import ConfigurationError
 from llama_agents.message_queues.base import BaseMessageQueue
 from llama_agents.messages import (
     ActionTypes,
@@ -66,7 +67,9 @@ class ToolService(BaseService):
         names = [tool.metadata.get_name() for tool in tools]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
-            raise ValueError(f"tool names must be unique; repeated: {', '.join(duplicates)}")
+            raise ConfigurationError(
+                f"tool names must be unique; repeated: {', '.join(duplicates)}"
+            )
         self.tools = {tool.metadata.get_name(): tool for tool in tools}
 
     def tool_metadata(self, name: str) -> ToolMetadata:

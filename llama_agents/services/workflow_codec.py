@@ -29,7 +29,7 @@ from workflows.events import (
     StopEvent,
 )
 
-from llama_agents.errors import ConfigurationError, LlamaAgentsError
+from llama_agents.errors import ConfigurationError, EventRejectedError, WorkflowInputError
 from llama_agents.messages import TaskDefinition
 from llama_agents.messages.runs import StreamedEvent
 
@@ -50,14 +50,6 @@ _AGENT_STATE_TYPES: tuple[type[Any], ...] = (
 
 #: Marks a chat memory in a checkpoint (the workflows serializer cannot encode one).
 _MEMORY_MARKER = "__llama_agents_memory"
-
-
-class EventRejectedError(LlamaAgentsError, ValueError):
-    """An event sent into a run is not one of the workflow's events, or its fields are wrong."""
-
-
-class WorkflowInputError(LlamaAgentsError, ValueError):
-    """A task's input cannot start this workflow (its start event needs other fields)."""
 
 
 class CheckpointSerializer(JsonSerializer):

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from llama_agents._settings import env_str
 from llama_agents.control_plane.state.base import (
-    ConcurrentUpdateError,
     EventRow,
     NewEvent,
     SessionRow,
@@ -19,7 +18,7 @@ from llama_agents.control_plane.state.base import (
     TaskRow,
 )
 from llama_agents.control_plane.state.sqlite import SqliteStateStore
-from llama_agents.errors import ConfigurationError
+from llama_agents.errors import ConcurrentUpdateError, ConfigurationError
 
 #: Where a served control plane keeps its state unless told otherwise.
 DEFAULT_STATE_PATH = ".llama_agents/control_plane.sqlite3"

@@ -18,12 +18,6 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
-from llama_agents.errors import ControlPlaneError
-
-
-class ConcurrentUpdateError(ControlPlaneError):
-    """A task row changed since it was read: the write was refused, nothing was saved."""
-
 
 @dataclass
 class TaskRow:

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from llama_agents.control_plane.state.base import (
-    ConcurrentUpdateError,
     EventRow,
     NewEvent,
     SessionRow,
@@ -30,7 +29,7 @@ from llama_agents.control_plane.state.base import (
     TaskPage,
     TaskRow,
 )
-from llama_agents.errors import ConfigurationError
+from llama_agents.errors import ConcurrentUpdateError, ConfigurationError
 
 logger = logging.getLogger("llama_agents.control_plane.state")
 

@@ -1,9 +1,9 @@
 """`RabbitMQMessageQueue`: the message fabric on a RabbitMQ topic exchange.
 
-The delivery contract of DESIGN.md lives here: durable topic exchange and queues,
-persistent messages, publisher confirms, mandatory publishing, ack after the handler,
-bounded retries, a dead-letter queue with reasons, and a robust connection that brings
-consumers back by itself.
+The delivery contract (docs/architecture.md#the-delivery-contract) lives here: durable
+topic exchange and queues, persistent messages, publisher confirms, mandatory publishing,
+ack after the handler, bounded retries, a dead-letter queue with reasons, and a robust
+connection that brings consumers back by itself.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from llama_agents.errors import (
     BrokerUnavailableError,
     ConfigurationError,
     ConsumerNotFoundError,
+    DeadLetterTimeoutError,
     PublishRejectedError,
     PublishTimeoutError,
     UnroutableMessageError,
@@ -498,6 +499,10 @@ async def _consume_until(
     try:
         async with asyncio.timeout(timeout):
             await enough.wait()
+    except TimeoutError:
+        raise DeadLetterTimeoutError(
+            f"fewer than {count} dead letters after {timeout}s (got {len(held)})"
+        ) from None
     finally:
         await queue.cancel(tag)
 

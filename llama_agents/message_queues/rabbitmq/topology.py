@@ -1,4 +1,7 @@
-"""Names and arguments of what llama-agents declares on RabbitMQ (see DESIGN.md, topology)."""
+"""Names and arguments of what llama-agents declares on RabbitMQ.
+
+See docs/architecture.md#the-amqp-topology for how the pieces fit.
+"""
 
 from __future__ import annotations
 

@@ -9,7 +9,9 @@ import httpx
 
 from llama_agents.errors import (
     BrokerUnavailableError,
+    ConfigurationTypeError,
     ConsumerNotFoundError,
+    DeadLetterTimeoutError,
     MessageQueueError,
     UnroutableMessageError,
 )
@@ -72,7 +74,7 @@ class SimpleRemoteClientMessageQueue(BaseMessageQueue):
         self, consumer: BaseMessageQueueConsumer, **kwargs: Any
     ) -> StartConsumingCallable:
         if not isinstance(consumer, RemoteMessageConsumer):
-            raise TypeError(
+            raise ConfigurationTypeError(
                 "a SimpleMessageQueue client can only register a RemoteMessageConsumer: the "
                 "server delivers by POSTing to a URL. Serve the handler over HTTP, or use "
                 f"the queue in-process; got {type(consumer).__name__}"
@@ -121,7 +123,7 @@ class SimpleRemoteClientMessageQueue(BaseMessageQueue):
             "GET", "/dead_letters", params=params, timeout=timeout + self.timeout
         )
         if response.status_code == 408:
-            raise TimeoutError(response.json().get("detail", "timed out"))
+            raise DeadLetterTimeoutError(response.json().get("detail", "timed out"))
         _raise_for_status(response)
         return [DeadLetter.model_validate(item) for item in response.json()]
 

@@ -15,7 +15,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from llama_agents._settings import env_int, env_str
-from llama_agents.errors import ConsumerNotFoundError, UnroutableMessageError
+from llama_agents.errors import (
+    ConsumerNotFoundError,
+    DeadLetterTimeoutError,
+    UnroutableMessageError,
+)
 from llama_agents.message_consumers.base import BaseMessageQueueConsumer, StartConsumingCallable
 from llama_agents.message_queues.base import BaseMessageQueue
 from llama_agents.message_queues.delivery import (
@@ -260,10 +264,15 @@ class SimpleMessageQueue(BaseMessageQueue):
         timeout: float = 10.0,
     ) -> list[DeadLetter]:
         if wait_for > 0:
-            async with asyncio.timeout(timeout), self._dead_letters_changed:
-                await self._dead_letters_changed.wait_for(
-                    lambda: len(self._dead_letters) >= wait_for
-                )
+            try:
+                async with asyncio.timeout(timeout), self._dead_letters_changed:
+                    await self._dead_letters_changed.wait_for(
+                        lambda: len(self._dead_letters) >= wait_for
+                    )
+            except TimeoutError:
+                raise DeadLetterTimeoutError(
+                    f"fewer than {wait_for} dead letters after {timeout}s"
+                ) from None
         count = len(self._dead_letters) if limit is None else min(limit, len(self._dead_letters))
         letters = [self._dead_letters[i] for i in range(count)]
         if remove:
