@@ -264,6 +264,7 @@ async def test_kill_9_control_plane_and_restart(system: System) -> None:
     assert all(runs[step] == 1 for step in done_before)
 
 
+@pytest.mark.broker_restart
 async def test_broker_restart_mid_run(system: System, broker_control: None) -> None:
     task_ids = await system.submit(TASKS)
     await system.results.wait_for(FAULT_AFTER)
