@@ -40,10 +40,7 @@ import argparse
 import asyncio
 import contextlib
 import json
-import math
-import os
 import statistics
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -51,6 +48,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aio_pika
+from _common import Output, add_url_option, broker_error, description, percentile, positive
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
 from llama_agents import (
@@ -68,7 +66,6 @@ WARMUP_MESSAGES = 200
 CONNECT_TIMEOUT = 5.0
 #: Seconds a phase waits for its messages before the case is reported as an error.
 RECEIVE_TIMEOUT = 60.0
-DEFAULT_URL = "amqp://guest:guest@localhost:5672/"
 TARGETS: dict[str, float] = {"rate_vs_raw_min": 0.6, "p50_added_ms_max": 0.5}
 
 RAW = "raw_aio_pika"
@@ -76,13 +73,8 @@ LLAMA_RABBITMQ = "llama_agents_rabbitmq"
 LLAMA_SIMPLE = "llama_agents_simple"
 CASES = (RAW, LLAMA_RABBITMQ, LLAMA_SIMPLE)
 
-
-def log(text: str) -> None:
-    print(f"[{BENCH}] {text}", file=sys.stderr, flush=True)
-
-
-def emit(record: dict[str, Any]) -> None:
-    print(json.dumps(record), flush=True)
+OUT = Output(BENCH)
+log, emit = OUT.log, OUT.emit
 
 
 def make_payload() -> str:
@@ -318,13 +310,6 @@ async def round_trips(fabric: Fabric, count: int) -> list[float]:
     return latencies
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    """The nearest-rank percentile of `values`."""
-    ordered = sorted(values)
-    rank = max(1, math.ceil(fraction * len(ordered)))
-    return ordered[rank - 1]
-
-
 async def run_case(case: str, settings: Settings, payload: str) -> RunResult:
     fabric = await open_case(case, settings, payload)
     try:
@@ -351,21 +336,11 @@ def median_result(runs: list[RunResult]) -> RunResult:
     )
 
 
-async def broker_error(url: str) -> str | None:
-    """Why the broker at `url` cannot be used, or None when it can."""
-    try:
-        connection = await aio_pika.connect(url, timeout=CONNECT_TIMEOUT)
-    except Exception as exc:
-        return f"broker unreachable: {type(exc).__name__}: {exc}"
-    await connection.close()
-    return None
-
-
 async def main_async(settings: Settings) -> None:
     payload = make_payload()
     runs: dict[str, list[RunResult]] = {case: [] for case in CASES}
     errors: dict[str, str] = {}
-    unreachable = await broker_error(settings.url)
+    unreachable = await broker_error(settings.url, CONNECT_TIMEOUT)
     if unreachable is not None:
         log(unreachable)
         errors[RAW] = errors[LLAMA_RABBITMQ] = unreachable
@@ -421,20 +396,9 @@ async def main_async(settings: Settings) -> None:
     )
 
 
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def parse_args(argv: list[str] | None = None) -> Settings:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument(
-        "--url",
-        default=os.environ.get("LLAMA_AGENTS_AMQP_URL", DEFAULT_URL),
-        help="AMQP URL of the broker (default: $LLAMA_AGENTS_AMQP_URL or the local broker)",
-    )
+    parser = argparse.ArgumentParser(description=description(__doc__))
+    add_url_option(parser)
     parser.add_argument("--messages", type=positive, default=5000, help="throughput messages")
     parser.add_argument("--roundtrips", type=positive, default=500, help="latency messages")
     parser.add_argument("--prefetch", type=positive, default=100, help="consumer prefetch")

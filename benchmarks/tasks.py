@@ -8,11 +8,14 @@ The script starts, by running itself again with ``--role``:
 * the ``step_a`` and ``step_b`` ``ComponentService`` processes (trivial async functions that
   append `` a`` and `` b``; no LLM), each registered with the control plane.
 
-The benchmark process itself is the load generator: it talks to the control plane's HTTP API
-through ONE shared ``aiohttp.ClientSession`` (``POST /tasks``, then the long-polling
-``GET /tasks/{id}/result?wait=``). A child is ready once it printed ``READY`` on its stdout
-(the control plane: once it answers HTTP; a service: once its queue is consumed and its
-registration was accepted); the script then checks ``GET /health`` and ``GET /services``.
+The benchmark process itself is the load generator: it drives the control plane through the
+project's own SDK: ``AsyncLlamaAgentsClient`` (``create_task``, then ``wait_for_result``,
+which long-polls ``GET /tasks/{id}/result?wait=``), a few of them used in turn, with
+connection pools of ``POOL_SIZE`` that together hold one connection per task of a burst
+(httpx spends CPU on every pooled connection at each request: small pools keep the load
+generator's own CPU, reported apart, low). A child is ready once it printed ``READY`` on its
+stdout (the control plane: once it answers HTTP; a service: once its queue is consumed and
+its registration was accepted); the script then checks ``health()`` and ``list_services()``.
 
 It measures, each printed as one JSON line on stdout (progress goes to stderr):
 
@@ -50,34 +53,57 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
+import itertools
 import math
 import os
 import resource
-import shutil
-import signal
 import statistics
-import sys
 import tempfile
 import time
 import uuid
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
+from _common import (
+    Child,
+    Output,
+    add_url_option,
+    announce,
+    broker_cpu_seconds,
+    broker_pids,
+    cpu_seconds,
+    delete_leftovers,
+    description,
+    ms,
+    peak_rss_mb,
+    percentile,
+    positive,
+    py_spy_path,
+    spawn,
+    start_profiling,
+    stop_child,
+    stop_event,
+    stop_profiling,
+    wait_ready,
+)
+
 from llama_agents._runtime import run
+from llama_agents.control_plane.models import TaskRecord
+from llama_agents.sdk import AsyncLlamaAgentsClient
 
 BENCH = "tasks"
-DEFAULT_URL = "amqp://guest:guest@localhost:5672/"
-READY = "READY"
 #: The two pipeline steps: service name and what its component appends.
 STEPS: tuple[tuple[str, str], ...] = (("step_a", " a"), ("step_b", " b"))
 #: Seconds a child may take to become ready, and to exit after SIGTERM before it is killed.
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
-#: The long poll's `wait` (seconds); a 202 answer is polled again.
-POLL_WAIT = 30.0
+#: Seconds a task may take, end to end, before it counts as an error.
+TASK_TIMEOUT = 120.0
+#: The most connections one SDK client of the load generator holds.
+POOL_SIZE = 10
 #: Seconds one phase may take before it is reported as an error.
 PHASE_TIMEOUT = 300.0
 TARGETS: dict[str, Any] = {
@@ -85,98 +111,12 @@ TARGETS: dict[str, Any] = {
     "idle_latency_ms_max": 10,
     "original_llama_agents_0_0_14": {"tasks_per_s": 8, "idle_latency_ms": 260},
 }
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 SCRIPT = os.path.abspath(__file__)
-
-
-def log(text: str) -> None:
-    print(f"[{BENCH}] {text}", file=sys.stderr, flush=True)
-
-
-def emit(record: dict[str, Any]) -> None:
-    print(json.dumps(record), flush=True)
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    """The nearest-rank percentile of `values`."""
-    ordered = sorted(values)
-    rank = max(1, math.ceil(fraction * len(ordered)))
-    return ordered[rank - 1]
-
-
-def ms(seconds: float) -> float:
-    return round(seconds * 1000.0, 3)
-
-
-# -- /proc ----------------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process `pid` (all its threads) so far."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    # The command name (field 2) may hold spaces: count fields after its closing paren.
-    fields = stat[stat.rindex(")") + 2 :].split()
-    utime, stime = int(fields[11]), int(fields[12])
-    return (utime + stime) / CLK_TCK
-
-
-def peak_rss_mb(pid: int) -> float | None:
-    """The process's peak resident set size (`VmHWM`) in MiB."""
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024.0, 1)
-    return None
-
-
-def broker_pids() -> list[int]:
-    """Pids of the RabbitMQ broker (Erlang's `beam.smp`) visible from here."""
-    pids: list[int] = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            if (entry / "comm").read_text().strip() == "beam.smp":
-                pids.append(int(entry.name))
-    return pids
-
-
-def broker_cpu_seconds(pids: list[int]) -> float | None:
-    try:
-        return sum(cpu_seconds(pid) for pid in pids) if pids else None
-    except OSError:
-        return None
+OUT = Output(BENCH)
+log, emit = OUT.log, OUT.emit
 
 
 # -- the child roles ------------------------------------------------------------------
-
-
-def announce(text: str = "") -> None:
-    """Tell the parent this child is ready (the one line a child writes on stdout)."""
-    print(f"{READY} {text}".rstrip(), flush=True)
-
-
-def stop_event(profile: str | None) -> asyncio.Event:
-    """An event set by SIGTERM or SIGINT; with `profile`, SIGUSR1/SIGUSR2 start/stop cProfile.
-
-    Each SIGUSR2 writes the profile gathered so far (over every SIGUSR1..SIGUSR2 window).
-    """
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    if profile is not None:
-        import cProfile
-
-        profiler = cProfile.Profile()
-
-        def finish() -> None:
-            profiler.disable()
-            profiler.dump_stats(profile)
-
-        loop.add_signal_handler(signal.SIGUSR1, profiler.enable)
-        loop.add_signal_handler(signal.SIGUSR2, finish)
-    return stop
 
 
 async def run_control_plane(args: argparse.Namespace) -> None:
@@ -249,117 +189,6 @@ async def run_service(args: argparse.Namespace) -> None:
             await queue.close()
 
 
-# -- the children, seen from the benchmark --------------------------------------------
-
-
-@dataclass
-class Child:
-    """One child process: its role, its process, and what it said once ready."""
-
-    role: str
-    process: asyncio.subprocess.Process
-    ready_text: str = ""
-    drain: asyncio.Task[None] | None = None
-    profiler: asyncio.subprocess.Process | None = None
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-
-async def spawn(role: str, extra: list[str], env: dict[str, str], name: str | None = None) -> Child:
-    """Start this script as `role` (called `name`); stderr is ours, stdout read for READY."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        SCRIPT,
-        "--role",
-        role,
-        *extra,
-        stdout=asyncio.subprocess.PIPE,
-        env=env,
-    )
-    return Child(role=name or role, process=process)
-
-
-async def wait_ready(child: Child, timeout: float = START_TIMEOUT) -> str:
-    """Read `child`'s stdout until its READY line; fail if it exits first."""
-    stdout = child.process.stdout
-    assert stdout is not None
-    async with asyncio.timeout(timeout):
-        while True:
-            line = (await stdout.readline()).decode().strip()
-            if not line:
-                code = await child.process.wait()
-                raise RuntimeError(f"{child.role} exited with {code} before it was ready")
-            if line.split(" ", 1)[0] == READY:
-                child.ready_text = line[len(READY) :].strip()
-                child.drain = asyncio.create_task(forward(child))
-                return child.ready_text
-            log(f"{child.role}: {line}")
-
-
-async def forward(child: Child) -> None:
-    """Pass on whatever else the child prints on stdout (so its pipe never fills)."""
-    assert child.process.stdout is not None
-    async for raw in child.process.stdout:
-        log(f"{child.role}: {raw.decode().rstrip()}")
-
-
-async def stop_child(child: Child) -> int | None:
-    """SIGTERM, wait; SIGKILL if it hangs. Returns the exit code."""
-    process = child.process
-    if process.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
-        except TimeoutError:
-            log(f"{child.role} did not exit within {STOP_TIMEOUT}s of SIGTERM; killing it")
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
-    if child.drain is not None:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(child.drain, 5.0)
-    return process.returncode
-
-
-async def delete_leftovers(url: str, exchange: str) -> list[str]:
-    """Delete what the children should have deleted (if they did not); return its names."""
-    import aio_pika
-    from aio_pika.exceptions import ChannelClosed
-
-    from llama_agents.message_queues.rabbitmq.topology import dead_letter_queue_name, queue_name
-
-    names = [queue_name(exchange, name) for name, _ in STEPS]
-    names += [queue_name(exchange, "control_plane"), queue_name(exchange, "human")]
-    names.append(dead_letter_queue_name(exchange))
-    removed: list[str] = []
-    connection = await aio_pika.connect(url, timeout=10.0)
-    try:
-        for name in names:
-            channel = await connection.channel()
-            try:
-                await channel.declare_queue(name, passive=True)
-            except ChannelClosed:
-                continue  # not there: the channel closed with NOT_FOUND
-            await channel.queue_delete(name)
-            removed.append(name)
-            await channel.close()
-        channel = await connection.channel()
-        try:
-            await channel.declare_exchange(exchange, passive=True)
-        except ChannelClosed:
-            pass
-        else:
-            await channel.exchange_delete(exchange)
-            removed.append(f"exchange {exchange}")
-            await channel.close()
-    finally:
-        await connection.close()
-    return removed
-
-
 # -- the load ---------------------------------------------------------------------------
 
 
@@ -376,62 +205,64 @@ class Outcome:
 
 
 class Client:
-    """The load generator: one aiohttp session on the control plane's API."""
+    """The load generator: SDK clients on the control plane, used in turn.
 
-    def __init__(self, session: Any, base_url: str) -> None:
-        self.session = session
-        self.base_url = base_url
+    One client's connection pool costs CPU in proportion to its size on every request
+    (httpcore checks each pooled connection), so a burst is spread over pools of at most
+    `POOL_SIZE` connections instead of one pool holding a connection per task.
+    """
+
+    def __init__(self, sdks: list[AsyncLlamaAgentsClient]) -> None:
+        self.sdks = sdks
+        self._next = itertools.count()
+
+    @classmethod
+    async def open(cls, base_url: str, concurrency: int, stack: AsyncExitStack) -> Client:
+        """Enough clients for `concurrency` tasks at once (each holds one connection)."""
+        pools = math.ceil(concurrency / POOL_SIZE)
+        size = math.ceil(concurrency / pools)
+        sdks = []
+        for _ in range(pools):
+            limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
+            transport = httpx.AsyncHTTPTransport(limits=limits)
+            sdk = AsyncLlamaAgentsClient(base_url, transport=transport)
+            sdks.append(await stack.enter_async_context(sdk))
+        return cls(sdks)
+
+    @property
+    def sdk(self) -> AsyncLlamaAgentsClient:
+        """The next client in turn."""
+        return self.sdks[next(self._next) % len(self.sdks)]
 
     async def run_task(self, text: str) -> Outcome:
-        """Submit one task and long-poll its result; time it end to end."""
+        """Submit one task and wait for its result (long-polled); time it end to end."""
+        sdk = self.sdk
         post_wall = time.time()
         started = time.perf_counter()
-        async with self.session.post(f"{self.base_url}/tasks", json={"input": text}) as response:
-            if response.status != 200:
-                raise RuntimeError(f"POST /tasks: {response.status} {await response.text()}")
-            task_id = (await response.json())["task_id"]
-        url = f"{self.base_url}/tasks/{task_id}/result"
-        while True:
-            async with self.session.get(url, params={"wait": str(POLL_WAIT)}) as response:
-                if response.status == 200:
-                    body = await response.json()
-                    break
-                if response.status != 202:
-                    raise RuntimeError(f"GET result: {response.status} {await response.text()}")
-                await response.read()
+        task_id = await sdk.create_task(text)
+        result = await sdk.wait_for_result(task_id, timeout=TASK_TIMEOUT)
         ended = time.perf_counter()
         expected = text + "".join(suffix for _, suffix in STEPS)
-        correct = body.get("result") == expected and not body.get("error")
         return Outcome(
             task_id=task_id,
             latency=ended - started,
-            correct=correct,
+            correct=result.result == expected and not result.error,
             post_wall=post_wall,
             done_wall=time.time(),
             ended=ended,
         )
 
-    async def get_json(self, path: str) -> Any:
-        async with self.session.get(f"{self.base_url}{path}") as response:
-            response.raise_for_status()
-            return await response.json()
 
-
-def _ts(value: str | None) -> float | None:
-    return None if value is None else datetime.fromisoformat(value).timestamp()
-
-
-def hops(outcome: Outcome, record: dict[str, Any]) -> dict[str, float] | None:
+def hops(outcome: Outcome, record: TaskRecord) -> dict[str, float] | None:
     """Where one task's time went, from the control plane's timestamps (seconds)."""
-    steps = record.get("steps") or []
-    if len(steps) != len(STEPS):
+    if len(record.steps) != len(STEPS):
         return None
-    created = _ts(record["created_at"])
-    a_sent, a_done = _ts(steps[0]["created_at"]), _ts(steps[0]["completed_at"])
-    b_sent, b_done = _ts(steps[1]["created_at"]), _ts(steps[1]["completed_at"])
-    if None in (created, a_sent, a_done, b_sent, b_done):
+    step_a, step_b = record.steps
+    if step_a.completed_at is None or step_b.completed_at is None:
         return None
-    assert created and a_sent and a_done and b_sent and b_done
+    created = record.created_at.timestamp()
+    a_sent, a_done = step_a.created_at.timestamp(), step_a.completed_at.timestamp()
+    b_sent, b_done = step_b.created_at.timestamp(), step_b.completed_at.timestamp()
     return {
         "post_to_task_created": created - outcome.post_wall,
         "task_created_to_step_a_decided": a_sent - created,
@@ -452,7 +283,7 @@ async def idle_phase(client: Client, count: int, warmup: int) -> dict[str, Any]:
         outcome = await client.run_task(f"idle-{index}")
         outcomes.append(outcome)
         # Outside the timed window: the task's record, for the hop breakdown.
-        split = hops(outcome, await client.get_json(f"/tasks/{outcome.task_id}"))
+        split = hops(outcome, await client.sdk.get_task(outcome.task_id))
         for name, seconds in (split or {}).items():
             hop_lists.setdefault(name, []).append(seconds)
     latencies = [o.latency for o in outcomes]
@@ -520,57 +351,6 @@ async def burst_phase(
         ),
         first_error=f"{type(failures[0]).__name__}: {failures[0]}" if failures else None,
     )
-
-
-# -- profiling ------------------------------------------------------------------------
-
-
-def py_spy_path() -> str | None:
-    beside = Path(sys.executable).with_name("py-spy")
-    return str(beside) if beside.exists() else shutil.which("py-spy")
-
-
-async def start_profiling(children: list[Child], settings: Settings) -> None:
-    if settings.profile_dir is None:
-        return
-    if settings.profiler == "cprofile":
-        for child in children:
-            child.process.send_signal(signal.SIGUSR1)
-        return
-    binary = py_spy_path()
-    assert binary is not None
-    for child in children:
-        output = Path(settings.profile_dir) / f"{child.role}.txt"
-        child.profiler = await asyncio.create_subprocess_exec(
-            binary,
-            "record",
-            "--pid",
-            str(child.pid),
-            "--format",
-            "raw",
-            "--rate",
-            "250",
-            "--output",
-            str(output),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-    # py-spy attaches in a few ms; let it catch the start of the burst.
-    await asyncio.sleep(0.5)
-
-
-async def stop_profiling(children: list[Child], settings: Settings) -> None:
-    if settings.profile_dir is None:
-        return
-    for child in children:
-        if settings.profiler == "cprofile":
-            child.process.send_signal(signal.SIGUSR2)
-        elif child.profiler is not None:
-            with contextlib.suppress(ProcessLookupError):
-                child.profiler.send_signal(signal.SIGINT)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(child.profiler.wait(), 30.0)
-            child.profiler = None
 
 
 # -- the benchmark --------------------------------------------------------------------
@@ -651,28 +431,28 @@ async def start_system(
             return [f"--profile={os.path.join(settings.profile_dir, role + '.prof')}"]
         return []
 
-    control_plane = await spawn("control-plane", common + profile_args("control-plane"), env=env)
+    extra = common + profile_args("control-plane")
+    control_plane = await spawn(OUT, SCRIPT, "control-plane", extra, env)
     children.append(control_plane)
-    base_url = await wait_ready(control_plane)
+    base_url = await wait_ready(control_plane, START_TIMEOUT)
     log(f"control plane pid {control_plane.pid} at {base_url}")
     services: list[Child] = []
     for name, suffix in STEPS:
         extra = [*common, f"--service={name}", f"--suffix={suffix}"]
         extra += [f"--control-plane={base_url}", *profile_args(name)]
-        child = await spawn("service", extra, env=env, name=name)
+        child = await spawn(OUT, SCRIPT, "service", extra, env, name=name)
         children.append(child)
         services.append(child)
-    await asyncio.gather(*(wait_ready(child) for child in services))
+    await asyncio.gather(*(wait_ready(child, START_TIMEOUT) for child in services))
     log("services pids " + ", ".join(f"{c.role} {c.pid}" for c in services))
     return base_url
 
 
 async def check_ready(client: Client) -> None:
-    """The control plane answers /health and lists both services."""
-    health = await client.get_json("/health")
-    if health.get("status") != "ok":
-        raise RuntimeError(f"control plane not healthy: {health}")
-    listed = {service["service_name"] for service in await client.get_json("/services")}
+    """The control plane is healthy and lists both services."""
+    if not await client.sdk.health():
+        raise RuntimeError("control plane not healthy (GET /health)")
+    listed = {service.service_name for service in await client.sdk.list_services()}
     missing = {name for name, _ in STEPS} - listed
     if missing:
         raise RuntimeError(f"services not registered: {sorted(missing)}")
@@ -690,7 +470,8 @@ async def measure(settings: Settings, client: Client, children: list[Child]) -> 
     if not broker:
         log("the broker's beam.smp is not visible from here: no broker CPU")
     runs: list[BurstRun] = []
-    await start_profiling(children, settings)
+    if settings.profile_dir:
+        await start_profiling(children, settings.profiler, settings.profile_dir)
     try:
         for round_number in range(1, settings.repeat + 1):
             log(f"burst {round_number}/{settings.repeat}: {settings.tasks} tasks at once")
@@ -704,7 +485,8 @@ async def measure(settings: Settings, client: Client, children: list[Child]) -> 
                 else f"  every task failed: {run.first_error}"
             )
     finally:
-        await stop_profiling(children, settings)
+        if settings.profile_dir:
+            await stop_profiling(children, settings.profiler)
     median = sorted(runs, key=lambda r: r.tasks_per_s)[(len(runs) - 1) // 2]
     emit(burst_record(median, runs, settings))
     emit(cpu_record(median, children, settings))
@@ -719,19 +501,24 @@ async def measure(settings: Settings, client: Client, children: list[Child]) -> 
     )
 
 
-async def main_async(settings: Settings) -> None:
-    import aiohttp
+def queues(exchange: str) -> list[str]:
+    """The queues the system declares on `exchange` (deleted at the end, if left)."""
+    from llama_agents.message_queues.rabbitmq.topology import dead_letter_queue_name, queue_name
 
+    names = [queue_name(exchange, name) for name, _ in STEPS]
+    names += [queue_name(exchange, "control_plane"), queue_name(exchange, "human")]
+    return [*names, dead_letter_queue_name(exchange)]
+
+
+async def main_async(settings: Settings) -> None:
     exchange = f"bench_tasks_{uuid.uuid4().hex[:8]}"
     children: list[Child] = []
     with tempfile.TemporaryDirectory(prefix="bench_tasks_") as state_dir:
         try:
             base_url = await start_system(settings, exchange, state_dir, children)
             # Every burst task holds one connection for its POST, then for its long poll.
-            connector = aiohttp.TCPConnector(limit=max(settings.tasks, 10), limit_per_host=0)
-            timeout = aiohttp.ClientTimeout(total=POLL_WAIT + 30.0)
-            async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-                client = Client(session, base_url)
+            async with AsyncExitStack() as stack:
+                client = await Client.open(base_url, max(settings.tasks, 10), stack)
                 await check_ready(client)
                 await measure(settings, client, children)
         except Exception as exc:
@@ -740,31 +527,20 @@ async def main_async(settings: Settings) -> None:
         finally:
             # Services first: the control plane then deletes the exchange they no longer use.
             for child in reversed(children):
-                code = await stop_child(child)
+                code = await stop_child(child, STOP_TIMEOUT)
                 if code not in (0, None):
                     log(f"{child.role} exited with {code}")
             with contextlib.suppress(Exception):
-                leftovers = await delete_leftovers(settings.url, exchange)
+                leftovers = await delete_leftovers(settings.url, exchange, queues(exchange))
                 if leftovers:
                     log(f"deleted what the children left: {', '.join(leftovers)}")
     if settings.profile_dir:
         log(f"profiles in {settings.profile_dir}")
 
 
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument(
-        "--url",
-        default=os.environ.get("LLAMA_AGENTS_AMQP_URL", DEFAULT_URL),
-        help="AMQP URL of the broker (default: $LLAMA_AGENTS_AMQP_URL or the local broker)",
-    )
+    parser = argparse.ArgumentParser(description=description(__doc__))
+    add_url_option(parser)
     parser.add_argument("--tasks", type=positive, default=200, help="tasks in one burst")
     parser.add_argument("--idle", type=positive, default=50, help="tasks one at a time")
     parser.add_argument("--warmup", type=int, default=5, help="warm-up tasks before idle")

@@ -2,19 +2,29 @@
 
 One key (`LLAMA_AGENTS_API_KEY`) for the control plane and the services: callers send
 `Authorization: Bearer <key>` (or `X-API-Key: <key>`). `/health` stays open for probes.
+
+`require_api_key(app, key)` guards a whole app: the routes FastAPI adds by itself (`/docs`,
+`/redoc`, `/openapi.json`, which describe the whole API) and unknown paths too, which a
+dependency on the app's routes (`api_key_guard`) does not reach.
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
-from fastapi import HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from llama_agents._settings import env_str
 
 #: Routes that answer without the key: probes must work before anyone has one.
 OPEN_PATHS = frozenset({"/health"})
+
+_REFUSED = "missing or wrong API key (send Authorization: Bearer <key>)"
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
 def configured_api_key(explicit: str | None = None) -> str | None:
@@ -27,21 +37,55 @@ def auth_headers(api_key: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
 
+def carries_key(headers: Mapping[str, str], api_key: str) -> bool:
+    """Whether a request's headers (lower-case names) carry `api_key`."""
+    given = headers.get("x-api-key")
+    authorization = headers.get("authorization", "")
+    if given is None and authorization.lower().startswith("bearer "):
+        given = authorization[7:]
+    return given is not None and hmac.compare_digest(given.encode(), api_key.encode())
+
+
 def api_key_guard(api_key: str | None) -> Callable[[Request], Awaitable[None]]:
-    """A FastAPI dependency refusing requests without the key; with no key, a no-op."""
+    """A FastAPI dependency refusing requests without the key; with no key, a no-op.
+
+    It covers the routes it is attached to only; `require_api_key` covers a whole app.
+    """
 
     async def guard(request: Request) -> None:
         if api_key is None or request.url.path in OPEN_PATHS:
             return
-        given = request.headers.get("x-api-key")
-        authorization = request.headers.get("authorization", "")
-        if given is None and authorization.lower().startswith("bearer "):
-            given = authorization[7:]
-        if given is None or not hmac.compare_digest(given.encode(), api_key.encode()):
-            raise HTTPException(
-                status_code=401,
-                detail="missing or wrong API key (send Authorization: Bearer <key>)",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
+        if not carries_key(request.headers, api_key):
+            raise HTTPException(status_code=401, detail=_REFUSED, headers=_CHALLENGE)
 
     return guard
+
+
+class ApiKeyMiddleware:
+    """ASGI middleware refusing any request without the key, but to `OPEN_PATHS`.
+
+    HTTP gets a 401; a websocket is closed before it is accepted (the server answers 403).
+    """
+
+    def __init__(self, app: ASGIApp, api_key: str) -> None:
+        self.app = app
+        self.api_key = api_key
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] not in ("http", "websocket")
+            or scope["path"] in OPEN_PATHS
+            or carries_key(Headers(scope=scope), self.api_key)
+        ):
+            await self.app(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008, "reason": "API key"})
+        else:
+            refused = JSONResponse({"detail": _REFUSED}, status_code=401, headers=_CHALLENGE)
+            await refused(scope, receive, send)
+
+
+def require_api_key(app: FastAPI, api_key: str | None) -> None:
+    """Make every request to `app` but `/health` need `api_key`; with None, change nothing."""
+    if api_key is not None:
+        app.add_middleware(ApiKeyMiddleware, api_key=api_key)

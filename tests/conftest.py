@@ -1,4 +1,8 @@
-"""Shared fixtures: a real RabbitMQ broker, per-test exchange names, queues of both kinds."""
+"""Shared fixtures: a real RabbitMQ broker, per-test exchange names, queues of both kinds.
+
+Every test that needs the broker carries the `rabbitmq` marker (the RabbitMQ case of
+`queue_factory` too), so `pytest -m "not rabbitmq"` runs with no broker at all.
+"""
 
 from __future__ import annotations
 
@@ -40,6 +44,26 @@ def _docker_available() -> bool:
         return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
+
+
+#: Fixtures that reach the real broker: a test using one must be marked `rabbitmq`.
+BROKER_FIXTURES = frozenset({"amqp_url", "rabbitmq_factory", "broker_control"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuse to run tests that reach the broker through a fixture without the `rabbitmq`
+    marker: `pytest -m "not rabbitmq"` must need no broker at all."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if BROKER_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        and item.get_closest_marker("rabbitmq") is None
+    ]
+    if unmarked:
+        listed = "\n  ".join(unmarked)
+        raise pytest.UsageError(
+            f"these tests use the broker but are not marked rabbitmq:\n  {listed}"
+        )
 
 
 @pytest.fixture(scope="session")
@@ -122,7 +146,7 @@ async def rabbitmq_factory(amqp_url: str, exchange_name: str) -> AsyncIterator[Q
     await made.close_all()
 
 
-@pytest.fixture(params=["simple", "rabbitmq"])
+@pytest.fixture(params=["simple", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)])
 async def queue_factory(
     request: pytest.FixtureRequest, exchange_name: str
 ) -> AsyncIterator[QueueFactory]:

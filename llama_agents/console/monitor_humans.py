@@ -6,6 +6,9 @@ A served `HumanService` lists its waiting requests at `GET /tasks` and takes an 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from urllib.parse import quote
 
@@ -99,3 +102,80 @@ class HumanDesk:
 
     async def aclose(self) -> None:
         await self.http.aclose()
+
+
+class WaitingWatch:
+    """Fetches the requests waiting at human services whenever asked to, never on a clock.
+
+    Debounced: what is asked while a fetch is due joins it, so a burst of asks costs one fetch
+    per service. `settle` asks once more a moment later: a human service takes its step from
+    the queue a moment after the control plane says it was sent.
+
+    Args:
+        desk: what fetches a service's list.
+        locate: where a service answers now (`human_url` of its definition), None when it is
+            no longer a served human service (it is then skipped).
+        listed: called with a service, the URL asked and what it listed.
+        failed: called with a service and why its list could not be fetched.
+    """
+
+    def __init__(
+        self,
+        desk: HumanDesk,
+        *,
+        locate: Callable[[str], str | None],
+        listed: Callable[[str, str, list[WaitingRequest]], None],
+        failed: Callable[[str, Exception], None],
+        debounce: float = 0.1,
+        settle: float = 1.0,
+    ) -> None:
+        self.desk = desk
+        self.locate = locate
+        self.listed = listed
+        self.failed = failed
+        self.debounce = debounce
+        self.settle = settle
+        self._stale: set[str] = set()  # services whose requests to fetch
+        self._fetching: asyncio.Task[None] | None = None
+        self._settling: set[str] = set()  # services to look at once more, soon
+        self._settle_timer: asyncio.TimerHandle | None = None
+
+    def want(self, names: Iterable[str], settle: Iterable[str] = ()) -> None:
+        """Fetch these services' requests soon; those in `settle` once more, later."""
+        self._stale.update(names)
+        if self._stale and (self._fetching is None or self._fetching.done()):
+            self._fetching = asyncio.create_task(self._fetch(), name="monitor-human-requests")
+        self._settling.update(settle)
+        if self._settling and self._settle_timer is None:
+            self._settle_timer = asyncio.get_running_loop().call_later(self.settle, self._settled)
+
+    def _settled(self) -> None:
+        names, self._settling, self._settle_timer = self._settling, set(), None
+        self.want(names)
+
+    async def _fetch(self) -> None:
+        while self._stale:
+            await asyncio.sleep(self.debounce)
+            names, self._stale = self._stale, set()
+            await asyncio.gather(*(self._fetch_one(name) for name in sorted(names)))
+
+    async def _fetch_one(self, name: str) -> None:
+        url = self.locate(name)
+        if url is None:
+            return
+        try:
+            listed = await self.desk.waiting(name, url)
+        except Exception as exc:  # a broken service is reported, no more
+            self.failed(name, exc)
+            return
+        self.listed(name, url, listed)
+
+    async def aclose(self) -> None:
+        """Stop: nothing more is fetched."""
+        if self._settle_timer is not None:
+            self._settle_timer.cancel()
+            self._settle_timer = None
+        if self._fetching is not None:
+            self._fetching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._fetching

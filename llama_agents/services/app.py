@@ -1,29 +1,67 @@
-"""The HTTP face every served service has: status, health, and message delivery by POST."""
+"""The HTTP face every served service has: status, health, and message delivery by POST.
+
+It knows a service only through `ServedService`, the few things it asks of one; `BaseService`
+has them. The dependency runs one way: this module never imports the service classes, and
+`services/base.py` never imports this module (the `llama_agents.services` package hands
+`create_service_app` to `BaseService` as its `app_factory`).
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from llama_agents._auth import api_key_guard
+from llama_agents._auth import require_api_key
 from llama_agents.errors import NonRetryableMessageError
 from llama_agents.messages import QueueMessage
 
-if TYPE_CHECKING:
-    from llama_agents.services.base import BaseService
+
+class Connectivity(Protocol):
+    """What the face asks of a service's message queue: whether it can take messages."""
+
+    @property
+    def is_connected(self) -> bool: ...
 
 
-def create_service_app(service: BaseService) -> FastAPI:
+class ServedService(Protocol):
+    """What the HTTP face needs of a service."""
+
+    @property
+    def service_name(self) -> str: ...
+
+    @property
+    def description(self) -> str: ...
+
+    @property
+    def api_key(self) -> str | None:
+        """The key every route but `/health` asks for; None: no key."""
+
+    @property
+    def message_queue(self) -> Connectivity: ...
+
+    def status(self) -> dict[str, Any]:
+        """What `GET /` answers."""
+
+    async def handle_message(self, message: QueueMessage, **kwargs: Any) -> None:
+        """Handle one delivered message; raise to have it retried."""
+
+    def add_routes(self, app: FastAPI) -> None:
+        """Add the service's own routes to `app`."""
+
+
+def create_service_app(service: ServedService) -> FastAPI:
     """`GET /`, `GET /health`, `POST /process_message`, plus the service's own routes.
 
-    With an API key configured, every route but `/health` needs it.
+    With an API key configured, every route but `/health` needs it, the API's documentation
+    (`/docs`, `/redoc`, `/openapi.json`) included.
     """
     app = FastAPI(
         title=f"llama-agents service {service.service_name}",
-        dependencies=[Depends(api_key_guard(service.api_key))],
+        description=service.description,
     )
+    require_api_key(app, service.api_key)
 
     @app.exception_handler(NonRetryableMessageError)
     async def _bad_message(_: Request, exc: NonRetryableMessageError) -> JSONResponse:

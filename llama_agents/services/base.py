@@ -1,5 +1,7 @@
 """What every service shares: a name and a description, its own message type (its queue),
-registration with the queue and the control plane, an HTTP API, and publishing results."""
+registration with the queue and the control plane, serving an HTTP API, and publishing results.
+
+Which HTTP API is served is not decided here: see `BaseService.app_factory`."""
 
 from __future__ import annotations
 
@@ -7,7 +9,8 @@ import asyncio
 import contextlib
 import logging
 from abc import ABC, abstractmethod
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import httpx
 from fastapi import FastAPI
@@ -60,6 +63,11 @@ class BaseService(ABC):
 
     #: What kind of service this is, in its definition (the monitor uses it).
     service_kind = "service"
+    #: Builds the HTTP API `launch_server` serves. The HTTP face (`services/app.py`) knows a
+    #: service only by the little it needs (a Protocol), and this module does not know the
+    #: face: the `llama_agents.services` package, always loaded before this module, sets it
+    #: to `create_service_app`. A subclass may set its own to serve another API.
+    app_factory: ClassVar[Callable[[BaseService], FastAPI]]
 
     def __init__(
         self,
@@ -173,10 +181,9 @@ class BaseService(ABC):
 
     @property
     def app(self) -> FastAPI:
+        """This service's HTTP API (what `launch_server` serves), built once by `app_factory`."""
         if self._app is None:
-            from llama_agents.services.app import create_service_app
-
-            self._app = create_service_app(self)
+            self._app = type(self).app_factory(self)
         return self._app
 
     async def launch_server(self) -> None:

@@ -212,6 +212,7 @@ async def test_concurrent_results_of_one_task_are_all_recorded(
     consuming.cancel()
 
 
+@pytest.mark.rabbitmq
 async def test_served_control_plane_keeps_tasks_and_services_across_a_restart(
     rabbitmq_factory: QueueFactory, tmp_path: Path
 ) -> None:

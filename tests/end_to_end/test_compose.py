@@ -143,6 +143,7 @@ def test_compose_file_describes_the_system() -> None:
         assert service["command"][0] == "serve"
 
 
+@pytest.mark.rabbitmq
 async def test_every_compose_service_runs_and_answers(
     compose: LocalCompose, amqp_url: str, exchange_name: str
 ) -> None:

@@ -29,6 +29,7 @@ def _demo(*args: str, env: dict[str, str] | None = None) -> subprocess.Completed
     )
 
 
+@pytest.mark.rabbitmq
 def test_demo_runs_on_rabbitmq(amqp_url: str) -> None:
     result = _demo("--broker", "rabbitmq", env={"LLAMA_AGENTS_AMQP_URL": amqp_url})
     assert result.returncode == 0, result.stderr

@@ -123,6 +123,7 @@ async def test_timeout(queue_factory: QueueFactory, scripted_llm: ScriptedLLMSer
         await launcher.alaunch_single(QUESTION, timeout=0.5)
 
 
+@pytest.mark.rabbitmq
 async def test_local_launcher_removes_what_it_declared(
     rabbitmq_factory: QueueFactory, scripted_llm: ScriptedLLMServer, exchange_name: str
 ) -> None:

@@ -30,7 +30,7 @@ from llama_agents import (
 from tests.support import broker
 from tests.support.processes import CLI, ProcessGroup, free_port, offline_env
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.rabbitmq]
 
 TASKS = 100
 FAULT_AFTER = 30

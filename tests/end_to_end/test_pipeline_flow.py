@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from llama_agents import (
     ComponentService,
     ControlPlaneServer,
@@ -53,6 +55,7 @@ async def test_pipeline_with_router_and_function_step(queue_factory: QueueFactor
     assert {"node": "router_1", "route": "math"} in record.result.data["trace"]
 
 
+@pytest.mark.rabbitmq
 async def test_pipeline_resumes_after_a_control_plane_restart(
     rabbitmq_factory: QueueFactory, tmp_path: Path
 ) -> None:

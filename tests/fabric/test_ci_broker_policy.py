@@ -8,16 +8,19 @@ import sys
 from pathlib import Path
 
 PROBE = """
+import pytest
+
+@pytest.mark.rabbitmq
 async def test_needs_broker(rabbitmq_factory):
     queue = await rabbitmq_factory()
     await queue.declare_queue("x")
 """
 
 
-def _run(tmp_path: Path, ci: str) -> subprocess.CompletedProcess[str]:
+def _run(tmp_path: Path, ci: str, source: str = PROBE) -> subprocess.CompletedProcess[str]:
     tests = Path(__file__).resolve().parent
     probe = tests / "_probe_broker_policy_test.py"
-    probe.write_text(PROBE)
+    probe.write_text(source)
     env = {
         **os.environ,
         "CI": ci,
@@ -49,3 +52,10 @@ def test_missing_broker_skips_locally(tmp_path: Path) -> None:
     result = _run(tmp_path, "")
     assert result.returncode == 0, result.stdout
     assert "1 skipped" in result.stdout
+
+
+def test_a_broker_test_without_the_marker_is_refused(tmp_path: Path) -> None:
+    # Without the marker, `pytest -m "not rabbitmq"` would still try to reach a broker.
+    result = _run(tmp_path, "", PROBE.replace("@pytest.mark.rabbitmq\n", ""))
+    assert result.returncode != 0, result.stdout
+    assert "not marked rabbitmq" in result.stderr and "test_needs_broker" in result.stderr

@@ -21,6 +21,7 @@ from tests.support import broker
 from tests.support.helpers import DEADLINE, Collector
 
 
+@pytest.mark.rabbitmq
 async def test_topology_matches_the_design(
     rabbitmq_factory: QueueFactory, exchange_name: str, broker_control: None
 ) -> None:
@@ -79,6 +80,7 @@ async def test_topology_matches_the_design(
     consuming.cancel()
 
 
+@pytest.mark.rabbitmq
 async def test_classic_queue_type_is_configurable(
     rabbitmq_factory: QueueFactory, exchange_name: str, broker_control: None
 ) -> None:
@@ -93,6 +95,7 @@ async def test_classic_queue_type_is_configurable(
     assert row["durable"] is True
 
 
+@pytest.mark.rabbitmq
 async def test_queue_type_mismatch_is_a_clear_error(rabbitmq_factory: QueueFactory) -> None:
     quorum = await rabbitmq_factory()
     await quorum.declare_queue("shared")
@@ -101,6 +104,7 @@ async def test_queue_type_mismatch_is_a_clear_error(rabbitmq_factory: QueueFacto
         await classic.declare_queue("shared")
 
 
+@pytest.mark.rabbitmq
 async def test_messages_are_persistent_and_carry_their_metadata(
     rabbitmq_factory: QueueFactory, amqp_url: str, exchange_name: str
 ) -> None:
@@ -127,6 +131,7 @@ async def test_messages_are_persistent_and_carry_their_metadata(
         await incoming.nack(requeue=True)
 
 
+@pytest.mark.rabbitmq
 async def test_unacknowledged_message_goes_to_another_consumer_when_one_dies(
     rabbitmq_factory: QueueFactory,
 ) -> None:
@@ -160,6 +165,7 @@ async def test_unacknowledged_message_goes_to_another_consumer_when_one_dies(
     survivor_task.cancel()
 
 
+@pytest.mark.rabbitmq
 async def test_crash_looping_message_is_dead_lettered(
     rabbitmq_factory: QueueFactory, amqp_url: str, exchange_name: str
 ) -> None:
@@ -189,6 +195,7 @@ async def test_crash_looping_message_is_dead_lettered(
     consuming.cancel()
 
 
+@pytest.mark.rabbitmq
 async def test_foreign_producer_garbage_is_dead_lettered(
     rabbitmq_factory: QueueFactory, amqp_url: str, exchange_name: str
 ) -> None:
@@ -217,6 +224,7 @@ async def test_foreign_producer_garbage_is_dead_lettered(
     consuming.cancel()
 
 
+@pytest.mark.rabbitmq
 async def test_dead_letters_can_be_read_without_removing_them(
     rabbitmq_factory: QueueFactory,
 ) -> None:

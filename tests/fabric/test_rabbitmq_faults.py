@@ -17,7 +17,7 @@ from tests.support.helpers import Collector
 
 RECOVERY_DEADLINE = 90.0
 
-pytestmark = pytest.mark.broker_restart
+pytestmark = [pytest.mark.broker_restart, pytest.mark.rabbitmq]
 
 
 async def test_persistent_messages_survive_a_broker_restart(

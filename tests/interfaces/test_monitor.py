@@ -27,8 +27,9 @@ from llama_agents import (
     TaskStatus,
 )
 from llama_agents.console import main
-from llama_agents.console.monitor_app import Connection, MonitorApp
+from llama_agents.console.monitor_app import MonitorApp
 from llama_agents.console.monitor_humans import WaitingRequest
+from llama_agents.console.monitor_state import Connection
 from llama_agents.control_plane import SqliteKVStore
 from tests.support.control_plane import serve, stop
 from tests.support.helpers import DEADLINE
@@ -72,7 +73,7 @@ async def wait(app: MonitorApp, predicate: Callable[[], bool]) -> None:
 
 
 async def connected(app: MonitorApp) -> None:
-    await wait(app, lambda: app.connection is Connection.CONNECTED)
+    await wait(app, lambda: app.state.connection is Connection.CONNECTED)
 
 
 async def type_text(pilot: Pilot[None], text: str) -> None:
@@ -123,7 +124,7 @@ async def human(tmp_path: Path) -> AsyncIterator[tuple[HumanService, AsyncLlamaA
 
 def waiting_for(app: MonitorApp, task_id: str) -> WaitingRequest | None:
     """The request of the task that the app lists as waiting, if any."""
-    return next((r for r in app.requests.values() if r.task_id == task_id), None)
+    return next((r for r in app.state.requests.values() if r.task_id == task_id), None)
 
 
 async def test_lists_services_and_follows_a_task_live(
@@ -167,7 +168,9 @@ async def test_selecting_a_task_shows_its_details(
         assert app.focused is app.task_table
         await wait(app, lambda: cell(app, first, "status") == "completed")
         await pilot.press("down")  # the cursor starts on the first (oldest) task
-        await wait(app, lambda: app.selection == ("task", second) and "Steps" in app.details_text)
+        await wait(
+            app, lambda: app.state.selection == ("task", second) and "Steps" in app.details_text
+        )
         await wait(app, lambda: "worker  pending" in app.details_text)
         assert "second question" in app.details_text and "running" in app.details_text
 
@@ -179,7 +182,7 @@ async def test_selecting_a_task_shows_its_details(
 
         # The selected task's details follow its pushed changes too.
         await pilot.press("down")
-        await wait(app, lambda: app.selection == ("task", second))
+        await wait(app, lambda: app.state.selection == ("task", second))
         await system.worker.answer(await system.next_step(2), "second answer")
         await wait(app, lambda: "second answer" in app.details_text)
 
@@ -189,7 +192,7 @@ async def test_selecting_a_task_shows_its_details(
         )
         await wait(app, lambda: service_names(app) == ["worker"])
         app.service_table.focus()
-        await wait(app, lambda: app.selection == ("service", "worker"))
+        await wait(app, lambda: app.state.selection == ("service", "worker"))
         assert all(text in app.details_text for text in ("worker", "Works.", "w", "8002"))
 
 
@@ -209,10 +212,13 @@ async def test_typing_a_task_creates_and_selects_it(
         # q, c and r are text in the input box, not the app's keys.
         await type_text(pilot, "quick check, reply now")
         await pilot.press("enter")
-        await wait(app, lambda: app.selection is not None and app.selection[1] in app.tasks)
+        await wait(
+            app,
+            lambda: app.state.selection is not None and app.state.selection[1] in app.state.tasks,
+        )
         [task] = await client.list_tasks()
         assert task.input == "quick check, reply now"
-        assert app.selection == ("task", task.task_id)
+        assert app.state.selection == ("task", task.task_id)
         assert app.task_table.cursor_row == app.task_table.get_row_index(task.task_id)
         assert app.input_box.value == ""
         assert f"created task {task.task_id[:8]}" in app.status_text
@@ -236,7 +242,7 @@ async def test_c_cancels_the_selected_running_task(
         task_id = await client.create_task("never answered")
         await system.next_step()
         await wait(app, lambda: cell(app, task_id, "status") == "running")
-        await wait(app, lambda: app.selection == ("task", task_id))
+        await wait(app, lambda: app.state.selection == ("task", task_id))
         await pilot.press("c")
         await wait(app, lambda: cell(app, task_id, "status") == "cancelled")
         assert f"cancelled task {task_id[:8]}" in app.status_text
@@ -253,7 +259,7 @@ async def test_r_reloads_the_lists(system: System, client: AsyncLlamaAgentsClien
         await connected(app)
         await pilot.press("r")
         await wait(app, lambda: "reloaded" in app.status_text)
-        assert app.tasks == {} and app.is_running
+        assert app.state.tasks == {} and app.is_running
 
 
 async def test_unreachable_at_start_keeps_retrying_then_connects(tmp_path: Path) -> None:
@@ -265,7 +271,7 @@ async def test_unreachable_at_start_keeps_retrying_then_connects(tmp_path: Path)
             app = MonitorApp(sdk, retry_initial=0.05, retry_max=0.2)
             async with app.run_test(size=SIZE):
                 await wait(app, lambda: "cannot reach the control plane" in app.status_text)
-                assert app.connection is Connection.RECONNECTING
+                assert app.state.connection is Connection.RECONNECTING
                 assert "reconnecting" in app.status_text and app.is_running
 
                 serving = await serve(server)
@@ -290,7 +296,7 @@ async def test_reconnects_and_reloads_after_a_restart(tmp_path: Path) -> None:
 
             # The stream is open: stopping waits for uvicorn's graceful shutdown to end it.
             await stop(server, serving)
-            await wait(app, lambda: app.connection is Connection.RECONNECTING)
+            await wait(app, lambda: app.state.connection is Connection.RECONNECTING)
 
             server = control_plane(tmp_path, port)  # same store: the task is still there
             serving = await serve(server)
@@ -319,7 +325,7 @@ async def test_unreachable_actions_report_errors() -> None:
     async with AsyncLlamaAgentsClient(UNREACHABLE, timeout=5) as sdk:
         app = MonitorApp(sdk, retry_initial=5, retry_max=60)
         async with app.run_test(size=SIZE) as pilot:
-            await wait(app, lambda: app.connection is Connection.RECONNECTING)
+            await wait(app, lambda: app.state.connection is Connection.RECONNECTING)
             await pilot.press("c")
             await wait(app, lambda: "select a task to cancel" in app.status_text)
             await pilot.press("r")  # reconnects at once instead of after the 5 s backoff
@@ -334,7 +340,7 @@ async def test_answering_a_waiting_request(
     app = MonitorApp(sdk)
     async with app.run_test(size=SIZE) as pilot:
         await connected(app)
-        assert app.request_table.display and not app.requests
+        assert app.request_table.display and not app.state.requests
         task_id = await sdk.create_task("approve the refund?")
         await wait(app, lambda: waiting_for(app, task_id) is not None)
         request = waiting_for(app, task_id)
@@ -344,9 +350,9 @@ async def test_answering_a_waiting_request(
 
         # Selecting it shows its prompt and turns the input box into its answer box.
         app.request_table.focus()
-        await wait(app, lambda: app.selection == ("request", request.key))
+        await wait(app, lambda: app.state.selection == ("request", request.key))
         assert "approve the refund?" in app.details_text and "Prompt" in app.details_text
-        assert app.answering == request
+        assert app.state.answering == request
         assert app.input_box.placeholder.startswith("Answer the selected request")
         await pilot.press("enter")  # enter on the request: to the answer box
         await wait(app, lambda: app.focused is app.input_box)
@@ -355,10 +361,12 @@ async def test_answering_a_waiting_request(
 
         await wait(app, lambda: f"answered the request of task {task_id[:8]}" in app.status_text)
         assert (await sdk.wait_for_result(task_id, timeout=DEADLINE)).result == "approved"
-        await wait(app, lambda: not app.requests and cell(app, task_id, "status") == "completed")
-        assert app.answering is None and app.input_box.value == ""
+        await wait(
+            app, lambda: not app.state.requests and cell(app, task_id, "status") == "completed"
+        )
+        assert app.state.answering is None and app.input_box.value == ""
         assert app.input_box.placeholder.startswith("New task")
-        assert app.selection == ("task", task_id)
+        assert app.state.selection == ("task", task_id)
         await wait(app, lambda: "approved" in app.details_text)
 
 
@@ -372,18 +380,18 @@ async def test_a_request_answered_elsewhere_is_reported(
         task_id = await sdk.create_task("who answers first?")
         await wait(app, lambda: waiting_for(app, task_id) is not None)
         await pilot.press("a")  # a: answer the request under the cursor
-        assert app.focused is app.input_box and app.answering is not None
-        request = app.answering
+        assert app.focused is app.input_box and app.state.answering is not None
+        request = app.state.answering
 
         # Someone else answers while this person is still typing: the list drops it.
         operator.answer(request.id_, "the other person")
         assert (await sdk.wait_for_result(task_id, timeout=DEADLINE)).result == "the other person"
-        await wait(app, lambda: not app.requests)
-        assert app.answering == request and "no longer waits" in app.input_box.placeholder
+        await wait(app, lambda: not app.state.requests)
+        assert app.state.answering == request and "no longer waits" in app.input_box.placeholder
         await type_text(pilot, "me")
         await pilot.press("enter")
         await wait(app, lambda: "was already answered" in app.status_text)
-        assert app.is_running and app.answering is None and not app.message_is_error
+        assert app.is_running and app.state.answering is None and not app.state.message_is_error
         assert app.input_box.placeholder.startswith("New task")
 
         # esc leaves the input box for the lists; with nothing waiting, a says so.

@@ -145,6 +145,7 @@ def test_agent_must_be_a_workflow() -> None:
         AgentService(Gate(), None, "d", "bad name")
 
 
+@pytest.mark.rabbitmq
 async def test_restarted_control_plane_does_not_ask_the_llm_again(
     scripted_llm: ScriptedLLMServer, rabbitmq_factory: QueueFactory, tmp_path: Path
 ) -> None:

@@ -1,0 +1,328 @@
+"""What the benchmarks share: their output, statistics, the broker, child processes, /proc.
+
+A benchmark prints one JSON object per line on stdout (its figures) and its progress on
+stderr (`Output`). Multi-process benchmarks start themselves again with `--role` (`spawn`);
+a child says it is ready by printing one `READY` line (`announce`, `wait_ready`), stops on
+SIGTERM (`stop_event`, `stop_child`), and its CPU and memory are read from /proc.
+
+The scripts import this module as `_common` (their own folder is first on `sys.path` when
+they run as `python benchmarks/<name>.py`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import shutil
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DEFAULT_URL = "amqp://guest:guest@localhost:5672/"
+READY = "READY"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+class Output:
+    """A benchmark's two streams: figures as JSON lines on stdout, progress on stderr."""
+
+    def __init__(self, bench: str) -> None:
+        self.bench = bench
+
+    def log(self, text: str) -> None:
+        print(f"[{self.bench}] {text}", file=sys.stderr, flush=True)
+
+    def emit(self, record: dict[str, Any]) -> None:
+        print(json.dumps(record), flush=True)
+
+
+# -- statistics ---------------------------------------------------------------------------
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """The nearest-rank percentile of `values`."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]
+
+
+def ms(seconds: float) -> float:
+    """Seconds as milliseconds, to the microsecond."""
+    return round(seconds * 1000.0, 3)
+
+
+# -- the command line ---------------------------------------------------------------------
+
+
+def positive(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_url_option(parser: argparse.ArgumentParser) -> None:
+    """`--url`: the broker, by default `LLAMA_AGENTS_AMQP_URL` or the local one."""
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("LLAMA_AGENTS_AMQP_URL", DEFAULT_URL),
+        help="AMQP URL of the broker (default: $LLAMA_AGENTS_AMQP_URL or the local broker)",
+    )
+
+
+def description(doc: str | None) -> str | None:
+    """A parser's description: the first line of the script's docstring."""
+    return doc.splitlines()[0] if doc else None
+
+
+# -- the broker ---------------------------------------------------------------------------
+
+
+async def broker_error(url: str, timeout: float = 5.0) -> str | None:
+    """Why the broker at `url` cannot be used, or None when it can."""
+    import aio_pika
+
+    try:
+        connection = await aio_pika.connect(url, timeout=timeout)
+    except Exception as exc:
+        return f"broker unreachable: {type(exc).__name__}: {exc}"
+    await connection.close()
+    return None
+
+
+async def delete_leftovers(url: str, exchange: str, queues: list[str]) -> list[str]:
+    """Delete these queues and the exchange where they still exist; return what was deleted."""
+    import aio_pika
+    from aio_pika.exceptions import ChannelClosed
+
+    removed: list[str] = []
+    connection = await aio_pika.connect(url, timeout=10.0)
+    try:
+        for name in queues:
+            channel = await connection.channel()
+            try:
+                await channel.declare_queue(name, passive=True)
+            except ChannelClosed:
+                continue  # not there: the channel closed with NOT_FOUND
+            await channel.queue_delete(name)
+            removed.append(name)
+            await channel.close()
+        channel = await connection.channel()
+        try:
+            await channel.declare_exchange(exchange, passive=True)
+        except ChannelClosed:
+            pass
+        else:
+            await channel.exchange_delete(exchange)
+            removed.append(f"exchange {exchange}")
+            await channel.close()
+    finally:
+        await connection.close()
+    return removed
+
+
+# -- /proc --------------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process `pid` (all its threads) so far."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    # The command name (field 2) may hold spaces: count fields after its closing paren.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    utime, stime = int(fields[11]), int(fields[12])
+    return (utime + stime) / CLK_TCK
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """The process's peak resident set size (`VmHWM`) in MiB."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024.0, 1)
+    return None
+
+
+def broker_pids() -> list[int]:
+    """Pids of the RabbitMQ broker (Erlang's `beam.smp`) visible from here."""
+    pids: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if (entry / "comm").read_text().strip() == "beam.smp":
+                pids.append(int(entry.name))
+    return pids
+
+
+def broker_cpu_seconds(pids: list[int]) -> float | None:
+    try:
+        return sum(cpu_seconds(pid) for pid in pids) if pids else None
+    except OSError:
+        return None
+
+
+# -- a child's side -----------------------------------------------------------------------
+
+
+def announce(text: str = "") -> None:
+    """Tell the parent this child is ready (the one line a child writes on stdout)."""
+    print(f"{READY} {text}".rstrip(), flush=True)
+
+
+def stop_event(profile: str | None = None) -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT; with `profile`, SIGUSR1/SIGUSR2 start/stop cProfile.
+
+    Each SIGUSR2 writes the profile gathered so far (over every SIGUSR1..SIGUSR2 window).
+    """
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    if profile is not None:
+        import cProfile
+
+        profiler = cProfile.Profile()
+
+        def finish() -> None:
+            profiler.disable()
+            profiler.dump_stats(profile)
+
+        loop.add_signal_handler(signal.SIGUSR1, profiler.enable)
+        loop.add_signal_handler(signal.SIGUSR2, finish)
+    return stop
+
+
+# -- the parent's side --------------------------------------------------------------------
+
+
+@dataclass
+class Child:
+    """One child process: its role, its process, and what it said once ready."""
+
+    role: str
+    process: asyncio.subprocess.Process
+    out: Output
+    ready_text: str = ""
+    drain: asyncio.Task[None] | None = None
+    profiler: asyncio.subprocess.Process | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+async def spawn(
+    out: Output, script: str, role: str, extra: list[str], env: dict[str, str], name: str = ""
+) -> Child:
+    """Start `script` again as `role` (called `name`); stderr is ours, stdout read for READY."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        script,
+        "--role",
+        role,
+        *extra,
+        stdout=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    return Child(role=name or role, process=process, out=out)
+
+
+async def wait_ready(child: Child, timeout: float) -> str:
+    """Read `child`'s stdout until its READY line; fail if it exits first."""
+    stdout = child.process.stdout
+    assert stdout is not None
+    async with asyncio.timeout(timeout):
+        while True:
+            line = (await stdout.readline()).decode().strip()
+            if not line:
+                code = await child.process.wait()
+                raise RuntimeError(f"{child.role} exited with {code} before it was ready")
+            if line.split(" ", 1)[0] == READY:
+                child.ready_text = line[len(READY) :].strip()
+                child.drain = asyncio.create_task(_forward(child))
+                return child.ready_text
+            child.out.log(f"{child.role}: {line}")
+
+
+async def _forward(child: Child) -> None:
+    """Pass on whatever else the child prints on stdout (so its pipe never fills)."""
+    assert child.process.stdout is not None
+    async for raw in child.process.stdout:
+        child.out.log(f"{child.role}: {raw.decode().rstrip()}")
+
+
+async def stop_child(child: Child, timeout: float) -> int | None:
+    """SIGTERM, wait up to `timeout` seconds; SIGKILL if it hangs. Returns the exit code."""
+    process = child.process
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), timeout)
+        except TimeoutError:
+            child.out.log(f"{child.role} did not exit within {timeout}s of SIGTERM; killing it")
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+    if child.drain is not None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(child.drain, 5.0)
+    return process.returncode
+
+
+# -- profiling the children ------------------------------------------------------------------------
+
+
+def py_spy_path() -> str | None:
+    """py-spy beside this Python, else on PATH, else None."""
+    beside = Path(sys.executable).with_name("py-spy")
+    return str(beside) if beside.exists() else shutil.which("py-spy")
+
+
+async def start_profiling(children: list[Child], profiler: str, directory: str) -> None:
+    """Profile `children` from now on: `cprofile` (each child's own, see `stop_event`), or
+    `py-spy` (`<directory>/<role>.txt`, collapsed stacks of every thread)."""
+    if profiler == "cprofile":
+        for child in children:
+            child.process.send_signal(signal.SIGUSR1)
+        return
+    binary = py_spy_path()
+    assert binary is not None
+    for child in children:
+        output = Path(directory) / f"{child.role}.txt"
+        child.profiler = await asyncio.create_subprocess_exec(
+            binary,
+            "record",
+            "--pid",
+            str(child.pid),
+            "--format",
+            "raw",
+            "--rate",
+            "250",
+            "--output",
+            str(output),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+    # py-spy attaches in a few ms; let it catch the start of the burst.
+    await asyncio.sleep(0.5)
+
+
+async def stop_profiling(children: list[Child], profiler: str) -> None:
+    """Stop what `start_profiling` started; the profiles are written."""
+    for child in children:
+        if profiler == "cprofile":
+            child.process.send_signal(signal.SIGUSR2)
+        elif child.profiler is not None:
+            with contextlib.suppress(ProcessLookupError):
+                child.profiler.send_signal(signal.SIGINT)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(child.profiler.wait(), 30.0)
+            child.profiler = None
