@@ -31,7 +31,7 @@ from llama_agents import (
     ServerLauncher,
     SimpleMessageQueue,
 )
-from llama_agents.control_plane import SqliteKVStore
+from llama_agents.control_plane import SqliteStateStore
 from llama_agents.llms import default_llm
 
 
@@ -45,7 +45,7 @@ async def main(state_dir: Path) -> None:
     control_plane = ControlPlaneServer(
         message_queue,
         AgentOrchestrator(llm=default_llm()),
-        state_store=SqliteKVStore(state_dir / "control_plane.sqlite3"),
+        state_store=SqliteStateStore(state_dir / "control_plane.sqlite3"),
         port=0,
     )
     agent_server_1 = AgentService(

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 from collections.abc import Callable, Generator
 from typing import Any
 
 import uvicorn
+
+from llama_agents.errors import ConfigurationError
 
 
 class _Server(uvicorn.Server):
@@ -75,11 +78,26 @@ class HttpServer:
             lifespan="on",
             timeout_graceful_shutdown=5,
         )
+        listening = await self._listen()
         self._server = _Server(config, started, self.handle_signals)
         try:
-            await self._server.serve()
+            await self._server.serve(sockets=[listening])
         finally:
             self._started.clear()
+            listening.close()  # a no-op once the server closed it; else it is not leaked
+
+    async def _listen(self) -> socket.socket:
+        """The listening socket, bound here so that a port in use is our error, not uvicorn's
+        log line and `sys.exit(3)` from inside the event loop."""
+        try:
+            addresses = await asyncio.get_running_loop().getaddrinfo(
+                self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+            family, _, _, _, address = addresses[0]
+            return socket.create_server(address, family=family, backlog=2048)
+        except OSError as exc:
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise ConfigurationError(f"cannot listen on {self.host}:{self.port}: {reason}") from exc
 
     async def wait_started(self, timeout: float = 10.0) -> int:
         """Wait until the server accepts connections; return its port."""

@@ -13,6 +13,9 @@ from llama_agents.errors import ConfigurationError
 ENV_PREFIX = "LLAMA_AGENTS_"
 DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/"
 DEFAULT_EXCHANGE = "llama_agents"
+#: The embedded queue's HTTP face listens next to the control plane's 8000, so the README's
+#: defaults can run in one process without "address in use".
+DEFAULT_SIMPLE_QUEUE_PORT = 8001
 
 
 def env_str(name: str, default: str) -> str:

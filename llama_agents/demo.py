@@ -17,8 +17,9 @@ from llama_index.core.tools import FunctionTool
 
 from llama_agents._settings import DEFAULT_AMQP_URL, env_str
 from llama_agents.control_plane import ControlPlaneServer
-from llama_agents.errors import BrokerUnavailableError
+from llama_agents.errors import BrokerUnavailableError, TaskFailedError
 from llama_agents.launchers import LocalLauncher
+from llama_agents.llms.factory import BASE_URL_ENV_VARS, describe_llm
 from llama_agents.message_queues import BaseMessageQueue, RabbitMQMessageQueue, SimpleMessageQueue
 from llama_agents.message_queues.rabbitmq.connection import redact
 from llama_agents.orchestrators import AgentOrchestrator
@@ -92,10 +93,21 @@ def build_system(
 async def run_demo(
     broker: DemoBroker, llm: LLM, question: str = DEMO_QUESTION, timeout: float = 120.0
 ) -> str:
-    """Ask the Getting Started system `question`; return its answer."""
+    """Ask the Getting Started system `question`; return its answer.
+
+    A failure names the LLM the demo used, and how to run it without one.
+    """
     services, control_plane = build_system(broker.queue, llm)
     launcher = LocalLauncher(services, control_plane, broker.queue)
     try:
         return await launcher.alaunch_single(question, timeout=timeout)
+    except TaskFailedError as exc:
+        if getattr(llm, "is_offline", False):
+            raise
+        raise TaskFailedError(
+            f"{exc.error} (the demo used the {describe_llm(llm)}; unset "
+            f"{BASE_URL_ENV_VARS[0]} and OPENAI_API_KEY to run it with the offline LLM)",
+            exc.task_id,
+        ) from exc
     finally:
         await broker.queue.close()

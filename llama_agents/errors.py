@@ -16,6 +16,7 @@ our class also derives from that builtin, so `except ValueError` and the like ke
     +-- MessageQueueError
     |   +-- BrokerUnavailableError
     |   |   +-- PublishTimeoutError     (TimeoutError)
+    |   +-- BrokerAuthenticationError   (PermissionError)
     |   +-- PublishRejectedError
     |   +-- UnroutableMessageError
     |   +-- ConsumerNotFoundError       (KeyError)
@@ -30,16 +31,23 @@ our class also derives from that builtin, so `except ValueError` and the like ke
     |   +-- ControlPlaneUnavailableError
     |   +-- ControlPlaneResponseError
     |   +-- ConcurrentUpdateError
+    |   +-- SessionNotFoundError        (KeyError)
+    |   +-- SessionExistsError
+    |   +-- TaskFinishedError
+    |   +-- UnknownResultKeyError       (ValueError)
+    |   +-- RequestTooLargeError
     +-- OrchestratorError
     +-- TaskFailedError
     +-- TaskTimeoutError                (TimeoutError)
     +-- ToolCallTimeoutError            (TimeoutError)
     +-- HumanServiceError
     |   +-- HumanRequestNotFoundError   (KeyError)
+    |   +-- ConsoleClosedError          (EOFError)
     +-- LLMResponseError                (ValueError)
     +-- WorkflowError
         +-- WorkflowInputError          (ValueError)
         +-- EventRejectedError          (ValueError)
+            +-- UnknownEventTypeError
 """
 
 from __future__ import annotations
@@ -108,6 +116,14 @@ class MessageQueueError(LlamaAgentsError):
 
 class BrokerUnavailableError(MessageQueueError):
     """The broker could not be reached, or did not answer in time."""
+
+
+class BrokerAuthenticationError(MessageQueueError, PermissionError):
+    """The broker refused the credentials (ACCESS_REFUSED): retrying cannot help.
+
+    Deliberately not a `BrokerUnavailableError`, so code that waits for a broker to come up
+    (the `serve` startup, the demo's fallback) reports it at once instead of retrying.
+    """
 
 
 class PublishTimeoutError(BrokerUnavailableError, TimeoutError):
@@ -264,3 +280,42 @@ class WorkflowInputError(WorkflowError, ValueError):
 
 class EventRejectedError(WorkflowError, ValueError):
     """An event sent into a run is not one of the workflow's events, or its fields are wrong."""
+
+
+class SessionNotFoundError(ControlPlaneError, KeyError):
+    """No session has this id."""
+
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        super().__init__(f"no session with id {session_id!r}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class SessionExistsError(ControlPlaneError):
+    """A session with this id was already created."""
+
+
+class TaskFinishedError(ControlPlaneError):
+    """The task already ended: nothing can be sent into it any more."""
+
+
+class UnknownResultKeyError(ControlPlaneError, ValueError):
+    """No queue takes results under this key: they would be lost."""
+
+
+class UnknownEventTypeError(EventRejectedError):
+    """The event's type is not one the workflow declares."""
+
+
+class ConsoleClosedError(HumanServiceError, EOFError):
+    """The console a person would answer on has no more input (a closed pipe, a container)."""
+
+
+class RequestTooLargeError(ControlPlaneError):
+    """An HTTP request body is larger than the control plane accepts (413)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"request body larger than {limit:,} bytes")

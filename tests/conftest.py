@@ -109,11 +109,32 @@ class _Made:
         self.queues: list[BaseMessageQueue] = []
 
     async def close_all(self) -> None:
+        leftovers: set[str] = set()
         for queue in self.queues:
+            if isinstance(queue, RabbitMQMessageQueue):
+                leftovers |= queue.declared_queues
             try:
                 await asyncio.wait_for(queue.cleanup(), 20)
             finally:
                 await queue.close()
+        rabbit = [q for q in self.queues if isinstance(q, RabbitMQMessageQueue)]
+        if rabbit:
+            # cleanup() leaves queues that still hold messages (it never deletes messages);
+            # this test's exchange is its own, so whatever it declared goes now.
+            await _delete_everything(rabbit[0].url, rabbit[0].exchange_name, leftovers)
+
+
+async def _delete_everything(url: str, exchange: str, queues: set[str]) -> None:
+    try:
+        connection = await aio_pika.connect(url, timeout=5)
+    except Exception:
+        return  # the broker is down (a fault test): nothing to tidy here
+    async with connection:
+        channel = await connection.channel()
+        for name in sorted(queues):
+            if name.startswith(f"{exchange}."):
+                await channel.queue_delete(name)
+        await channel.exchange_delete(exchange)
 
 
 def _rabbitmq_maker(url: str, exchange: str, made: _Made) -> QueueFactory:
@@ -163,7 +184,9 @@ async def queue_factory(
 async def broker_control(amqp_url: str) -> AsyncIterator[None]:
     """For tests that stop, restart or cut the broker: the local node must be controllable.
 
-    Whatever the test does, the broker is running again when it ends.
+    rabbitmqctl addresses `LLAMA_AGENTS_TEST_RABBITMQ_NODE` if set (pair it with
+    `LLAMA_AGENTS_TEST_AMQP_URL` to run fault tests on a private node), else its default
+    node. Whatever the test does, the broker is running again when it ends.
     """
     from tests.support import broker
 

@@ -1,19 +1,24 @@
-"""What the `tasks` and `services` commands share: connection options, errors, output."""
+"""What the `tasks` and `services` commands share: connection options, output.
+
+Failures need nothing here: the root group turns any error into one `Error:` line
+(`_failures`). The SDK is imported when a command connects, so `--help` does not load it.
+"""
 
 from __future__ import annotations
 
-import functools
 import json
-import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import click
-from pydantic import BaseModel
 
-from llama_agents.errors import LlamaAgentsError
-from llama_agents.sdk import LlamaAgentsClient
+from llama_agents.console._failures import fail as fail
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from llama_agents.sdk import LlamaAgentsClient
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -53,35 +58,19 @@ def json_option(command: Callable[P, R]) -> Callable[P, R]:
     )(command)
 
 
-def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Turns a library error into one `Error: ...` line on stderr and exit status 1."""
-
-    @functools.wraps(command)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return command(*args, **kwargs)
-        except LlamaAgentsError as exc:
-            fail(str(exc))
-
-    return wrapper
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    click.echo(f"Error: {message}", err=True)
-    sys.exit(code)
-
-
 def connect(control_plane_url: str, api_key: str | None) -> LlamaAgentsClient:
+    from llama_agents.sdk import LlamaAgentsClient
+
     return LlamaAgentsClient(control_plane_url, api_key=api_key or None)
 
 
 def echo_json(value: BaseModel | Sequence[BaseModel] | dict[str, Any]) -> None:
-    if isinstance(value, BaseModel):
-        data: Any = value.model_dump(mode="json")
-    elif isinstance(value, dict):
-        data = value
-    else:
+    if isinstance(value, dict):
+        data: Any = value
+    elif isinstance(value, Sequence):
         data = [item.model_dump(mode="json") for item in value]
+    else:
+        data = value.model_dump(mode="json")
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 

@@ -6,13 +6,11 @@ import asyncio
 
 import click
 
-from llama_agents.console._common import client_options, reports_errors
-from llama_agents.sdk import AsyncLlamaAgentsClient
+from llama_agents.console._common import client_options
 
 
 @click.command()
 @client_options
-@reports_errors
 def monitor(control_plane_url: str, api_key: str | None) -> None:
     """Watch services and tasks live; create, inspect and cancel tasks; answer human requests.
 
@@ -23,6 +21,7 @@ def monitor(control_plane_url: str, api_key: str | None) -> None:
     """
     # Imported here so that the other commands start without loading textual.
     from llama_agents.console.monitor_app import MonitorApp
+    from llama_agents.sdk import AsyncLlamaAgentsClient
 
     # Built before the app starts, so a malformed URL is an `Error:` line, not a screen.
     client = AsyncLlamaAgentsClient(control_plane_url, api_key=api_key or None)

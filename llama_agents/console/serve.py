@@ -10,7 +10,6 @@ from typing import Any
 import click
 
 from llama_agents._runtime import run
-from llama_agents.errors import LlamaAgentsError
 
 
 @click.group()
@@ -88,10 +87,8 @@ def service(
 
 
 def _run(make: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run until stopped; a failure is reported by the root group as one `Error:` line."""
     try:
         run(make())
-    except LlamaAgentsError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

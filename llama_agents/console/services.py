@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from llama_agents.console._common import (
@@ -11,9 +13,10 @@ from llama_agents.console._common import (
     echo_json,
     echo_table,
     json_option,
-    reports_errors,
 )
-from llama_agents.messages import ServiceDefinition
+
+if TYPE_CHECKING:
+    from llama_agents.messages import ServiceDefinition
 
 
 @click.group()
@@ -30,7 +33,6 @@ def _address(definition: ServiceDefinition) -> str:
 @services.command("list")
 @json_option
 @client_options
-@reports_errors
 def list_(as_json: bool, control_plane_url: str, api_key: str | None) -> None:
     """List the registered services."""
     with connect(control_plane_url, api_key) as client:
@@ -46,7 +48,6 @@ def list_(as_json: bool, control_plane_url: str, api_key: str | None) -> None:
 @click.argument("name")
 @json_option
 @client_options
-@reports_errors
 def get(name: str, as_json: bool, control_plane_url: str, api_key: str | None) -> None:
     """Show one service's definition."""
     with connect(control_plane_url, api_key) as client:

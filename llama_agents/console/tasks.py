@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
@@ -15,12 +16,13 @@ from llama_agents.console._common import (
     echo_table,
     fail,
     json_option,
-    reports_errors,
     when,
 )
 from llama_agents.errors import TaskTimeoutError
-from llama_agents.messages import TaskResult
-from llama_agents.sdk import LlamaAgentsClient
+
+if TYPE_CHECKING:
+    from llama_agents.messages import TaskResult
+    from llama_agents.sdk import LlamaAgentsClient
 
 
 @click.group()
@@ -74,7 +76,6 @@ def _print_result(
 )
 @json_option
 @client_options
-@reports_errors
 def create(
     input: str,
     wait: bool,
@@ -100,7 +101,6 @@ def create(
 @click.argument("task_id")
 @json_option
 @client_options
-@reports_errors
 def get(task_id: str, as_json: bool, control_plane_url: str, api_key: str | None) -> None:
     """Show a task: its status, steps and result."""
     with connect(control_plane_url, api_key) as client:
@@ -129,7 +129,6 @@ def get(task_id: str, as_json: bool, control_plane_url: str, api_key: str | None
 @_wait_options
 @json_option
 @client_options
-@reports_errors
 def result(
     task_id: str,
     wait: bool,
@@ -149,7 +148,6 @@ def result(
 @tasks.command("list")
 @json_option
 @client_options
-@reports_errors
 def list_(as_json: bool, control_plane_url: str, api_key: str | None) -> None:
     """List the control plane's tasks, oldest first."""
     with connect(control_plane_url, api_key) as client:
@@ -165,7 +163,6 @@ def list_(as_json: bool, control_plane_url: str, api_key: str | None) -> None:
 @click.argument("task_id")
 @json_option
 @client_options
-@reports_errors
 def cancel(task_id: str, as_json: bool, control_plane_url: str, api_key: str | None) -> None:
     """Cancel a task that has not finished yet."""
     with connect(control_plane_url, api_key) as client:

@@ -1,72 +1,101 @@
-"""The control plane's HTTP API (FastAPI). A caller's mistake is a 4xx, never a 500."""
+"""The control plane's HTTP API (FastAPI). A caller's mistake is a 4xx, never a 500.
+
+Every route but `/health` needs the system's API key when one is set (the API's own
+documentation included). Bodies above `max_request_bytes` are refused with 413 before
+they are read.
+"""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from llama_agents._auth import api_key_guard
-from llama_agents.control_plane.models import (
-    NewTask,
-    ServiceName,
+from llama_agents._auth import require_api_key
+from llama_agents.control_plane.body_limit import limit_request_bodies
+from llama_agents.control_plane.face import ControlPlaneFace
+from llama_agents.control_plane.models import NewTask, ServiceName
+from llama_agents.control_plane.streams import change_events, parse_last_event_id, task_events
+from llama_agents.errors import (
+    EventRejectedError,
+    NonRetryableMessageError,
+    ServiceNotFoundError,
+    SessionExistsError,
+    SessionNotFoundError,
+    TaskExistsError,
+    TaskFinishedError,
+    TaskNotFoundError,
+    UnknownEventTypeError,
+    UnknownResultKeyError,
+    WorkflowInputError,
+)
+from llama_agents.messages import QueueMessage, ServiceDefinition, TaskResult
+from llama_agents.messages.records import (
+    MAX_WAIT_SECONDS,
+    EventSent,
+    ServiceInfo,
+    SessionInfo,
     TaskCreated,
     TaskNotFinished,
     TaskRecord,
+    TaskStatus,
     TaskSummary,
 )
-from llama_agents.errors import (
-    NonRetryableMessageError,
-    ServiceNotFoundError,
-    TaskExistsError,
-    TaskNotFoundError,
-)
-from llama_agents.messages import QueueMessage, ServiceDefinition, TaskResult
 
-if TYPE_CHECKING:
-    from llama_agents.control_plane.server import ControlPlaneServer
-
-#: The longest a `GET /tasks/{id}/result?wait=` long-poll may hold a request.
-MAX_WAIT_SECONDS = 300.0
+#: The most tasks one `GET /tasks` page holds.
+MAX_PAGE = 1000
 
 
-def _json(model: BaseModel, status: int = 200) -> Response:
-    return Response(model.model_dump_json(), status_code=status, media_type="application/json")
+class SendEvent(BaseModel):
+    """`POST /tasks/{id}/events`: an event for the task's run, by its type name."""
+
+    type: str = Field(min_length=1, max_length=200)
+    data: dict[str, Any] = Field(default_factory=dict)
+    step: str | None = None
 
 
-def _error(status: int, exc: Exception) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"detail": str(exc)})
+class NewSession(BaseModel):
+    """`POST /sessions`: optionally, the id to give the session."""
+
+    session_id: str | None = Field(default=None, min_length=1, max_length=200, pattern=r"^[^/\s]+$")
 
 
-def create_app(control_plane: ControlPlaneServer) -> FastAPI:
-    """The app: `/health` is open (for orchestrators' probes), every other route needs the
-    API key when one is configured."""
+def _json(model: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        model.model_dump_json(), status_code=status, media_type="application/json", headers=headers
+    )
+
+
+_ERROR_STATUS: dict[type[Exception], int] = {
+    TaskNotFoundError: 404,
+    ServiceNotFoundError: 404,
+    SessionNotFoundError: 404,
+    TaskExistsError: 409,
+    SessionExistsError: 409,
+    TaskFinishedError: 409,
+    UnknownEventTypeError: 400,
+    EventRejectedError: 422,
+    WorkflowInputError: 422,
+    UnknownResultKeyError: 422,
+    NonRetryableMessageError: 422,
+}
+
+
+def create_app(control_plane: ControlPlaneFace) -> FastAPI:
+    """The control plane's API; `/health` is open (for orchestrators' probes)."""
     app = FastAPI(title="llama-agents control plane")
-    api = APIRouter(dependencies=[Depends(api_key_guard(control_plane.api_key))])
+    require_api_key(app, control_plane.api_key)
+    limit_request_bodies(app, control_plane.max_request_bytes)
+    api = APIRouter()
 
-    @app.exception_handler(TaskNotFoundError)
-    async def _task_not_found(_: Request, exc: TaskNotFoundError) -> JSONResponse:
-        return _error(404, exc)
+    for error, status in _ERROR_STATUS.items():
 
-    @app.exception_handler(ServiceNotFoundError)
-    async def _service_not_found(_: Request, exc: ServiceNotFoundError) -> JSONResponse:
-        return _error(404, exc)
+        def handler(_: Request, exc: Exception, status: int = status) -> JSONResponse:
+            return JSONResponse(status_code=status, content={"detail": str(exc)})
 
-    @app.exception_handler(TaskExistsError)
-    async def _task_exists(_: Request, exc: TaskExistsError) -> JSONResponse:
-        return _error(409, exc)
-
-    @app.exception_handler(NonRetryableMessageError)
-    async def _bad_message(_: Request, exc: NonRetryableMessageError) -> JSONResponse:
-        return _error(422, exc)
-
-    @api.get("/")
-    async def home() -> dict[str, Any]:
-        return await control_plane.status()
+        app.add_exception_handler(error, handler)
 
     @app.get("/health")
     async def health() -> JSONResponse:
@@ -76,35 +105,62 @@ def create_app(control_plane: ControlPlaneServer) -> FastAPI:
             content={"status": "ok" if ready else "unavailable", "broker_connected": ready},
         )
 
+    @api.get("/")
+    async def home() -> dict[str, Any]:
+        return await control_plane.status()
+
+    # -- services ---------------------------------------------------------------------
+
     @api.post("/services/register")
     async def register_service(definition: ServiceDefinition) -> ServiceDefinition:
-        await control_plane.register_service(definition)
+        await control_plane.manager.registry.register(definition)
         return definition
 
     @api.post("/services/deregister")
     async def deregister_service(body: ServiceName) -> dict[str, str]:
-        await control_plane.deregister_service(body.service_name)
+        registry = control_plane.manager.registry
+        if body.if_unconsumed and await registry.consumers(body.service_name, fresh=True):
+            return {"service_name": body.service_name, "status": "kept"}
+        if not await registry.deregister(body.service_name):
+            raise ServiceNotFoundError(body.service_name)
         return {"service_name": body.service_name, "status": "deregistered"}
 
     @api.get("/services")
-    async def list_services() -> list[ServiceDefinition]:
-        return await control_plane.list_services()
+    async def list_services() -> list[ServiceInfo]:
+        return await control_plane.manager.registry.infos()
 
     @api.get("/services/{service_name}")
-    async def get_service(service_name: str) -> ServiceDefinition:
-        return await control_plane.get_service(service_name)
+    async def get_service(service_name: str) -> ServiceInfo:
+        registry = control_plane.manager.registry
+        definition = registry.get(service_name)
+        if definition is None:
+            raise ServiceNotFoundError(service_name)
+        return await registry.info(definition)
 
-    # The task routes are the hot path: they answer with pre-serialised JSON, skipping
-    # FastAPI's second validation of the response model.
+    # -- tasks (the hot routes answer pre-serialised JSON) ---------------------------
 
     @api.post("/tasks", response_model=TaskCreated)
     async def create_task(task: NewTask) -> Response:
-        record = await control_plane.create_task(task)
+        record = await control_plane.manager.create(task)
         return _json(TaskCreated(task_id=record.task_id, status=record.status))
 
-    @api.get("/tasks")
-    async def list_tasks() -> list[TaskSummary]:
-        return [record.summary() for record in await control_plane.list_tasks()]
+    @api.get("/tasks", response_model=list[TaskSummary])
+    async def list_tasks(
+        limit: int = Query(default=100, ge=1, le=MAX_PAGE),
+        cursor: str | None = Query(default=None, max_length=500),
+        status: list[TaskStatus] | None = Query(default=None),  # noqa: B008
+        session_id: str | None = Query(default=None, max_length=200),
+    ) -> Response:
+        """Newest first, `limit` at a time; the `x-next-cursor` header continues it."""
+        tasks, next_cursor = await control_plane.manager.tasks.page(
+            limit=limit,
+            cursor=cursor,
+            statuses=frozenset(s.value for s in status) if status else None,
+            session_id=session_id,
+        )
+        body = "[" + ",".join(t.model_dump_json() for t in tasks) + "]"
+        headers = {"x-next-cursor": next_cursor} if next_cursor else None
+        return Response(body, media_type="application/json", headers=headers)
 
     @api.get("/tasks/{task_id}", response_model=TaskRecord)
     async def get_task(task_id: str) -> Response:
@@ -118,19 +174,62 @@ def create_app(control_plane: ControlPlaneServer) -> FastAPI:
     async def get_result(
         task_id: str, wait: float = Query(default=0.0, ge=0.0, le=MAX_WAIT_SECONDS)
     ) -> Response:
-        record = await control_plane.manager.get(task_id)
+        manager = control_plane.manager
+        record = await manager.get(task_id)
         if not record.status.finished and wait > 0:
             try:
-                record = await control_plane.manager.wait(task_id, timeout=wait)
+                record = await manager.wait(task_id, timeout=wait)
             except TimeoutError:
-                record = await control_plane.manager.get(task_id)
+                record = await manager.get(task_id)
         if record.status.finished and record.result is not None:
             return _json(record.result)
         return _json(TaskNotFinished(task_id=task_id, status=record.status), status=202)
 
     @api.post("/tasks/{task_id}/cancel")
     async def cancel_task(task_id: str) -> TaskSummary:
-        return (await control_plane.cancel_task(task_id)).summary()
+        return (await control_plane.manager.cancel(task_id)).summary()
+
+    @api.get("/tasks/{task_id}/events")
+    async def stream_task_events(
+        task_id: str,
+        after: int | None = Query(default=None, ge=0),
+        format: str = Query(default="sse", pattern="^(sse|ndjson)$"),
+        last_event_id: str | None = Header(default=None),
+    ) -> StreamingResponse:
+        """The task's events: server-sent events (`id:` is the sequence; resume with
+        `Last-Event-ID` or `?after=`), or JSON lines with `?format=ndjson`."""
+        await control_plane.manager.get(task_id)  # 404 before the stream starts
+        start = after if after is not None else parse_last_event_id(last_event_id) or 0
+        sse = format == "sse"
+        return StreamingResponse(
+            task_events(control_plane, task_id, start, sse=sse),
+            media_type="text/event-stream" if sse else "application/x-ndjson",
+            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+        )
+
+    @api.post("/tasks/{task_id}/events", status_code=202)
+    async def send_event(task_id: str, event: SendEvent) -> EventSent:
+        """Send an event into the task's run (a person's answer, say)."""
+        return await control_plane.manager.runs.send_event(
+            task_id, event.type, event.data, event.step
+        )
+
+    # -- sessions ---------------------------------------------------------------------
+
+    @api.post("/sessions", status_code=201)
+    async def create_session(body: NewSession | None = None) -> SessionInfo:
+        return await control_plane.manager.sessions.create(body.session_id if body else None)
+
+    @api.get("/sessions/{session_id}")
+    async def get_session(session_id: str) -> SessionInfo:
+        return await control_plane.manager.sessions.get(session_id)
+
+    @api.delete("/sessions/{session_id}", status_code=204)
+    async def delete_session(session_id: str) -> Response:
+        await control_plane.manager.sessions.delete(session_id)
+        return Response(status_code=204)
+
+    # -- the fabric over HTTP, and the change stream ----------------------------------
 
     @api.post("/process_message")
     async def process_message(request: Request) -> dict[str, str]:
@@ -139,31 +238,13 @@ def create_app(control_plane: ControlPlaneServer) -> FastAPI:
         return {"id_": message.id_, "status": "processed"}
 
     @api.get("/events")
-    async def events(request: Request) -> StreamingResponse:
+    async def events() -> StreamingResponse:
         """Server-sent events: every task and service change, as it happens."""
         return StreamingResponse(
-            _event_stream(control_plane, request),
+            change_events(control_plane),
             media_type="text/event-stream",
             headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
         )
 
     app.include_router(api)
     return app
-
-
-#: Seconds between keep-alive comments on an idle event stream.
-KEEPALIVE_SECONDS = 15.0
-
-
-async def _event_stream(control_plane: ControlPlaneServer, request: Request) -> AsyncIterator[str]:
-    async with control_plane.manager.events.subscribe() as events:
-        yield ": connected\n\n"
-        while not await request.is_disconnected():
-            try:
-                event = await asyncio.wait_for(events.get(), KEEPALIVE_SECONDS)
-            except TimeoutError:
-                yield ": keep-alive\n\n"
-                continue
-            if event is None:
-                return  # the control plane is stopping: end the stream so it can
-            yield f"event: {event.kind}\ndata: {event.model_dump_json()}\n\n"

@@ -10,23 +10,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Literal
 
-from pydantic import BaseModel
+from llama_agents.messages.records import ControlPlaneEvent
 
-from llama_agents.control_plane.models import TaskSummary
-from llama_agents.messages import ServiceDefinition
-
-
-class ControlPlaneEvent(BaseModel):
-    """One change: a task saved, a service registered or deregistered; or `resync`: some
-    changes were dropped for this subscriber, reload what you show."""
-
-    kind: Literal["task", "service", "resync"]
-    action: Literal["updated", "registered", "deregistered", "dropped"]
-    task: TaskSummary | None = None
-    service: ServiceDefinition | None = None
-    service_name: str | None = None
+__all__ = ["ControlPlaneEvent", "EventHub"]
 
 
 class EventHub:

@@ -1,45 +1,56 @@
 """`ControlPlaneServer`: keeps tasks and services, asks the orchestrator, serves an HTTP API.
 
 It consumes its own message type (`control_plane`) straight from the queue: services'
-results reach it without an HTTP hop. Served (`launch_server`), it keeps its state on disk
-by default; in a `LocalLauncher` it keeps it in memory.
+results and run updates reach it without an HTTP hop. Served (`launch_server`), it keeps its
+state on disk by default; in a `LocalLauncher` it keeps it in memory.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
-from llama_index.core.storage.kvstore.types import BaseKVStore
 
 from llama_agents._auth import auth_headers, configured_api_key
 from llama_agents._serving import HttpServer
-from llama_agents._settings import env_int, env_str
+from llama_agents._settings import env_float, env_int, env_str
 from llama_agents.control_plane.app import create_app
-from llama_agents.control_plane.models import NewTask, TaskRecord, TaskStatus
-from llama_agents.control_plane.store import ControlPlaneStore, default_disk_store, in_memory_store
+from llama_agents.control_plane.body_limit import default_max_request_bytes
+from llama_agents.control_plane.models import NewTask
+from llama_agents.control_plane.state import StateStore, open_state_store
 from llama_agents.control_plane.tasks import TaskManager
-from llama_agents.errors import NonRetryableMessageError, NotStartedError, ServiceNotFoundError
+from llama_agents.errors import (
+    ConfigurationError,
+    NonRetryableMessageError,
+    NotStartedError,
+    ServiceNotFoundError,
+)
 from llama_agents.message_consumers.base import BaseMessageQueueConsumer, StartConsumingCallable
 from llama_agents.message_consumers.callable import CallableMessageConsumer
 from llama_agents.message_consumers.remote import RemoteMessageConsumer
-from llama_agents.message_queues.base import (
+from llama_agents.message_queues.base import BaseMessageQueue
+from llama_agents.messages import (
     CONTROL_PLANE_MESSAGE_TYPE,
     HUMAN_MESSAGE_TYPE,
-    BaseMessageQueue,
-)
-from llama_agents.messages import (
     ActionTypes,
     QueueMessage,
     ServiceDefinition,
     TaskDefinition,
     TaskResult,
 )
+from llama_agents.messages.envelope import utc_now
+from llama_agents.messages.records import TaskRecord, TaskStatus, TaskSummary
+from llama_agents.messages.runs import RunBounce, RunUpdate
 from llama_agents.orchestrators.base import BaseOrchestrator
 
 logger = logging.getLogger("llama_agents.control_plane")
+
+#: Seconds between two purges of finished tasks past their retention.
+_PURGE_EVERY = 3600.0
 
 
 class ControlPlaneServer:
@@ -47,31 +58,43 @@ class ControlPlaneServer:
 
     Args:
         message_queue: the fabric it consumes `control_plane` from and publishes steps to.
-        orchestrator: decides each task's next step.
-        state_store: any llama-index KV store (Redis, Postgres, ...). Default: a SQLite file
-            (`LLAMA_AGENTS_STATE_PATH`, else `./.llama_agents/control_plane.sqlite3`) when
-            served, memory when run by a `LocalLauncher`.
+        orchestrator: decides each task's next step (tasks that name a service skip it).
+        state_store: a `StateStore`, a SQLite file path or a `sqlite:///` URL. Default:
+            `LLAMA_AGENTS_STATE_URL` when set, else a SQLite file
+            (`./.llama_agents/control_plane.sqlite3`) when served, memory when run by a
+            `LocalLauncher`.
         host, port: where `launch_server` serves the HTTP API (`LLAMA_AGENTS_CONTROL_PLANE_HOST`
             / `_PORT`, else 127.0.0.1:8000; port 0 picks a free port).
         result_key: the default message type of final results (`human`).
-        state_namespace: a prefix for the store's collections, so several control planes
-            (or systems) can share one Redis or Postgres.
         api_key: when set (default: `LLAMA_AGENTS_API_KEY`), every HTTP route but
             `/health` needs `Authorization: Bearer <key>`.
+        step_timeout: seconds a step may go unanswered (a workflow run: without a sign of
+            life) before its task fails (`LLAMA_AGENTS_STEP_TIMEOUT`, default 600; 0: never).
+            A service's own `step_timeout` wins; human services have none by default.
+        decision_timeout: seconds an orchestrator decision may take (default 120).
+        max_concurrent_decisions: orchestrator decisions at once (default 16).
+        retention_days: finished tasks older than this are deleted with their events
+            (`LLAMA_AGENTS_RETENTION_DAYS`, default 30; 0 keeps them forever).
+        max_request_bytes: the largest HTTP request body (`LLAMA_AGENTS_MAX_REQUEST_BYTES`,
+            default 1 MiB); larger ones get 413.
     """
 
     def __init__(
         self,
         message_queue: BaseMessageQueue,
         orchestrator: BaseOrchestrator,
-        state_store: BaseKVStore | None = None,
+        state_store: StateStore | str | Path | None = None,
         host: str | None = None,
         port: int | None = None,
         *,
         result_key: str = HUMAN_MESSAGE_TYPE,
         prefetch: int | None = None,
-        state_namespace: str = "",
         api_key: str | None = None,
+        step_timeout: float | None = None,
+        decision_timeout: float = 120.0,
+        max_concurrent_decisions: int = 16,
+        retention_days: float | None = None,
+        max_request_bytes: int | None = None,
     ) -> None:
         self.message_queue = message_queue
         self.orchestrator = orchestrator
@@ -80,13 +103,29 @@ class ControlPlaneServer:
         self.port = port if port is not None else env_int("CONTROL_PLANE_PORT", 8000)
         self.result_key = result_key
         self.prefetch = prefetch
-        self.state_namespace = state_namespace
         self.api_key = configured_api_key(api_key)
+        timeout = step_timeout if step_timeout is not None else env_float("STEP_TIMEOUT", 600.0)
+        self.step_timeout = timeout if timeout > 0 else None
+        self.decision_timeout = decision_timeout
+        self.max_concurrent_decisions = max_concurrent_decisions
+        days = retention_days if retention_days is not None else env_float("RETENTION_DAYS", 30)
+        self.retention = timedelta(days=days) if days > 0 else None
+        self.max_request_bytes = max_request_bytes or default_max_request_bytes()
+        for name, value in (
+            ("decision_timeout", decision_timeout),
+            ("max_concurrent_decisions", max_concurrent_decisions),
+            ("max_request_bytes", self.max_request_bytes),
+        ):
+            if value <= 0:
+                raise ConfigurationError(f"{name} must be positive, got {value}")
+        self._store: StateStore | None = None
         self._manager: TaskManager | None = None
         self._consumer: BaseMessageQueueConsumer | None = None
         self._http: HttpServer | None = None
         self._app: FastAPI | None = None
         self._serving = asyncio.Event()
+        self._purger: asyncio.Task[None] | None = None
+        self.stopping = asyncio.Event()
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -102,43 +141,77 @@ class ControlPlaneServer:
 
     @property
     def is_ready(self) -> bool:
-        """Started, and its broker connection is up."""
-        return self._manager is not None and self.message_queue.is_connected
+        """Started, and its broker connection is up and healthy."""
+        return self._manager is not None and self.message_queue.is_healthy
 
     async def start(self, *, persist: bool = True) -> None:
-        """Open the store, declare the results queue, resume interrupted tasks (idempotent).
+        """Open the store, declare its queues, resume interrupted tasks (idempotent).
 
         `persist` chooses the default store when none was given: disk, or memory.
         """
         if self._manager is not None:
             return
-        if self.state_store is None:
-            self.state_store = default_disk_store() if persist else in_memory_store()
+        self.stopping.clear()
+        store = self._store = open_state_store(self.state_store, persist=persist)
+        await store.open()
         manager = TaskManager(
-            ControlPlaneStore(self.state_store, namespace=self.state_namespace),
+            store,
             self.orchestrator,
             self.message_queue,
+            step_timeout=self.step_timeout,
+            decision_timeout=self.decision_timeout,
+            max_concurrent_decisions=self.max_concurrent_decisions,
+            result_key=self.result_key,
         )
-        await manager.load_services()
+        await manager.registry.load()
         await self.message_queue.declare_human_queue(self.result_key)
         await self.message_queue.declare_queue(CONTROL_PLANE_MESSAGE_TYPE)
         self._manager = manager
         await manager.recover()
+        if self.retention is not None:
+            self._purger = asyncio.create_task(self._purge_forever(), name="task-retention")
 
     async def close(self) -> None:
         """Stop consuming and stop background work; the state stays in the store."""
+        self.stopping.set()
         if self._consumer is not None:
             try:
                 await self.message_queue.deregister_consumer(self._consumer)
             except Exception:
                 logger.debug("consumer already gone", exc_info=True)
             self._consumer = None
+        if self._purger is not None:
+            self._purger.cancel()
+            await asyncio.gather(self._purger, return_exceptions=True)
+            self._purger = None
         if self._manager is not None:
             self._manager.events.close()
             await self._manager.close()
             self._manager = None
+        if self._store is not None:
+            # A store given as an object belongs to the caller: only close our own.
+            if not isinstance(self.state_store, StateStore):
+                await self._store.close()
+            self._store = None
         if self._http is not None:
             self._http.stop()
+
+    async def _purge_forever(self) -> None:
+        """Delete finished tasks past their retention now, then every hour."""
+        assert self.retention is not None
+        while True:
+            try:
+                removed = await self.manager.tasks.purge(utc_now() - self.retention)
+                if removed:
+                    logger.info("deleted %d finished task(s) past their retention", removed)
+            except Exception:
+                logger.exception("purging old tasks failed")
+            try:
+                async with asyncio.timeout(_PURGE_EVERY):
+                    await self.stopping.wait()
+                return
+            except TimeoutError:
+                continue
 
     def as_consumer(self, remote: bool = False) -> BaseMessageQueueConsumer:
         """The consumer of `control_plane` messages: in-process, or this server's URL."""
@@ -176,8 +249,10 @@ class ControlPlaneServer:
 
     def stop_server(self) -> None:
         """Ask `launch_server` to return; it stops consuming and closes on the way out."""
+        self.stopping.set()
         if self._manager is not None:
             self._manager.events.close()  # end event streams, or shutdown waits for them
+            self._manager.log.close()
         if self._http is not None:
             self._http.stop()
 
@@ -201,9 +276,15 @@ class ControlPlaneServer:
     # -- messages ---------------------------------------------------------------------
 
     async def process_message(self, message: QueueMessage, **kwargs: Any) -> None:
-        """Handle a message sent to the control plane: a step's result, or a new task."""
+        """Handle a message sent to the control plane: a result, a run's update, a step
+        handed back, or a new task."""
+        manager = self.manager
         if message.action is ActionTypes.COMPLETED_TASK:
-            await self.manager.handle_result(TaskResult.from_data(message.data))
+            await manager.handle_result(TaskResult.from_data(message.data))
+        elif message.action is ActionTypes.RUN_UPDATE:
+            await manager.runs.handle_update(RunUpdate.from_data(message.data))
+        elif message.action is ActionTypes.RUN_BOUNCE:
+            await manager.runs.handle_bounce(RunBounce.from_data(message.data))
         elif message.action is ActionTypes.NEW_TASK:
             await self.create_task(TaskDefinition.from_data(message.data))
         else:
@@ -214,17 +295,17 @@ class ControlPlaneServer:
     # -- services ---------------------------------------------------------------------
 
     async def register_service(self, definition: ServiceDefinition) -> None:
-        await self.manager.register_service(definition)
+        await self.manager.registry.register(definition)
 
     async def deregister_service(self, service_name: str) -> None:
-        if not await self.manager.deregister_service(service_name):
+        if not await self.manager.registry.deregister(service_name):
             raise ServiceNotFoundError(service_name)
 
     async def list_services(self) -> list[ServiceDefinition]:
-        return self.manager.services()
+        return self.manager.registry.all()
 
     async def get_service(self, service_name: str) -> ServiceDefinition:
-        definition = self.manager.service(service_name)
+        definition = self.manager.registry.get(service_name)
         if definition is None:
             raise ServiceNotFoundError(service_name)
         return definition
@@ -238,7 +319,8 @@ class ControlPlaneServer:
         if isinstance(task, str):
             task = TaskDefinition(input=task)
         if not isinstance(task, NewTask):
-            task = NewTask(**task.model_dump(), result_key=result_key or self.result_key)
+            fields = task.model_dump(exclude={"step_id", "resume"})
+            task = NewTask(**fields, result_key=result_key or self.result_key)
         elif result_key is not None:
             task = task.model_copy(update={"result_key": result_key})
         return await self.manager.create(task)
@@ -247,8 +329,10 @@ class ControlPlaneServer:
         """A copy of the task's record (changing it changes nothing in the control plane)."""
         return (await self.manager.get(task_id)).model_copy(deep=True)
 
-    async def list_tasks(self) -> list[TaskRecord]:
-        return await self.manager.store.all_tasks()
+    async def list_tasks(self, limit: int = 1000) -> list[TaskSummary]:
+        """The newest `limit` tasks."""
+        summaries, _ = await self.manager.tasks.page(limit=limit, cursor=None)
+        return summaries
 
     async def cancel_task(self, task_id: str) -> TaskRecord:
         return await self.manager.cancel(task_id)
@@ -268,14 +352,29 @@ class ControlPlaneServer:
         record = await self.get_task(task_id)
         return record.result if record.status.finished else None
 
+    async def send_event(
+        self, task_id: str, type_name: str, data: dict[str, Any], step: str | None = None
+    ) -> Any:
+        """Send an event into the task's run (see `POST /tasks/{id}/events`)."""
+        return await self.manager.runs.send_event(task_id, type_name, data, step)
+
     async def status(self) -> dict[str, Any]:
-        counts: dict[str, int] = {status.value: 0 for status in TaskStatus}
-        for record in await self.list_tasks():
-            counts[record.status.value] += 1
+        manager = self._manager
         return {
             "service": "control_plane",
-            "status": "running" if self._manager is not None else "stopped",
+            "status": "running" if manager is not None else "stopped",
             "broker_connected": self.message_queue.is_connected,
-            "services": len(self.manager.services()) if self._manager else 0,
-            "tasks": counts,
+            "broker_healthy": self.message_queue.is_healthy,
+            "services": len(manager.registry.all()) if manager else 0,
+            "tasks": await manager.tasks.counts() if manager else {},
+            "decisions": (
+                {
+                    "in_flight": manager.decisions.in_flight,
+                    "waiting": manager.decisions.waiting,
+                    "limit": manager.decisions.concurrency,
+                }
+                if manager
+                else {}
+            ),
+            "event_stream_readers": manager.log.readers if manager else 0,
         }

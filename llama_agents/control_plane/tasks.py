@@ -1,336 +1,147 @@
-"""The task lifecycle: create, step, record results, finish, recover after a crash.
+"""The task manager: moves tasks through their steps; the control plane's core, without HTTP.
 
-Rules that keep tasks safe (docs/architecture.md#the-delivery-contract):
-- a step is saved before it is published, and marked once the broker confirmed it; on
-  start, steps saved but never confirmed are published again;
-- one result per step: a redelivered or duplicate result is ignored;
-- one lock per task, so concurrent results of one task never lose an update;
-- the orchestrator's decision (its new state, with any LLM answer) is saved together with
-  the steps it produced, so a resumed task never asks the orchestrator (or its LLM) again.
+Every change is saved before the message that caused it is acknowledged, and before
+anything it decided is published (see docs/architecture.md, "delivery contract"):
+
+- a step is stored, then published, then marked published; a restart publishes what was
+  stored but never confirmed;
+- a service's result is recorded once per step id (a redelivered result finds its step
+  closed); deciding the next step runs afterwards, bounded (`decisions.py`);
+- a step that never comes back fails its task at its deadline (`deadlines.py`); one that was
+  dead-lettered fails it with the reason (the service's dead-letter hook reports it);
+- a publish that fails is retried for a bounded time, then the task fails; one that no queue
+  can take fails it at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 import weakref
 from collections.abc import Callable, Coroutine
+from datetime import timedelta
 from typing import Any
 
 from llama_index.core.tools import BaseTool
 
+from llama_agents.control_plane.deadlines import Deadlines
+from llama_agents.control_plane.decisions import DecisionRunner
+from llama_agents.control_plane.dispatch import Dispatcher
+from llama_agents.control_plane.event_log import EventLog, finished_body
 from llama_agents.control_plane.events import ControlPlaneEvent, EventHub
-from llama_agents.control_plane.models import (
-    NewTask,
+from llama_agents.control_plane.models import NewTask
+from llama_agents.control_plane.registry import ServiceRegistry
+from llama_agents.control_plane.schemas import validate_start_event
+from llama_agents.control_plane.sessions import SessionManager
+from llama_agents.control_plane.state import NewEvent, StateStore
+from llama_agents.control_plane.task_repository import TaskRepository
+from llama_agents.errors import (
+    MessageQueueError,
+    ServiceNotFoundError,
+    TaskFailedError,
+    TaskNotFoundError,
+    TaskTimeoutError,
+    UnknownResultKeyError,
+    UnroutableMessageError,
+)
+from llama_agents.message_queues.base import BaseMessageQueue
+from llama_agents.messages import QueueMessage, TaskDefinition, TaskResult
+from llama_agents.messages.envelope import utc_now
+from llama_agents.messages.records import (
     StepRecord,
     StepStatus,
     TaskRecord,
     TaskStatus,
 )
-from llama_agents.control_plane.store import ControlPlaneStore
-from llama_agents.errors import (
-    ControlPlaneError,
-    MessageQueueError,
-    TaskFailedError,
-    TaskNotFoundError,
-    TaskTimeoutError,
-)
-from llama_agents.errors import TaskExistsError as TaskExistsError  # its old import path
-from llama_agents.message_queues.base import BaseMessageQueue
-from llama_agents.messages import (
-    ActionTypes,
-    QueueMessage,
-    ServiceDefinition,
-    TaskDefinition,
-    TaskResult,
-)
-from llama_agents.messages.envelope import utc_now
-from llama_agents.orchestrators.base import CONTROL_PLANE_PUBLISHER, BaseOrchestrator, is_final
+from llama_agents.orchestrators.base import BaseOrchestrator, is_final
 from llama_agents.orchestrators.service_tool import ServiceTool
 
 logger = logging.getLogger("llama_agents.control_plane")
 
-#: How long a failed publish is retried in the background before waiting for a restart.
-_REPUBLISH_BACKOFF_MAX = 30.0
-
 
 class TaskManager:
-    """Moves tasks through their steps; the control plane's core, without HTTP."""
+    """Creates tasks, records results, asks the orchestrator, publishes steps.
+
+    Args:
+        store: where everything is kept.
+        orchestrator: decides the next steps of tasks that name no service.
+        message_queue: where steps, results, inputs and cancels are published.
+        events: the hub pushing task and service changes to monitors.
+        step_timeout: seconds a step may go without an answer (or, for a workflow run,
+            without a sign of life) before its task fails; None: no limit. A service's own
+            `step_timeout` wins; human services have none unless they set one.
+        decision_timeout: seconds an orchestrator decision may take.
+        max_concurrent_decisions: orchestrator decisions (LLM calls) at once.
+        publish_retry_for: seconds a publish is retried while the broker refuses it.
+        result_key: the default message type of results (its queue is declared).
+    """
 
     def __init__(
         self,
-        store: ControlPlaneStore,
+        store: StateStore,
         orchestrator: BaseOrchestrator,
         message_queue: BaseMessageQueue,
+        *,
+        events: EventHub | None = None,
+        step_timeout: float | None = 600.0,
+        decision_timeout: float = 120.0,
+        max_concurrent_decisions: int = 16,
+        publish_retry_for: float = 120.0,
+        result_key: str = "human",
     ) -> None:
         self.store = store
         self.orchestrator = orchestrator
         self.message_queue = message_queue
-        self._services: dict[str, ServiceDefinition] = {}
+        self.events = events or EventHub()
+        self.tasks = TaskRepository(store)
+        self.registry = ServiceRegistry(store, message_queue, self.events)
+        self.sessions = SessionManager(store)
+        self.log = EventLog(store)
+        self.dispatch = Dispatcher(message_queue, store, self.sessions)
+        self.decisions = DecisionRunner(self._decide, concurrency=max_concurrent_decisions)
+        self.deadlines = Deadlines(lambda task_id: self.spawn(self._expire(task_id)))
+        self.step_timeout = step_timeout
+        self.decision_timeout = decision_timeout
+        self.publish_retry_for = publish_retry_for
+        self._result_keys = {result_key}
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._changes: dict[str, asyncio.Event] = {}
-        self._background: set[asyncio.Task[None]] = set()
-        self._retries: set[asyncio.Task[None]] = set()
-        self.events = EventHub()
+        self._background: set[asyncio.Task[Any]] = set()
+        self._retrying: set[str] = set()
+        self.stopping = asyncio.Event()
+        # Runs are the coordinator's: imported here to keep one-way imports (runs -> tasks).
+        from llama_agents.control_plane.runs import RunCoordinator
 
-    # -- services ---------------------------------------------------------------------
+        self.runs = RunCoordinator(self)
 
-    async def load_services(self) -> None:
-        self._services = {d.service_name: d for d in await self.store.all_services()}
+    # -- plumbing ---------------------------------------------------------------------
 
-    async def register_service(self, definition: ServiceDefinition) -> None:
-        await self.store.save_service(definition)
-        self._services[definition.service_name] = definition
-        self.events.publish(
-            ControlPlaneEvent(kind="service", action="registered", service=definition)
-        )
-
-    async def deregister_service(self, name: str) -> bool:
-        existed = await self.store.delete_service(name)
-        removed = self._services.pop(name, None) is not None or existed
-        if removed:
-            self.events.publish(
-                ControlPlaneEvent(kind="service", action="deregistered", service_name=name)
-            )
-        return removed
-
-    def services(self) -> list[ServiceDefinition]:
-        return sorted(self._services.values(), key=lambda d: d.service_name)
-
-    def service(self, name: str) -> ServiceDefinition | None:
-        return self._services.get(name)
-
-    # -- tasks ------------------------------------------------------------------------
-
-    def _lock(self, task_id: str) -> asyncio.Lock:
+    def lock(self, task_id: str) -> asyncio.Lock:
         lock = self._locks.get(task_id)
         if lock is None:
             lock = asyncio.Lock()
             self._locks[task_id] = lock
         return lock
 
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(_log_failure)
+
     async def get(self, task_id: str) -> TaskRecord:
-        record = await self.store.load_task(task_id)
+        record = await self.tasks.load(task_id)
         if record is None:
             raise TaskNotFoundError(task_id)
         return record
 
-    async def create(self, new_task: NewTask) -> TaskRecord:
-        """Store a new task and start it in the background; return it at once."""
-        definition = TaskDefinition.model_validate(new_task.model_dump(exclude={"result_key"}))
-        async with self._lock(definition.task_id):
-            if await self.store.load_task(definition.task_id) is not None:
-                raise TaskExistsError(f"a task with id {definition.task_id!r} already exists")
-            record = TaskRecord(
-                task_id=definition.task_id,
-                input=definition.input,
-                definition=definition,
-                result_key=new_task.result_key,
-            )
-            await self._save(record)
-        self._spawn(self._start(record.task_id))
-        return record
+    async def save(self, record: TaskRecord) -> None:
+        """Save, then wake whoever waits on the task and tell monitors."""
+        await self.tasks.save(record)
+        self._changed(record)
 
-    async def _start(self, task_id: str) -> None:
-        async with self._lock(task_id):
-            record = await self.get(task_id)
-            if record.status is TaskStatus.PENDING and not record.steps:
-                await self._advance(record)
-                await self._save(record)
-            await self._publish_pending(record)
-
-    async def handle_result(self, result: TaskResult) -> None:
-        """Record a service's result for one step, then move the task on."""
-        async with self._lock(result.task_id):
-            record = await self.store.load_task(result.task_id)
-            if record is None:
-                logger.warning("result for unknown task %s ignored", result.task_id)
-                return
-            step = self._step_for(record, result)
-            if step is None or step.status is not StepStatus.PENDING:
-                logger.info(
-                    "duplicate or unknown result for task %s step %s ignored",
-                    result.task_id,
-                    result.step_id,
-                )
-                # Still flush what may be unpublished: this redelivery may be our retry.
-                await self._publish_pending(record)
-                return
-            step.result = result
-            step.status = StepStatus.FAILED if result.error else StepStatus.COMPLETED
-            step.completed_at = utc_now()
-            if not record.status.finished:
-                try:
-                    record.state = await self.orchestrator.add_result_to_state(result, record.state)
-                except Exception as exc:
-                    self._fail(record, _describe(exc, "could not record a step result"))
-                else:
-                    await self._advance(record)
-            await self._save(record)
-            await self._publish_pending(record)
-
-    @staticmethod
-    def _step_for(record: TaskRecord, result: TaskResult) -> StepRecord | None:
-        if result.step_id is not None:
-            return record.step(result.step_id)
-        # A service that does not echo step ids: accept it if only one step is open.
-        pending = [s for s in record.steps if s.status is StepStatus.PENDING]
-        return pending[0] if len(pending) == 1 else None
-
-    async def _advance(self, record: TaskRecord) -> None:
-        """Ask the orchestrator for the next messages; record them (not yet published)."""
-        # Tool services take tool calls from agents, not steps of tasks: not offered.
-        tools: list[BaseTool] = [
-            ServiceTool.from_service_definition(d) for d in self.services() if d.kind != "tool"
-        ]
-        try:
-            messages, state = await self.orchestrator.get_next_messages(
-                record.definition, tools, record.state
-            )
-        except TaskFailedError as exc:
-            self._fail(record, exc.error)
-            return
-        except Exception as exc:
-            logger.exception("orchestrator failed on task %s", record.task_id)
-            self._fail(record, _describe(exc, "the orchestrator failed"))
-            return
-        record.state = state
-        for message in messages:
-            if is_final(message):
-                self._complete(record, TaskResult.from_data(message.data))
-                return
-            self._add_step(record, message)
-        open_steps = [s for s in record.steps if s.status is StepStatus.PENDING]
-        if not open_steps:
-            self._fail(record, "the orchestrator returned no next step and no final answer")
-        elif record.status is TaskStatus.PENDING:
-            record.status = TaskStatus.RUNNING
-
-    @staticmethod
-    def _add_step(record: TaskRecord, message: QueueMessage) -> None:
-        step = TaskDefinition.from_data(message.data)
-        if step.step_id is None:
-            raise ControlPlaneError(
-                f"orchestrator sent a step to {message.type!r} without a step_id; "
-                "build steps with llama_agents.orchestrators.base.step_message"
-            )
-        message.publisher_id = CONTROL_PLANE_PUBLISHER
-        record.steps.append(
-            StepRecord(
-                step_id=step.step_id,
-                service=message.type,
-                input=step.input,
-                message=message.model_dump(mode="json"),
-            )
-        )
-
-    @staticmethod
-    def _complete(record: TaskRecord, result: TaskResult) -> None:
-        record.status = TaskStatus.COMPLETED
-        record.result = result
-        record.error = None
-
-    @staticmethod
-    def _fail(record: TaskRecord, error: str) -> None:
-        logger.warning("task %s failed: %s", record.task_id, error)
-        record.status = TaskStatus.FAILED
-        record.error = error
-        record.result = TaskResult(
-            task_id=record.task_id, result="", error=error, data={"status": "failed"}
-        )
-
-    async def cancel(self, task_id: str) -> TaskRecord:
-        """Cancel a task that has not finished; its later step results are recorded only."""
-        async with self._lock(task_id):
-            record = await self.get(task_id)
-            if not record.status.finished:
-                record.status = TaskStatus.CANCELLED
-                record.error = "cancelled"
-                record.result = TaskResult(
-                    task_id=task_id, result="", error="cancelled", data={"status": "cancelled"}
-                )
-                await self._save(record)
-                await self._publish_pending(record)
-        return record
-
-    # -- publishing -------------------------------------------------------------------
-
-    async def _publish_pending(self, record: TaskRecord) -> None:
-        """Publish what is not confirmed yet; on a broker failure, retry in the background."""
-        try:
-            await self._flush(record)
-        except MessageQueueError as exc:
-            logger.warning("publishing for task %s failed (%s); retrying", record.task_id, exc)
-            self._spawn(self._republish_later(record.task_id), drain=False)
-
-    async def _flush(self, record: TaskRecord) -> None:
-        """Publish steps not yet confirmed, then the result; save what the broker took."""
-        changed = False
-        try:
-            for step in record.steps:
-                if not step.published and step.status is StepStatus.PENDING:
-                    if not record.status.finished:
-                        await self.message_queue.publish(QueueMessage.model_validate(step.message))
-                    step.published = True
-                    changed = True
-            if record.status.finished and not record.result_published:
-                await self._publish_result(record)
-                record.result_published = True
-                changed = True
-        finally:
-            if changed:
-                await self._save(record)
-
-    async def _publish_result(self, record: TaskRecord) -> None:
-        assert record.result is not None
-        await self.message_queue.publish(
-            QueueMessage(
-                type=record.result_key,
-                action=ActionTypes.COMPLETED_TASK,
-                publisher_id=CONTROL_PLANE_PUBLISHER,
-                data=record.result.model_dump(mode="json"),
-            )
-        )
-
-    async def _republish_later(self, task_id: str) -> None:
-        delay = 0.5
-        while True:
-            await asyncio.sleep(delay)  # backoff between retries, not a wait for an event
-            async with self._lock(task_id):
-                record = await self.get(task_id)
-                try:
-                    await self._flush(record)
-                    return
-                except MessageQueueError as exc:
-                    logger.warning("republishing for task %s failed again: %s", task_id, exc)
-            delay = min(delay * 2, _REPUBLISH_BACKOFF_MAX)
-
-    # -- recovery and waiting ---------------------------------------------------------
-
-    async def recover(self) -> int:
-        """After a restart: restart tasks never started, re-send what was never confirmed."""
-        resumed = 0
-        for record in await self.store.all_tasks():
-            needs_start = record.status is TaskStatus.PENDING and not record.steps
-            unconfirmed = any(
-                not s.published and s.status is StepStatus.PENDING for s in record.steps
-            )
-            unsent_result = record.status.finished and not record.result_published
-            if needs_start:
-                self._spawn(self._start(record.task_id))
-                resumed += 1
-            elif unconfirmed or unsent_result:
-                async with self._lock(record.task_id):
-                    fresh = await self.get(record.task_id)
-                    await self._publish_pending(fresh)
-                resumed += 1
-        if resumed:
-            logger.info("resumed %d task(s) after a restart", resumed)
-        return resumed
-
-    async def _save(self, record: TaskRecord) -> None:
-        """Save a task and wake whoever waits for it to change."""
-        await self.store.save_task(record)
+    def _changed(self, record: TaskRecord) -> None:
         event = self._changes.pop(record.task_id, None)
         if event is not None:
             event.set()
@@ -338,15 +149,437 @@ class TaskManager:
             self.events.publish(
                 ControlPlaneEvent(kind="task", action="updated", task=record.summary())
             )
+        self.deadlines.set(record.task_id, _next_deadline(record))
+
+    def timeout_for(self, service: str) -> float | None:
+        """Seconds a step of `service` may take: its own setting, else the default."""
+        definition = self.registry.get(service)
+        if definition is not None and definition.step_timeout is not None:
+            return definition.step_timeout if definition.step_timeout > 0 else None
+        if definition is not None and definition.kind == "human":
+            return None
+        return self.step_timeout
+
+    # -- creating and starting --------------------------------------------------------
+
+    async def create(self, new_task: NewTask) -> TaskRecord:
+        """Store a new task and start it (or queue it behind its session); return it."""
+        if new_task.result_key not in self._result_keys:
+            if not await self.message_queue.queue_exists(new_task.result_key):
+                raise UnknownResultKeyError(
+                    f"no queue takes results for {new_task.result_key!r}: declare it (or "
+                    "register a consumer of that type) before sending results there"
+                )
+            self._result_keys.add(new_task.result_key)
+        if new_task.service is not None:
+            definition = self.registry.get(new_task.service)
+            if definition is None:
+                raise ServiceNotFoundError(new_task.service)
+            validate_start_event(definition, new_task.start_event)
+        elif new_task.start_event is not None:
+            validate_start_event(None, new_task.start_event)
+        if new_task.session_id is not None:
+            await self.sessions.get(new_task.session_id)
+        record = TaskRecord(
+            task_id=new_task.task_id,
+            input=new_task.input,
+            result_key=new_task.result_key,
+            service=new_task.service,
+            session_id=new_task.session_id,
+            start_event=new_task.start_event,
+            agent_id=new_task.agent_id,
+            state=dict(new_task.state),
+        )
+        async with self.lock(record.task_id):
+            await self.tasks.insert(record)
+        self._changed(record)
+        start_now = True
+        if record.session_id is not None:
+            start_now = await self.sessions.enqueue(record.session_id, record.task_id)
+        if start_now:
+            self.spawn(self.start(record.task_id))
+        return record
+
+    async def start(self, task_id: str) -> None:
+        """Send a new task's first step (a named service), or ask the orchestrator."""
+        async with self.lock(task_id):
+            record = await self.get(task_id)
+            if record.status is not TaskStatus.PENDING or record.steps:
+                return
+            if record.service is None:
+                self.decisions.submit(task_id)
+                return
+            self.add_step(record, record.service, None)
+            record.status = TaskStatus.RUNNING
+            await self.save(record)
+            await self.flush(record)
+
+    def add_step(
+        self,
+        record: TaskRecord,
+        service: str,
+        step_input: str | None,
+        *,
+        state: dict[str, Any] | None = None,
+        step_id: str | None = None,
+        resume: bool = False,
+    ) -> StepRecord:
+        step = StepRecord(
+            step_id=step_id or str(uuid.uuid4()),
+            service=service,
+            input=None if step_input == record.input else step_input,
+            state=state or {},
+            resume=resume,
+        )
+        record.steps.append(step)
+        return step
+
+    # -- deciding ---------------------------------------------------------------------
+
+    def _tools(self) -> list[BaseTool]:
+        # Tool services take tool calls from agents, not steps of tasks: not offered.
+        return [
+            ServiceTool.from_service_definition(d) for d in self.registry.all() if d.kind != "tool"
+        ]
+
+    async def _decide(self, task_id: str) -> None:
+        """Fold new results into the orchestrator's state and apply its next messages.
+
+        Runs without the task's lock (an LLM may take seconds); the outcome is applied under
+        it, and only if the task did not finish meanwhile.
+        """
+        record = await self.tasks.load(task_id)
+        if record is None or record.status.finished:
+            return
+        folded = list(record.undecided)
+        results = [s.result for s in (record.step(sid) for sid in folded) if s and s.result]
+        definition = record.definition
+        state = dict(record.state)
+        try:
+            async with asyncio.timeout(self.decision_timeout):
+                for result in results:
+                    state = await self.orchestrator.add_result_to_state(result, state)
+                messages, state = await self.orchestrator.get_next_messages(
+                    definition, self._tools(), state
+                )
+        except TaskFailedError as exc:
+            await self.fail(task_id, exc.error)
+            return
+        except TimeoutError:
+            await self.fail(
+                task_id, f"the orchestrator did not decide within {self.decision_timeout:g}s"
+            )
+            return
+        except Exception as exc:
+            logger.exception("orchestrator failed on task %s", task_id)
+            await self.fail(task_id, f"the orchestrator failed: {type(exc).__name__}: {exc}")
+            return
+        async with self.lock(task_id):
+            record = await self.get(task_id)
+            if record.status.finished:
+                return
+            record.state = state
+            record.undecided = record.undecided[len(folded) :]
+            self._apply(record, messages)
+            await self.save(record)
+            await self.flush(record)
+            again = bool(record.undecided) and not record.status.finished
+        if again:
+            self.decisions.submit(task_id)
+        if record.status.finished:
+            await self.after_finish(record)
+
+    def _apply(self, record: TaskRecord, messages: list[QueueMessage]) -> None:
+        for message in messages:
+            if is_final(message):
+                self.complete(record, TaskResult.from_data(message.data))
+                return
+            step = TaskDefinition.from_data(message.data)
+            self.add_step(record, message.type, step.input, state=step.state, step_id=step.step_id)
+        if not record.open_steps() and not record.undecided:
+            self.mark_failed(record, "the orchestrator returned no next step and no final answer")
+        elif record.status is TaskStatus.PENDING:
+            record.status = TaskStatus.RUNNING
+
+    # -- results ----------------------------------------------------------------------
+
+    async def handle_result(self, result: TaskResult) -> None:
+        """Record a service's result for one step (matched by step id), then move on.
+
+        A result for a step already closed is a redelivery: nothing is recorded twice, but
+        what its first delivery started is finished (a lost connection can cancel a handler
+        after it saved and before it went on), so a task never stalls on it.
+        """
+        context, result.context = result.context, None
+        async with self.lock(result.task_id):
+            record = await self.tasks.load(result.task_id)
+            if record is None:
+                logger.warning("result for unknown task %s ignored", result.task_id)
+                return
+            step = record.sent_step(result.step_id)
+            if step is None or step.status is not StepStatus.PENDING:
+                logger.info(
+                    "duplicate or unknown result for task %s step %s ignored",
+                    result.task_id,
+                    result.step_id,
+                )
+                await self.flush(record)
+            else:
+                result.step_id = step.step_id  # the orchestrator knows steps by their own id
+                step.result = result
+                step.status = StepStatus.FAILED if result.error else StepStatus.COMPLETED
+                step.completed_at = utc_now()
+                step.deadline_at = None
+                if record.run is not None and record.run.step_id == step.sent_id:
+                    record.run = None
+                if context is not None and record.session_id is not None:
+                    await self.sessions.save_context(record.session_id, step.service, context)
+                if not record.status.finished:
+                    if record.service is not None:
+                        if result.error:
+                            self.mark_failed(record, result.error, result)
+                        else:
+                            self.complete(record, result)
+                    else:
+                        record.undecided.append(step.step_id)
+                await self.save(record)
+                await self.flush(record)
+        if record.status.finished:
+            await self.after_finish(record)
+        elif record.undecided:
+            self.decisions.submit(record.task_id)
+
+    # -- ending -----------------------------------------------------------------------
+
+    @staticmethod
+    def complete(record: TaskRecord, result: TaskResult) -> None:
+        record.status = TaskStatus.COMPLETED
+        record.result = result.model_copy(update={"task_id": record.task_id, "step_id": None})
+        record.error = None
+
+    @staticmethod
+    def mark_failed(record: TaskRecord, error: str, result: TaskResult | None = None) -> None:
+        logger.warning("task %s failed: %s", record.task_id, error)
+        record.status = TaskStatus.FAILED
+        record.error = error
+        record.result = TaskResult(
+            task_id=record.task_id,
+            result="",
+            error=error,
+            history=result.history if result is not None else [],
+            data={"status": "failed"},
+        )
+
+    async def fail(self, task_id: str, error: str) -> None:
+        """Fail an unfinished task (its open steps are told to stop)."""
+        await self._end(task_id, lambda record: self.mark_failed(record, error), error)
+
+    async def cancel(self, task_id: str) -> TaskRecord:
+        """Cancel a task that has not finished; its run stops, late messages are dropped."""
+
+        def cancelled(record: TaskRecord) -> None:
+            record.status = TaskStatus.CANCELLED
+            record.error = "cancelled"
+            record.result = TaskResult(
+                task_id=task_id, result="", error="cancelled", data={"status": "cancelled"}
+            )
+
+        return await self._end(task_id, cancelled, "cancelled")
+
+    async def _end(
+        self, task_id: str, end: Callable[[TaskRecord], None], reason: str
+    ) -> TaskRecord:
+        async with self.lock(task_id):
+            record = await self.get(task_id)
+            if record.status.finished:
+                return record
+            services = {s.service for s in record.open_steps()}
+            end(record)
+            record.run = None
+            await self.save(record)
+            await self.flush(record)
+        for service in sorted(services):
+            await self.dispatch.broadcast_cancel(service, task_id, reason)
+        await self.after_finish(record)
+        return record
+
+    async def after_finish(self, record: TaskRecord) -> None:
+        """A task ended: close its event log, start the next task of its session."""
+        self.deadlines.clear(record.task_id)
+        result = record.result
+        await self.log.append(
+            record.task_id,
+            [
+                NewEvent(
+                    finished_body(
+                        record.status.value,
+                        result.data.get("result", result.result) if result else None,
+                        record.error,
+                    ),
+                    dedupe_key="finished",
+                )
+            ],
+        )
+        if record.session_id is not None:
+            following = await self.sessions.finished(record.session_id, record.task_id)
+            if following is not None:
+                self.spawn(self.start(following))
+
+    async def _expire(self, task_id: str) -> None:
+        """A deadline passed: fail the task if a step is still open past its deadline."""
+        now = utc_now()
+        async with self.lock(task_id):
+            record = await self.tasks.load(task_id)
+            if record is None or record.status.finished:
+                return
+            late = [s for s in record.open_steps() if s.deadline_at and s.deadline_at <= now]
+            if not late:
+                self.deadlines.set(task_id, _next_deadline(record))
+                return
+        step = late[0]
+        limit = self.timeout_for(step.service)
+        await self.fail(
+            task_id,
+            f"step {step.step_id} sent to {step.service!r} got no answer"
+            + (f" within {limit:g}s" if limit else ""),
+        )
+
+    # -- publishing -------------------------------------------------------------------
+
+    async def flush(self, record: TaskRecord) -> None:
+        """Publish stored steps and the result the broker has not confirmed; save the marks.
+
+        A failed publish (the broker down, or no queue for the service yet: it may be
+        starting) is retried in the background for `publish_retry_for` seconds, then the task
+        fails with the reason.
+        """
+        changed = False
+        try:
+            for step in record.steps:
+                if step.published or step.status is not StepStatus.PENDING:
+                    continue
+                if record.status.finished:
+                    step.published = True
+                    changed = True
+                    continue
+                await self.dispatch.publish_step(record, step)
+                step.published = True
+                limit = self.timeout_for(step.service)
+                step.deadline_at = utc_now() + timedelta(seconds=limit) if limit else None
+                changed = True
+            if record.status.finished and not record.result_published:
+                try:
+                    await self.dispatch.publish_result(record)
+                except UnroutableMessageError:
+                    logger.error(
+                        "the result of task %s has no queue to go to (%r); it is kept in the "
+                        "task record only",
+                        record.task_id,
+                        record.result_key,
+                    )
+                record.result_published = True
+                changed = True
+        except MessageQueueError as exc:
+            logger.warning("publishing for task %s failed (%s); retrying", record.task_id, exc)
+            if record.task_id not in self._retrying:
+                self._retrying.add(record.task_id)
+                self.spawn(self._republish(record.task_id))
+        finally:
+            if changed:
+                await self.save(record)
+
+    async def _republish(self, task_id: str) -> None:
+        """Retry a failed publish with backoff; give up (failing the task) after a while."""
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + self.publish_retry_for
+        delay = 0.5
+        try:
+            while True:
+                if await _set_within(self.stopping, delay):
+                    return  # shutting down: a restart publishes what is still unconfirmed
+                error = await self._publish_unconfirmed(task_id, last_try=loop.time() >= give_up_at)
+                if error is None:
+                    return
+                if loop.time() >= give_up_at:
+                    await self.fail(task_id, error)
+                    return
+                delay = min(delay * 2, 10.0)
+        finally:
+            self._retrying.discard(task_id)
+
+    async def _publish_unconfirmed(self, task_id: str, *, last_try: bool) -> str | None:
+        """Publish what the broker has not confirmed; the error text if it failed again."""
+        async with self.lock(task_id):
+            record = await self.get(task_id)
+            try:
+                for step in record.steps:
+                    if not step.published and step.status is StepStatus.PENDING:
+                        await self.dispatch.publish_step(record, step)
+                        step.published = True
+                if record.status.finished and not record.result_published:
+                    await self.dispatch.publish_result(record)
+                    record.result_published = True
+            except MessageQueueError as exc:
+                error = f"could not publish for {self.publish_retry_for:g}s: {exc}"
+                logger.warning("republishing for task %s failed again: %s", task_id, exc)
+                if last_try and record.status.finished:
+                    logger.error("task %s: result not delivered: %s", task_id, error)
+                    record.result_published = True
+                    await self.save(record)
+                    return None
+                return error
+            finally:
+                await self.save(record)
+            return None
+
+    # -- recovery and waiting ---------------------------------------------------------
+
+    async def recover(self) -> int:
+        """After a restart: start, decide, publish and time what was interrupted.
+
+        Steps published to a queue that does not outlive its process (the embedded queue)
+        are published again: they were lost with it.
+        """
+        resumed = 0
+        durable = self.message_queue.durable
+        for record in await self.tasks.to_recover():
+            async with self.lock(record.task_id):
+                touched = False
+                if not durable:
+                    for step in record.open_steps():
+                        waiting = record.run is not None and record.run.step_id == step.sent_id
+                        if step.published and not (waiting and record.run and record.run.released):
+                            step.published = False
+                            touched = True
+                if record.status.finished:
+                    await self.flush(record)  # its result was never confirmed
+                    await self.after_finish(record)
+                    resumed += 1
+                    continue
+                if record.status is TaskStatus.PENDING and not record.steps:
+                    if record.session_id is None or await self._session_turn(record):
+                        self.spawn(self.start(record.task_id))
+                        resumed += 1
+                    continue
+                if record.undecided:
+                    self.decisions.submit(record.task_id)
+                if touched or any(not s.published for s in record.open_steps()):
+                    await self.flush(record)
+                    resumed += 1
+                self.deadlines.set(record.task_id, _next_deadline(record))
+        if resumed:
+            logger.info("resumed %d task(s) after a restart", resumed)
+        return resumed
+
+    async def _session_turn(self, record: TaskRecord) -> bool:
+        assert record.session_id is not None
+        info = await self.sessions.get(record.session_id)
+        return info.active == record.task_id
 
     async def wait_until(
-        self,
-        task_id: str,
-        predicate: Callable[[TaskRecord], bool],
-        timeout: float | None,
+        self, task_id: str, predicate: Callable[[TaskRecord], bool], timeout: float | None
     ) -> TaskRecord:
-        """The task once `predicate(task)` holds; `TaskTimeoutError` (a `TimeoutError`)
-        after `timeout` seconds.
+        """The task once `predicate(task)` holds; `TaskTimeoutError` after `timeout` seconds.
 
         Driven by the task's saves: each one wakes the waiters, who check again.
         """
@@ -360,43 +593,45 @@ class TaskManager:
                     await changed.wait()
         except TimeoutError:
             raise TaskTimeoutError(
-                f"task {task_id} did not reach the state waited for within {timeout}s"
+                f"task {task_id} did not reach the awaited state within {timeout}s"
             ) from None
 
     async def wait(self, task_id: str, timeout: float | None) -> TaskRecord:
         """The task once finished; `TaskTimeoutError` if it is still running after `timeout`."""
         return await self.wait_until(task_id, lambda record: record.status.finished, timeout)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None], *, drain: bool = True) -> None:
-        """Run `coro` in the background; `close()` lets `drain` tasks finish first."""
-        task = asyncio.ensure_future(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-        task.add_done_callback(_log_failure)
-        if not drain:
-            self._retries.add(task)
-            task.add_done_callback(self._retries.discard)
-
     async def close(self, drain_timeout: float = 10.0) -> None:
-        """Let starting tasks finish their publish, then stop background work.
-
-        Retries waiting for the broker are cancelled: a restart picks them up from the store.
-        """
-        for task in list(self._retries):
-            task.cancel()
+        """Stop timers and retries; let decisions and starting tasks finish, briefly."""
+        self.stopping.set()
+        self.deadlines.close()
+        self.log.close()
+        await self.decisions.close(drain_timeout)
         pending = list(self._background)
         if pending:
-            _, still_running = await asyncio.wait(pending, timeout=drain_timeout)
-            for task in still_running:
+            _, still = await asyncio.wait(pending, timeout=drain_timeout)
+            for task in still:
                 task.cancel()
-            if still_running:
-                await asyncio.wait(still_running)
+            if still:
+                await asyncio.wait(still)
 
 
-def _describe(exc: BaseException, what: str) -> str:
-    return f"{what}: {type(exc).__name__}: {exc}"
+async def _set_within(event: asyncio.Event, seconds: float) -> bool:
+    """Wait up to `seconds` for `event` (a backoff that a shutdown cuts short)."""
+    try:
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
 
 
-def _log_failure(task: asyncio.Task[None]) -> None:
+def _next_deadline(record: TaskRecord) -> Any:
+    if record.status.finished:
+        return None
+    deadlines = [s.deadline_at for s in record.open_steps() if s.deadline_at is not None]
+    return min(deadlines) if deadlines else None
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         logger.error("background task failed", exc_info=task.exception())

@@ -124,7 +124,16 @@ async def serve_service(
             serving.result()  # it failed to start: say why
             return
         if register:
-            await target.register_to_control_plane(control_plane_url())
+            try:
+                await target.register_to_control_plane(control_plane_url())
+            except BaseException:
+                # Stop the server cleanly first: left running, it would be cancelled when the
+                # loop closes, and uvicorn would log that as a traceback.
+                target.stop_server()
+                await asyncio.wait({serving})
+                stopping.cancel()
+                await target.message_queue.close()
+                raise
         logger.info("service %s ready at %s", target.service_name, target.url)
         await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
         target.stop_server()

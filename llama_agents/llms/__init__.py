@@ -6,7 +6,8 @@ which environment variables are set, so examples run anywhere without edits.
 
 from __future__ import annotations
 
+from llama_agents.llms.errors import describe_llm_failure
 from llama_agents.llms.factory import default_llm, describe_llm
 from llama_agents.llms.offline import OfflineLLM
 
-__all__ = ["OfflineLLM", "default_llm", "describe_llm"]
+__all__ = ["OfflineLLM", "default_llm", "describe_llm", "describe_llm_failure"]

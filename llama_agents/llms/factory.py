@@ -4,6 +4,10 @@ nothing at all.
 Order: an OpenAI-compatible server (`LLAMA_AGENTS_LLM_BASE_URL`, or the OpenAI SDK's
 `OPENAI_BASE_URL` / `OPENAI_API_BASE`), then OpenAI itself (`OPENAI_API_KEY`), then the
 offline LLM, which needs neither network nor key.
+
+Their clients retry by one policy (retries.py): transient failures (429, 5xx, a network blip)
+are retried with backoff; what cannot succeed (a refused connection to this machine, 401,
+404) fails at once, and the failure names the model and the URL (errors.py).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from llama_index.core.llms import LLM
 
 from llama_agents.errors import ConfigurationError
 from llama_agents.llms.offline import OfflineLLM
+from llama_agents.llms.retries import AsyncRetryingTransport, RetryingTransport
 
 BASE_URL_ENV_VARS = ("LLAMA_AGENTS_LLM_BASE_URL", "OPENAI_BASE_URL", "OPENAI_API_BASE")
 MODEL_ENV_VAR = "LLAMA_AGENTS_LLM_MODEL"
@@ -40,12 +45,28 @@ def _base_url() -> tuple[str, str] | None:
     return None
 
 
+def _retry_policy(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The client settings that make our retry policy the only one (unless the caller chose
+    `max_retries` or its own HTTP clients: then theirs applies)."""
+    if {"max_retries", "http_client", "async_http_client"} & kwargs.keys():
+        return kwargs
+    import openai
+
+    return {
+        **kwargs,
+        "max_retries": 0,
+        "http_client": openai.DefaultHttpxClient(transport=RetryingTransport()),
+        "async_http_client": openai.DefaultAsyncHttpxClient(transport=AsyncRetryingTransport()),
+    }
+
+
 def default_llm(model: str | None = None, **kwargs: Any) -> LLM:
     """The LLM the environment asks for; `model` overrides `LLAMA_AGENTS_LLM_MODEL`.
 
     Extra keyword arguments go to the OpenAI / OpenAI-compatible client (temperature,
     context_window, timeout, ...); the offline LLM has no such settings and ignores them.
-    Constructing a client makes no network call.
+    Constructing a client makes no network call. Retries follow `llms.retries.RetryPolicy`
+    unless `max_retries` (or an HTTP client) is given.
     """
     model = model or _env(MODEL_ENV_VAR)
     base = _base_url()
@@ -66,13 +87,13 @@ def default_llm(model: str | None = None, **kwargs: Any) -> LLM:
             api_key=_env(API_KEY_ENV_VAR) or PLACEHOLDER_API_KEY,
             is_chat_model=True,
             is_function_calling_model=True,
-            **kwargs,
+            **_retry_policy(kwargs),
         )
         return compatible
     if _env(API_KEY_ENV_VAR):
         from llama_index.llms.openai import OpenAI
 
-        return OpenAI(model=model or DEFAULT_OPENAI_MODEL, **kwargs)
+        return OpenAI(model=model or DEFAULT_OPENAI_MODEL, **_retry_policy(kwargs))
     return OfflineLLM()
 
 

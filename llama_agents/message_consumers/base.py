@@ -22,6 +22,8 @@ class BaseMessageQueueConsumer(ABC):
     bounds how many messages this consumer handles at once, overriding the queue's default.
     A `transient` consumer's queue lives only while it is registered (not durable, removed
     when it stops): for replies meant for one process, such as tool-call answers.
+    `binding_keys` are the routing keys its queue takes (by default its own message type); a
+    transient consumer may add shared keys to receive a broadcast every replica gets.
     """
 
     def __init__(
@@ -31,8 +33,16 @@ class BaseMessageQueueConsumer(ABC):
         id_: str | None = None,
         prefetch: int | None = None,
         transient: bool = False,
+        binding_keys: tuple[str, ...] = (),
     ) -> None:
         self.message_type = validate_routing_key(message_type)
+        extra = tuple(validate_routing_key(key) for key in binding_keys)
+        if extra and not transient:
+            raise ConfigurationError("only transient consumers take extra binding keys")
+        self.binding_keys: tuple[str, ...] = (
+            self.message_type,
+            *(key for key in extra if key != self.message_type),
+        )
         self.id_ = id_ or str(uuid.uuid4())
         if prefetch is not None and prefetch < 1:
             raise ConfigurationError(f"prefetch must be at least 1, got {prefetch}")
@@ -46,6 +56,10 @@ class BaseMessageQueueConsumer(ABC):
     @abstractmethod
     async def _process_message(self, message: QueueMessage, **kwargs: Any) -> Any:
         """Subclasses do the work here."""
+
+    async def on_dead_letter(self, message: QueueMessage, reason: str) -> None:  # noqa: B027
+        """Called when one of this consumer's messages is dead-lettered (with the reason), so
+        whoever waits for its outcome can be told; nothing by default."""
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.message_type!r} id={self.id_}>"

@@ -12,6 +12,7 @@ from llama_agents.message_consumers.base import BaseMessageQueueConsumer
 from llama_agents.messages import QueueMessage
 
 MessageHandler = Callable[..., Any] | Callable[..., Awaitable[Any]]
+DeadLetterHandler = Callable[[QueueMessage, str], Awaitable[None]]
 
 
 class CallableMessageConsumer(BaseMessageQueueConsumer):
@@ -29,11 +30,20 @@ class CallableMessageConsumer(BaseMessageQueueConsumer):
         id_: str | None = None,
         prefetch: int | None = None,
         transient: bool = False,
+        binding_keys: tuple[str, ...] = (),
+        on_dead_letter: DeadLetterHandler | None = None,
     ) -> None:
         if not callable(handler):
             raise ConfigurationTypeError(f"handler must be callable, got {type(handler).__name__}")
-        super().__init__(message_type=message_type, id_=id_, prefetch=prefetch, transient=transient)
+        super().__init__(
+            message_type=message_type,
+            id_=id_,
+            prefetch=prefetch,
+            transient=transient,
+            binding_keys=binding_keys,
+        )
         self.handler = handler
+        self._on_dead_letter = on_dead_letter
         self._is_async = inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
             getattr(handler, "__call__", None)  # noqa: B004 - an object with an async __call__
         )
@@ -45,3 +55,7 @@ class CallableMessageConsumer(BaseMessageQueueConsumer):
         if inspect.isawaitable(result):
             return await result
         return result
+
+    async def on_dead_letter(self, message: QueueMessage, reason: str) -> None:
+        if self._on_dead_letter is not None:
+            await self._on_dead_letter(message, reason)

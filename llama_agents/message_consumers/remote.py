@@ -3,14 +3,31 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
+from llama_agents._auth import auth_headers, configured_api_key
 from llama_agents.errors import ConfigurationError, RemoteConsumerError
 from llama_agents.message_consumers.base import BaseMessageQueueConsumer
 from llama_agents.messages import QueueMessage
 from llama_agents.messages.envelope import RoutingKey
+
+
+def validate_http_url(url: str) -> str:
+    """`url` if it is an http(s) URL with a host; a `ConfigurationError` (a `ValueError`,
+    so a request body naming such a URL is a 422) saying so otherwise.
+
+    Messages are POSTed to it: any other scheme (file:, gopher:, ...) is refused.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"url must be an http(s) URL with a host, got {url!r}")
+    return url
 
 
 class RemoteMessageConsumerDef(BaseModel):
@@ -20,12 +37,19 @@ class RemoteMessageConsumerDef(BaseModel):
     message_type: RoutingKey
     url: str = Field(min_length=1, max_length=2000)
 
+    @field_validator("url")
+    @classmethod
+    def _http_only(cls, url: str) -> str:
+        return validate_http_url(url)
+
 
 class RemoteMessageConsumer(BaseMessageQueueConsumer):
     """POSTs each message as JSON to `url`.
 
     Only a 2xx answer counts as handled; any other status, a timeout or a connection error
     raises `RemoteConsumerError`, so the queue retries the message instead of dropping it.
+    Each POST carries the system's API key (`api_key`, else `LLAMA_AGENTS_API_KEY`), which
+    every served llama-agents endpoint asks for; `headers` may add or override headers.
     """
 
     def __init__(
@@ -38,15 +62,19 @@ class RemoteMessageConsumer(BaseMessageQueueConsumer):
         prefetch: int | None = None,
         client: httpx.AsyncClient | None = None,
         headers: dict[str, str] | None = None,
+        api_key: str | None = None,
     ) -> None:
-        if not url.startswith(("http://", "https://")):
-            raise ConfigurationError(f"url must be an http(s) URL, got {url!r}")
+        validate_http_url(url)
         super().__init__(message_type=message_type, id_=id_, prefetch=prefetch)
         self.url = url
         self.timeout = timeout
         self._client = client
         self._owns_client = client is None
-        self.headers = {"content-type": "application/json", **(headers or {})}
+        self.headers = {
+            "content-type": "application/json",
+            **auth_headers(configured_api_key(api_key)),
+            **(headers or {}),
+        }
 
     def definition(self) -> RemoteMessageConsumerDef:
         """The JSON-safe description of this consumer."""

@@ -10,12 +10,9 @@ from typing import Any, Self
 from llama_agents.message_consumers.base import BaseMessageQueueConsumer, StartConsumingCallable
 from llama_agents.message_queues.delivery import DeadLetter
 from llama_agents.messages import QueueMessage, validate_routing_key
+from llama_agents.messages.envelope import CONTROL_PLANE_MESSAGE_TYPE as CONTROL_PLANE_MESSAGE_TYPE
+from llama_agents.messages.envelope import HUMAN_MESSAGE_TYPE as HUMAN_MESSAGE_TYPE
 from llama_agents.messages.envelope import utc_now
-
-#: The message type final results are published to by default.
-HUMAN_MESSAGE_TYPE = "human"
-#: The message type of the control plane: services send their results there.
-CONTROL_PLANE_MESSAGE_TYPE = "control_plane"
 
 
 class BaseMessageQueue(ABC):
@@ -27,10 +24,31 @@ class BaseMessageQueue(ABC):
     dead-lettered at once.
     """
 
+    #: True when queued messages outlive this process (a broker keeps them on disk).
+    durable: bool = True
+
     @property
     def is_connected(self) -> bool:
         """True while the queue can take messages (a broker queue: its connection is up)."""
         return True
+
+    @property
+    def is_healthy(self) -> bool:
+        """True while messages flow normally: connected, and no consumer is stuck handing
+        back messages it could not settle (a `/health` route answers 503 otherwise)."""
+        return self.is_connected
+
+    def health(self) -> dict[str, Any]:
+        """What `/health` reports: `healthy` and `broker_connected`, plus transport details."""
+        return {"healthy": self.is_healthy, "broker_connected": self.is_connected}
+
+    async def queue_exists(self, message_type: str) -> bool:
+        """Whether messages of `message_type` have a queue to go to (publishing would work)."""
+        return True
+
+    async def consumer_count(self, message_type: str) -> int | None:
+        """How many consumers take `message_type`'s messages now (None: cannot tell)."""
+        return None
 
     async def publish(self, message: QueueMessage, **kwargs: Any) -> None:
         """Publish `message` to the consumers of `message.type`.

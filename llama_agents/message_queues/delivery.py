@@ -106,12 +106,15 @@ async def deliver(
     *,
     attempts: int,
     policy: DeliveryPolicy,
+    redelivered: bool = False,
 ) -> Outcome:
     """Decode `body` and run `consumer` on it; never raises for a consumer's failure.
 
-    `attempts` is how many times the message already failed. An undecodable message, and
-    one whose handler raised `NonRetryableMessageError`, is dead-lettered at once: retrying
-    it cannot help.
+    `attempts` is how many times the message already failed; `redelivered` says the broker
+    handed it out before (its consumer died holding it). An undecodable message, and one
+    whose handler raised `NonRetryableMessageError`, is dead-lettered at once: retrying it
+    cannot help. A message dead-lettered here is reported to the consumer's
+    `on_dead_letter`, so whoever waits for its outcome learns why it will never come.
     """
     try:
         message = QueueMessage.decode(body)
@@ -119,6 +122,36 @@ async def deliver(
         logger.warning("dead-lettering undecodable message for %r: %s", consumer, exc)
         return Outcome(Verdict.DEAD_LETTER, attempts, f"undecodable: {exc}")
 
+    message.stats.redelivered = redelivered or attempts > 0
+    outcome = await _run(consumer, message, attempts=attempts, policy=policy)
+    if outcome.verdict is Verdict.DEAD_LETTER:
+        await _tell(consumer, message, outcome.reason or "dead-lettered")
+    return outcome
+
+
+async def notify_dead_letter(consumer: BaseMessageQueueConsumer, body: bytes, reason: str) -> None:
+    """Tell `consumer` that a message it was given is dead-lettered (if it can be decoded)."""
+    try:
+        message = QueueMessage.decode(body)
+    except MessageDecodeError:
+        return
+    await _tell(consumer, message, reason)
+
+
+async def _tell(consumer: BaseMessageQueueConsumer, message: QueueMessage, reason: str) -> None:
+    try:
+        await consumer.on_dead_letter(message, reason)
+    except Exception:
+        logger.exception("the dead-letter hook of %r failed on message %s", consumer, message.id_)
+
+
+async def _run(
+    consumer: BaseMessageQueueConsumer,
+    message: QueueMessage,
+    *,
+    attempts: int,
+    policy: DeliveryPolicy,
+) -> Outcome:
     message.stats.process_start_time = utc_now()
     try:
         await consumer.process_message(message)

@@ -20,6 +20,13 @@ from llama_agents.errors import ConfigurationError, MessageDecodeError
 #: The envelope version this library writes; it reads this version and older ones.
 SCHEMA_VERSION = 1
 
+#: The message type final results are published to by default.
+HUMAN_MESSAGE_TYPE = "human"
+#: The message type of the control plane: services send their results there.
+CONTROL_PLANE_MESSAGE_TYPE = "control_plane"
+#: The `publisher_id` of what the control plane publishes.
+CONTROL_PLANE_PUBLISHER = "control_plane"
+
 _ROUTING_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
 
 
@@ -52,12 +59,23 @@ class ActionTypes(StrEnum):
     REQUEST_FOR_HELP = "request_for_help"
     NEW_TOOL_CALL = "new_tool_call"
     COMPLETED_TOOL_CALL = "completed_tool_call"
+    #: A workflow run reports events, a checkpoint, waiting or released (to the control plane).
+    RUN_UPDATE = "run_update"
+    #: An event sent into a run (to the replica holding it).
+    RUN_INPUT = "run_input"
+    #: Stop a task's run (to every replica of its service).
+    RUN_CANCEL = "run_cancel"
+    #: A replica hands a step back unrun (to the control plane).
+    RUN_BOUNCE = "run_bounce"
 
 
 class QueueMessageStats(BaseModel):
     """When a message was published and processed (UTC)."""
 
     publish_time: datetime | None = None
+    #: Set by the receiving queue: this delivery is not the first (a consumer died holding
+    #: the message, or failed on it).
+    redelivered: bool = False
     process_start_time: datetime | None = None
     process_end_time: datetime | None = None
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from llama_index.core.llms import ChatMessage
 from pydantic import BaseModel, Field, ValidationError
 
 from llama_agents.errors import MessageDecodeError
+from llama_agents.messages.chat import ChatMessage
 from llama_agents.messages.envelope import RoutingKey, decode_error_from
 
 
@@ -59,6 +59,9 @@ class TaskDefinition(Payload):
 class TaskResult(Payload):
     """The outcome of a task (or one step of it), with the chat history that produced it.
 
+    `history` takes llama-index `ChatMessage`s and holds them as our own `ChatMessage`
+    (same JSON); `message.to_llama_index()` turns one back.
+
     `error` is set when the step (or the task) failed; `result` then holds what little
     output there was, often nothing.
     """
@@ -69,6 +72,9 @@ class TaskResult(Payload):
     data: dict[str, Any] = Field(default_factory=dict)
     step_id: str | None = Field(default=None, max_length=200)
     error: str | None = None
+    #: A session's run sends the context it ended with here; the control plane keeps it
+    #: for the session's next task and drops it from the result.
+    context: dict[str, Any] | None = None
 
 
 class ToolCallBundle(Payload):
@@ -105,6 +111,12 @@ class ServiceDefinition(Payload):
     host: str | None = None
     port: int | None = Field(default=None, ge=1, le=65535)
     kind: str | None = Field(default=None, description="agent, tool, human, component, ...")
+    #: Seconds a step may go unanswered before its task fails (None: the control plane's
+    #: default; 0 or less: no limit).
+    step_timeout: float | None = None
+    #: For workflow services: the JSON schemas of the start event, the result and the events
+    #: a run accepts, so the control plane can check requests without the classes.
+    workflow: dict[str, Any] | None = None
 
 
 class HumanResponse(Payload):

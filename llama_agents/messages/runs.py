@@ -66,6 +66,9 @@ class RunInput(Payload):
     type: str = Field(min_length=1, max_length=200)
     data: dict[str, Any] = Field(default_factory=dict)
     step: str | None = None
+    #: The task step (the run) it was sent to, so a replica that does not hold the run can
+    #: hand it back naming it.
+    for_step_id: str | None = None
 
 
 class RunCancel(Payload):
@@ -87,6 +90,6 @@ class RunBounce(Payload):
     """A replica hands a step back to the control plane without running it."""
 
     task_id: str
-    step_id: str
+    step_id: str | None = None
     reason: Literal["redelivered", "stale", "not_held"]
     input_id: str | None = None

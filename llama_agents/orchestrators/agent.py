@@ -18,6 +18,7 @@ from llama_index.core.tools import BaseTool
 from pydantic import BaseModel, Field
 
 from llama_agents.errors import ConfigurationError, TaskFailedError
+from llama_agents.llms.errors import describe_llm_failure, is_llm_failure
 from llama_agents.messages import QueueMessage, TaskDefinition, TaskResult
 from llama_agents.orchestrators.base import BaseOrchestrator, final_message, step_message
 from llama_agents.orchestrators.service_tool import ServiceTool
@@ -88,9 +89,16 @@ class AgentOrchestrator(BaseOrchestrator):
                     "(max_steps); the services may be looping",
                     task_def.task_id,
                 )
-            response = await self.llm.achat_with_tools(
-                offered, chat_history=history, allow_parallel_tool_calls=True
-            )
+            try:
+                response = await self.llm.achat_with_tools(
+                    offered, chat_history=history, allow_parallel_tool_calls=True
+                )
+            except Exception as exc:
+                if not is_llm_failure(exc):
+                    raise
+                raise TaskFailedError(
+                    f"the orchestrator's {describe_llm_failure(exc, self.llm)}", task_def.task_id
+                ) from exc
             turns += 1
             history.append(response.message)
             calls = self.llm.get_tool_calls_from_response(response, error_on_no_tool_call=False)

@@ -25,8 +25,7 @@ from llama_index.core.tools import BaseTool
 
 from llama_agents.message_queues.base import HUMAN_MESSAGE_TYPE
 from llama_agents.messages import ActionTypes, QueueMessage, TaskDefinition, TaskResult
-
-CONTROL_PLANE_PUBLISHER = "control_plane"
+from llama_agents.messages.envelope import CONTROL_PLANE_PUBLISHER
 
 
 class BaseOrchestrator(ABC):

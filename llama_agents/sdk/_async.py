@@ -8,10 +8,9 @@ from typing import Any, Self, TypeVar
 
 import httpx
 
-from llama_agents.control_plane.events import ControlPlaneEvent
-from llama_agents.control_plane.models import TaskRecord, TaskSummary
 from llama_agents.errors import ControlPlaneUnavailableError
 from llama_agents.messages import ServiceDefinition, TaskResult
+from llama_agents.messages.records import ControlPlaneEvent, TaskRecord, TaskSummary
 
 from . import _protocol as api
 from ._errors import translated_errors

@@ -16,8 +16,6 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from llama_agents.control_plane.app import KEEPALIVE_SECONDS, MAX_WAIT_SECONDS
-from llama_agents.control_plane.models import TaskRecord, TaskSummary
 from llama_agents.errors import (
     ConfigurationError,
     ControlPlaneError,
@@ -27,6 +25,12 @@ from llama_agents.errors import (
     UnauthorizedError,
 )
 from llama_agents.messages import ServiceDefinition, TaskResult
+from llama_agents.messages.records import (
+    KEEPALIVE_SECONDS,
+    MAX_WAIT_SECONDS,
+    TaskRecord,
+    TaskSummary,
+)
 
 from ._errors import ControlPlaneResponseError, response_detail
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from llama_agents.control_plane.events import ControlPlaneEvent
 from llama_agents.errors import ControlPlaneError
+from llama_agents.messages.records import ControlPlaneEvent
 
 #: The SSE event names this client understands; a newer server's other kinds are skipped.
 KNOWN_EVENTS = frozenset({"task", "service"})

@@ -12,7 +12,15 @@ from llama_agents.services.base import BaseService
 from llama_agents.services.component import ComponentService
 from llama_agents.services.human import HumanService
 from llama_agents.services.tool import ToolService
+from llama_agents.services.workflow import WorkflowService
 
 BaseService.app_factory = create_service_app
 
-__all__ = ["AgentService", "BaseService", "ComponentService", "HumanService", "ToolService"]
+__all__ = [
+    "AgentService",
+    "BaseService",
+    "ComponentService",
+    "HumanService",
+    "ToolService",
+    "WorkflowService",
+]

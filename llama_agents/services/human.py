@@ -1,9 +1,10 @@
 """`HumanService`: a step (or a tool call) that waits for a person.
 
 A request is answered by whichever comes first: `fn_input` (any async function; the default
-asks on the console, off the event loop), an answer posted over HTTP
-(`POST /tasks/{id}/handle`, what the monitor sends), or the timeout, which answers with
-`timeout_answer` (or fails the step when that is None).
+asks on the console: one reader per process, each prompt labelled with its task, see
+human_console.py), an answer posted over HTTP (`POST /tasks/{id}/handle`, what the monitor
+sends), or the timeout, which answers with `timeout_answer` (or fails the step when that is
+None). Whatever loses is withdrawn: a console prompt leaves the screen.
 """
 
 from __future__ import annotations
@@ -25,20 +26,19 @@ from llama_agents.message_queues.base import BaseMessageQueue
 from llama_agents.messages import HumanResponse, TaskDefinition, TaskResult
 from llama_agents.messages.envelope import utc_now
 from llama_agents.services.base import BaseService, failed_result
+from llama_agents.services.human_console import Console, console_input
 
 logger = logging.getLogger("llama_agents.services")
 
 HumanInputFn = Callable[[str], Awaitable[str]]
 
+#: How long a finished request waits for its `fn_input` to be withdrawn (cancelled).
+WITHDRAW_TIMEOUT = 5.0
+
 HELP_REQUEST_TEMPLATE = (
     "Your assistance is needed. Please respond to the request provided below:\n"
     "===\n\n{input_str}\n\n===\n"
 )
-
-
-async def console_input(prompt: str) -> str:
-    """Ask on the console; `input()` runs in a worker thread so the loop keeps serving."""
-    return await asyncio.to_thread(input, prompt)
 
 
 class HumanRequest(BaseModel):
@@ -132,7 +132,7 @@ class HumanService(BaseService):
         async with self._changed:
             self._waiting[request.id_] = (request, answered)
             self._changed.notify_all()
-        asking = asyncio.create_task(self._ask(request.prompt, answered))
+        asking = asyncio.create_task(self._ask(request, answered))
         try:
             async with asyncio.timeout(self.timeout):
                 answer = await answered
@@ -141,13 +141,19 @@ class HumanService(BaseService):
                 return failed_result(task, f"no person answered within {self.timeout}s")
             answer = self.timeout_answer
         finally:
-            asking.cancel()
             self._waiting.pop(request.id_, None)
+            # Withdrawn before returning: the console must not take a line for this request.
+            asking.cancel()
+            await asyncio.wait({asking}, timeout=WITHDRAW_TIMEOUT)
         return TaskResult(task_id=task.task_id, step_id=task.step_id, result=answer)
 
-    async def _ask(self, prompt: str, answered: asyncio.Future[str]) -> None:
+    async def _ask(self, request: HumanRequest, answered: asyncio.Future[str]) -> None:
         try:
-            answer = await self.fn_input(prompt)
+            if self.fn_input is console_input:
+                label = f"{self.service_name}: task {request.task_id} (request {request.id_[:8]})"
+                answer = await Console.for_stdin().ask(request.prompt, label)
+            else:
+                answer = await self.fn_input(request.prompt)
         except (EOFError, OSError) as exc:
             logger.info("%s: no console to ask on (%s); waiting for an HTTP answer", self, exc)
             return

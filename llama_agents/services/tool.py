@@ -3,7 +3,9 @@
 Agents elsewhere call these tools through `MetaServiceTool`: a NEW_TOOL_CALL arrives with
 the caller's reply address and a correlation id; the answer (COMPLETED_TOOL_CALL) goes to
 that caller alone. A tool that raises answers with the error and the service keeps running;
-replicas of a tool service share the calls (they consume one queue).
+replicas of a tool service share the calls (they consume one queue). A call taken after its
+caller gave up (its expiry passed) is not run, and an answer whose caller is gone is dropped
+rather than failing the message, which would only run the tool again.
 """
 
 from __future__ import annotations
@@ -80,16 +82,17 @@ class ToolService(BaseService):
         if message.action is not ActionTypes.NEW_TOOL_CALL:
             raise self._unsupported(message)
         call = ToolCall.from_data(message.data)
-        reply_to = message.reply_to or call.source_id
+        what = f"tool call {call.id_} ({call.tool_call_bundle.tool_name})"
+        if self._expired(message, what):
+            return
         result = await self.run_tool(call)
-        await self.publish(
-            QueueMessage(
-                type=reply_to,
-                action=ActionTypes.COMPLETED_TOOL_CALL,
-                correlation_id=message.correlation_id or call.id_,
-                data=result.model_dump(mode="json"),
-            )
+        answer = QueueMessage(
+            type=message.reply_to or call.source_id,
+            action=ActionTypes.COMPLETED_TOOL_CALL,
+            correlation_id=message.correlation_id or call.id_,
+            data=result.model_dump(mode="json"),
         )
+        await self._reply(answer, what)
 
     async def run_tool(self, call: ToolCall) -> ToolCallResult:
         """Run one call; a missing tool or a raising tool gives an error result, not an error."""

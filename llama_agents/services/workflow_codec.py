@@ -29,7 +29,12 @@ from workflows.events import (
     StopEvent,
 )
 
-from llama_agents.errors import ConfigurationError, EventRejectedError, WorkflowInputError
+from llama_agents.errors import (
+    ConfigurationError,
+    EventRejectedError,
+    UnknownEventTypeError,
+    WorkflowInputError,
+)
 from llama_agents.messages import TaskDefinition
 from llama_agents.messages.runs import StreamedEvent
 
@@ -133,6 +138,7 @@ class WorkflowCodec:
         *,
         additional_events: Iterable[type[Event]] = (),
         serializable_types: Iterable[type[Any]] = (),
+        text_field: str | None = None,
     ) -> None:
         self.workflow = workflow
         self.start_event_class: type[StartEvent] = workflow.start_event_class
@@ -157,15 +163,18 @@ class WorkflowCodec:
         self.serializer = CheckpointSerializer(
             [*accepted.values(), StartEvent, StopEvent, *_AGENT_STATE_TYPES, *serializable_types]
         )
-        self._is_agent = issubclass(self.start_event_class, agent_events.AgentWorkflowStartEvent)
+        #: The start event field a task's text input goes to: `user_msg` for agents (and for
+        #: any workflow an `AgentService` serves), else `input`.
+        is_agent = issubclass(self.start_event_class, agent_events.AgentWorkflowStartEvent)
+        self.text_field = text_field or ("user_msg" if is_agent else "input")
 
     # -- in ---------------------------------------------------------------------------
 
     def start_event(self, task: TaskDefinition) -> StartEvent:
         """The run's start event: the task's `start_event` fields, else its input as text.
 
-        A plain `StartEvent` gets `input=<text>`, an agent `user_msg=<text>`; a start event
-        with other required fields needs them in `start_event`.
+        A plain `StartEvent` gets `input=<text>`, an agent `user_msg=<text>` (`text_field`);
+        a start event with other required fields needs them in `start_event`.
         """
         cls = self.start_event_class
         if task.start_event is not None:
@@ -175,10 +184,8 @@ class WorkflowCodec:
                 raise WorkflowInputError(
                     f"start_event does not fit {cls.__name__}: {_first_error(exc)}"
                 ) from None
-        if self._is_agent:
-            return cls(user_msg=task.input)
         try:
-            return cls(input=task.input)
+            return cls(**{self.text_field: task.input})
         except ValidationError as exc:
             raise WorkflowInputError(
                 f"{cls.__name__} needs {', '.join(_required(cls)) or 'other fields'}: "
@@ -189,7 +196,7 @@ class WorkflowCodec:
         """An event sent into a run, looked up by name among the workflow's events."""
         cls = self.events.get(type_name)
         if cls is None:
-            raise EventRejectedError(
+            raise UnknownEventTypeError(
                 f"{type_name!r} is not an event of this workflow; it accepts "
                 f"{', '.join(sorted(self.events))}"
             )

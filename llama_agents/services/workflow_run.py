@@ -64,6 +64,7 @@ class RunOutcome:
     result: Any = None
     error: str | None = None
     context: Context | None = None
+    exception: BaseException | None = None
 
 
 @dataclass
@@ -158,6 +159,11 @@ class WorkflowRun:
     def task_id(self) -> str:
         return self.task.task_id
 
+    @property
+    def waiting(self) -> bool:
+        """True while the run is idle, waiting for an event to be sent in."""
+        return self._waiting
+
     # -- the run ----------------------------------------------------------------------
 
     def _start(self) -> WorkflowHandler:
@@ -194,7 +200,10 @@ class WorkflowRun:
             await self._flush()
             logger.warning("workflow run for task %s failed: %s", self.task_id, exc)
             return RunOutcome(
-                RunEnd.FAILED, error=f"{type(exc).__name__}: {exc}", context=handler.ctx
+                RunEnd.FAILED,
+                error=f"{type(exc).__name__}: {exc}",
+                context=handler.ctx,
+                exception=exc,
             )
         finally:
             self._stop_timers()

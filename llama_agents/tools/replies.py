@@ -15,6 +15,7 @@ import weakref
 from llama_agents.message_consumers.callable import CallableMessageConsumer
 from llama_agents.message_queues.base import BaseMessageQueue
 from llama_agents.messages import QueueMessage
+from llama_agents.messages.expiry import set_expiry
 
 logger = logging.getLogger("llama_agents.tools")
 
@@ -61,13 +62,15 @@ class ReplyInbox:
     async def ask(self, message: QueueMessage, timeout: float) -> QueueMessage:
         """Publish `message` with this inbox as its reply address; return the reply.
 
-        The message's `correlation_id` (set if missing) matches the reply to it. Raises
+        The message's `correlation_id` (set if missing) matches the reply to it, and it
+        expires with `timeout`: a service that takes it after that does not run it. Raises
         `TimeoutError` after `timeout` seconds.
         """
         await self.open()
         message.reply_to = self.reply_type
         if message.correlation_id is None:
             message.correlation_id = uuid.uuid4().hex
+        set_expiry(message, timeout)
         answer = self.expect(message.correlation_id)
         try:
             await self.message_queue.publish(message)

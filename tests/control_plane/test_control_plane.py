@@ -20,9 +20,9 @@ from llama_agents import (
     TaskDefinition,
     TaskResult,
 )
-from llama_agents.control_plane import SqliteKVStore
+from llama_agents.control_plane import SqliteStateStore
 from llama_agents.control_plane.models import StepRecord, TaskRecord, TaskStatus
-from llama_agents.control_plane.store import ControlPlaneStore
+from llama_agents.control_plane.task_repository import TaskRepository
 from tests.conftest import QueueFactory
 from tests.support.control_plane import Worker, completion, serve, stop
 from tests.support.helpers import DEADLINE, Collector
@@ -33,7 +33,7 @@ from tests.support.orchestrators import FanOutOrchestrator
 async def served(tmp_path: Path) -> AsyncIterator[tuple[ControlPlaneServer, httpx.AsyncClient]]:
     queue = SimpleMessageQueue()
     control_plane = ControlPlaneServer(
-        queue, FanOutOrchestrator(["worker"]), SqliteKVStore(tmp_path / "cp.db"), port=0
+        queue, FanOutOrchestrator(["worker"]), SqliteStateStore(tmp_path / "cp.db"), port=0
     )
     task = await serve(control_plane)
     async with httpx.AsyncClient(base_url=control_plane.url, timeout=DEADLINE) as http:
@@ -218,7 +218,9 @@ async def test_served_control_plane_keeps_tasks_and_services_across_a_restart(
 ) -> None:
     path = tmp_path / "state.db"
     queue = await rabbitmq_factory()
-    first = ControlPlaneServer(queue, FanOutOrchestrator(["worker"]), SqliteKVStore(path), port=0)
+    first = ControlPlaneServer(
+        queue, FanOutOrchestrator(["worker"]), SqliteStateStore(path), port=0
+    )
     serving = await serve(first)
     async with httpx.AsyncClient(base_url=first.url) as http:
         await http.post("/services/register", json={"service_name": "worker", "description": "w"})
@@ -230,7 +232,7 @@ async def test_served_control_plane_keeps_tasks_and_services_across_a_restart(
 
     second_queue = await rabbitmq_factory()
     second = ControlPlaneServer(
-        second_queue, FanOutOrchestrator(["worker"]), SqliteKVStore(path), port=0
+        second_queue, FanOutOrchestrator(["worker"]), SqliteStateStore(path), port=0
     )
     serving = await serve(second)
     async with httpx.AsyncClient(base_url=second.url) as http:
@@ -252,31 +254,16 @@ async def test_steps_saved_but_never_published_are_sent_on_start(
     """The original lost tasks to a publish-before-save race; here a crash between saving
     a step and publishing it is repaired when the control plane starts again."""
     queue = await queue_factory()
-    store = SqliteKVStore(tmp_path / "crashed.db")
-    definition = TaskDefinition(input="interrupted")
-    step = QueueMessage(
-        type="worker",
-        action=ActionTypes.NEW_TASK,
-        data=TaskDefinition(
-            input="interrupted", task_id=definition.task_id, step_id="step-1"
-        ).model_dump(mode="json"),
-    )
+    store = SqliteStateStore(tmp_path / "crashed.db")
     crashed = TaskRecord(
-        task_id=definition.task_id,
-        input=definition.input,
-        definition=definition,
+        task_id="interrupted-task",
+        input="interrupted",
         status=TaskStatus.RUNNING,
         state={"pending": ["step-1"], "results": {}},
-        steps=[
-            StepRecord(
-                step_id="step-1",
-                service="worker",
-                input="interrupted",
-                message=step.model_dump(mode="json"),
-            )
-        ],
+        steps=[StepRecord(step_id="step-1", service="worker")],
     )
-    await ControlPlaneStore(store).save_task(crashed)
+    await TaskRepository(store).insert(crashed)
+    definition = crashed.definition
 
     worker = Worker(queue)
     await worker.start()
@@ -323,7 +310,7 @@ async def test_api_key_protects_every_route_but_health(tmp_path: Path) -> None:
     control_plane = ControlPlaneServer(
         SimpleMessageQueue(),
         FanOutOrchestrator(["worker"]),
-        SqliteKVStore(tmp_path / "cp.db"),
+        SqliteStateStore(tmp_path / "cp.db"),
         port=0,
         api_key="s3cret",
     )
@@ -392,6 +379,8 @@ async def test_event_stream_pushes_task_and_service_changes(
             "host": None,
             "port": None,
             "kind": None,
+            "step_timeout": None,
+            "workflow": None,
         },
         "task": None,
         "service_name": None,

@@ -48,6 +48,36 @@ def env_example() -> dict[str, str]:
     return {key: value for key, value in pairs}
 
 
+#: What compose's variable syntax needs from compose/.env: ${VAR}, ${VAR:-default}, ${VAR:?error}.
+_VARIABLE = re.compile(r"\$\{(\w+)(?::([-?])([^}]*))?\}")
+
+#: The variables compose must refuse to start without.
+REQUIRED = {"LLAMA_AGENTS_API_KEY", "RABBITMQ_USER", "RABBITMQ_PASSWORD"}
+
+
+class MissingVariableError(Exception):
+    """What `docker compose` does with ${VAR:?message} when VAR is unset or empty."""
+
+
+def interpolate(value: str, env: dict[str, str]) -> str:
+    """Resolve compose's ${...} in `value` from `env`, as `docker compose` would."""
+
+    def resolve(match: re.Match[str]) -> str:
+        name, kind, arg = match.group(1), match.group(2), match.group(3)
+        current = env.get(name, "")
+        if current:
+            return current
+        if kind == "?":
+            raise MissingVariableError(f"{name}: {arg}")
+        return arg if kind == "-" else ""
+
+    return _VARIABLE.sub(resolve, value)
+
+
+def required_variables(value: str) -> set[str]:
+    return {m.group(1) for m in _VARIABLE.finditer(value) if m.group(2) == "?"}
+
+
 def start_order(services: dict[str, dict[str, Any]]) -> list[str]:
     """Services in an order that respects `depends_on` (the broker already runs)."""
     order: list[str] = []
@@ -79,11 +109,12 @@ class LocalCompose:
         self.group = ProcessGroup()
 
     def env_for(self, name: str) -> dict[str, str]:
-        declared = {
-            **dockerfile_env(),
-            **env_example(),
-            **self.services[name].get("environment", {}),
+        # As compose does: ${...} come from compose/.env (here: a copy of the example).
+        own = {
+            key: interpolate(str(value), env_example())
+            for key, value in self.services[name].get("environment", {}).items()
         }
+        declared = {**dockerfile_env(), **env_example(), **own}
         env: dict[str, str] = {}
         for key, value in declared.items():
             value = str(value)
@@ -132,8 +163,7 @@ def test_compose_file_describes_the_system() -> None:
         "human-results",
     }
     rabbitmq = services["rabbitmq"]
-    assert rabbitmq["image"] == "rabbitmq:3-management"
-    assert {"5672:5672", "15672:15672"} <= set(rabbitmq["ports"])
+    assert rabbitmq["image"] == "rabbitmq:4-management"
     assert "healthcheck" in rabbitmq
     for name, service in services.items():
         if name == "rabbitmq":
@@ -143,11 +173,46 @@ def test_compose_file_describes_the_system() -> None:
         assert service["command"][0] == "serve"
 
 
+def test_compose_requires_a_key_and_broker_credentials_and_binds_to_localhost() -> None:
+    services = compose_services()
+    assert "guest" not in json.dumps(services), "no default broker account"
+    rabbitmq = services["rabbitmq"]["environment"]
+    assert required_variables(rabbitmq["RABBITMQ_DEFAULT_USER"]) == {"RABBITMQ_USER"}
+    assert required_variables(rabbitmq["RABBITMQ_DEFAULT_PASS"]) == {"RABBITMQ_PASSWORD"}
+    for name, service in services.items():
+        # Every published port listens on 127.0.0.1 unless LLAMA_AGENTS_BIND says otherwise.
+        for port in service.get("ports", []):
+            assert interpolate(port, {}).startswith("127.0.0.1:"), (name, port)
+            assert interpolate(port, {"LLAMA_AGENTS_BIND": "0.0.0.0"}).startswith("0.0.0.0:")
+        if name == "rabbitmq":
+            continue
+        env = service["environment"]
+        assert required_variables(env["LLAMA_AGENTS_AMQP_URL"]) == {
+            "RABBITMQ_USER",
+            "RABBITMQ_PASSWORD",
+        }, name
+        assert required_variables(env["LLAMA_AGENTS_API_KEY"]) == {"LLAMA_AGENTS_API_KEY"}, name
+        complete = {var: f"value-of-{var}" for var in REQUIRED}
+        url = interpolate(env["LLAMA_AGENTS_AMQP_URL"], complete)
+        assert url == ("amqp://value-of-RABBITMQ_USER:value-of-RABBITMQ_PASSWORD@rabbitmq:5672/"), (
+            name
+        )
+        # Compose refuses to start when any of them is missing.
+        for missing in REQUIRED:
+            partial = {k: v for k, v in complete.items() if k != missing}
+            with pytest.raises(MissingVariableError, match=missing):
+                for value in env.values():
+                    interpolate(str(value), partial)
+    # The example .env names all three, so `cp .env.example .env` starts.
+    assert set(env_example()) >= REQUIRED
+
+
 @pytest.mark.rabbitmq
 async def test_every_compose_service_runs_and_answers(
     compose: LocalCompose, amqp_url: str, exchange_name: str
 ) -> None:
-    async with AsyncLlamaAgentsClient(compose.control_plane_url) as client:
+    api_key = env_example()["LLAMA_AGENTS_API_KEY"]
+    async with AsyncLlamaAgentsClient(compose.control_plane_url, api_key=api_key) as client:
         services = {s.service_name for s in await client.list_services()}
         assert services == {"secret_fact_tool_service", "secret_fact_agent", "dumb_fact_agent"}
         questions = ["What is the secret fact?"] * 3 + ["Tell me a dumb fact"] * 2

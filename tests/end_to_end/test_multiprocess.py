@@ -203,7 +203,12 @@ async def system(amqp_url: str, exchange_name: str, tmp_path: Path) -> AsyncIter
 
 def assert_all_answered(system: System, task_ids: list[str]) -> None:
     assert set(system.results.by_task) == set(task_ids)
-    assert all(system.results.answers[t].result == SECRET for t in task_ids)
+    wrong = {
+        t: system.results.answers[t].error
+        for t in task_ids
+        if system.results.answers[t].result != SECRET
+    }
+    assert not wrong, wrong
 
 
 async def test_replicas_share_the_work_and_sigterm_loses_nothing(system: System) -> None:

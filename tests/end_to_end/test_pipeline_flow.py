@@ -19,7 +19,7 @@ from llama_agents import (
     ServiceStep,
     TaskStatus,
 )
-from llama_agents.control_plane import SqliteKVStore
+from llama_agents.control_plane import SqliteStateStore
 from tests.conftest import QueueFactory
 from tests.support.helpers import DEADLINE
 
@@ -62,7 +62,7 @@ async def test_pipeline_resumes_after_a_control_plane_restart(
     store = tmp_path / "pipeline.db"
     queue = await rabbitmq_factory()
     services, orchestrator = build(queue)
-    first = ControlPlaneServer(queue, orchestrator, SqliteKVStore(store))
+    first = ControlPlaneServer(queue, orchestrator, SqliteStateStore(store))
     await first.start()
     for service in services:
         await first.register_service(service.service_definition)
@@ -83,7 +83,7 @@ async def test_pipeline_resumes_after_a_control_plane_restart(
 
     second_queue = await rabbitmq_factory()
     services, orchestrator = build(second_queue)
-    second = ControlPlaneServer(second_queue, orchestrator, SqliteKVStore(store))
+    second = ControlPlaneServer(second_queue, orchestrator, SqliteStateStore(store))
     consuming = asyncio.create_task((await second.register_to_message_queue())())
     adder = await services[1].launch_local()
     finished = await second.wait_for_task(record.task_id, timeout=DEADLINE)

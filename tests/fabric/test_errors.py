@@ -49,7 +49,8 @@ BUILTIN_EXCEPTIONS = frozenset(
     if isinstance(value, type) and issubclass(value, BaseException)
 )
 #: Not errors: the iterator protocol's way of saying "no more items".
-PROTOCOL_SIGNALS = frozenset({"StopIteration", "StopAsyncIteration"})
+#: Raised because a Python protocol requires them (iteration; a module `__getattr__`).
+PROTOCOL_SIGNALS = frozenset({"StopIteration", "StopAsyncIteration", "AttributeError"})
 
 
 def _modules() -> list[Path]:

@@ -288,7 +288,8 @@ async def test_cleanup_removes_declared_queues(queue_factory: QueueFactory) -> N
     collector = Collector()
     await _start(queue, collector.consumer("temp"))
     await queue.declare_human_queue()
-    await queue.publish(QueueMessage(type="human", data={"result": "kept"}))
+    # (Empty: RabbitMQ's cleanup never deletes a queue that holds messages; see
+    # tests/fabric/test_rabbitmq_cleanup.py.)
 
     await queue.cleanup()
 

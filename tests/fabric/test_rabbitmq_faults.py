@@ -30,15 +30,66 @@ async def test_persistent_messages_survive_a_broker_restart(
     for message in published:
         await queue.publish(message)
 
+    connection = queue._connection
+    assert connection is not None
+    down = asyncio.Event()
+    connection.close_callbacks.add(lambda *_: down.set())
     await broker.stop_app()
-    await broker.start_app()
-
-    # Same queue object: it reconnects by itself, then consumes what was kept on disk.
-    consuming = asyncio.create_task(start())
-    got = await collector.wait_for(20, timeout=RECOVERY_DEADLINE)
+    try:
+        async with asyncio.timeout(RECOVERY_DEADLINE):
+            await down.wait()  # the client saw the broker go
+        # Start consuming now, on the same queue object, while its connection is down: it
+        # must wait until its channel is restored, then consume what was kept on disk.
+        consuming = asyncio.create_task(start())
+        await asyncio.sleep(0)
+        assert not consuming.done()
+    finally:
+        await broker.start_app()
+    collecting = asyncio.create_task(collector.wait_for(20, timeout=RECOVERY_DEADLINE))
+    await asyncio.wait({consuming, collecting}, return_when=asyncio.FIRST_COMPLETED)
+    assert not consuming.done(), f"consuming ended: {consuming.exception()!r}"
+    got = await collecting
     assert sorted(m.id_ for m in got) == sorted(m.id_ for m in published)
     assert sorted(m.data["n"] for m in got) == list(range(20))
     consuming.cancel()
+
+
+async def test_a_refused_reconnect_ends_consuming_with_an_authentication_error(
+    amqp_url: str, exchange_name: str, broker_control: None
+) -> None:
+    """The broker changes the password under a running consumer, then drops the connection:
+    reconnecting with the old password is refused. That is reported, not retried forever."""
+    from yarl import URL
+
+    from llama_agents import RabbitMQMessageQueue
+    from llama_agents.errors import BrokerAuthenticationError
+
+    user, password = f"llama_{exchange_name}", "first-password"
+    await broker.add_user(user, password)
+    url = str(URL(amqp_url).with_user(user).with_password(password))
+    queue = RabbitMQMessageQueue(
+        url=url, exchange_name=exchange_name, reconnect_interval=0.2, max_reconnect_interval=1
+    )
+    try:
+        collector = Collector()
+        consuming = asyncio.create_task(
+            (await queue.register_consumer(collector.consumer("guarded")))()
+        )
+        await queue.publish(QueueMessage(type="guarded"))
+        await collector.wait_for(1)
+
+        await broker.change_password(user, "second-password")
+        assert await broker.close_user_connections(user, "password changed") >= 1
+        async with asyncio.timeout(RECOVERY_DEADLINE):
+            with pytest.raises(BrokerAuthenticationError, match=f"user '{user}'"):
+                await consuming
+        assert not queue.is_connected
+        with pytest.raises(BrokerAuthenticationError, match="refused the login"):
+            await queue.publish(QueueMessage(type="guarded"))
+    finally:
+        await queue.close()
+        await broker.delete_user(user)
+        await broker.delete_system(amqp_url, exchange_name)
 
 
 async def test_consumer_comes_back_after_all_connections_are_closed(
@@ -136,12 +187,12 @@ async def test_control_plane_health_follows_the_broker_connection(
     import httpx
 
     from llama_agents import ControlPlaneServer
-    from llama_agents.control_plane import SqliteKVStore
+    from llama_agents.control_plane import SqliteStateStore
     from tests.support.orchestrators import FanOutOrchestrator
 
     queue = await rabbitmq_factory()
     control_plane = ControlPlaneServer(
-        queue, FanOutOrchestrator(["worker"]), SqliteKVStore(tmp_path / "cp.db"), port=0
+        queue, FanOutOrchestrator(["worker"]), SqliteStateStore(tmp_path / "cp.db"), port=0
     )
     serving = asyncio.create_task(control_plane.launch_server())
     await control_plane.wait_until_serving()

@@ -81,6 +81,10 @@ async def test_async_task_lifecycle(system: System) -> None:
 
 async def test_async_create_task_options_and_cancel(system: System) -> None:
     async with AsyncLlamaAgentsClient(system.url) as client:
+        with pytest.raises(ControlPlaneResponseError, match="no queue takes results") as unknown:
+            await client.create_task("x", result_key="answers")
+        assert unknown.value.status_code == 422
+        await system.control_plane.message_queue.declare_queue("answers")
         task_id = await client.create_task("x", task_id="my-id", result_key="answers")
         assert task_id == "my-id"
         assert (await client.get_task("my-id")).result_key == "answers"

@@ -30,7 +30,7 @@ from llama_agents.console import main
 from llama_agents.console.monitor_app import MonitorApp
 from llama_agents.console.monitor_humans import WaitingRequest
 from llama_agents.console.monitor_state import Connection
-from llama_agents.control_plane import SqliteKVStore
+from llama_agents.control_plane import SqliteStateStore
 from tests.support.control_plane import serve, stop
 from tests.support.helpers import DEADLINE
 from tests.support.orchestrators import FanOutOrchestrator
@@ -90,7 +90,7 @@ def control_plane(tmp_path: Path, port: int) -> ControlPlaneServer:
     return ControlPlaneServer(
         SimpleMessageQueue(),
         FanOutOrchestrator(["worker"]),
-        SqliteKVStore(tmp_path / "cp.db"),
+        SqliteStateStore(tmp_path / "cp.db"),
         port=port,
     )
 
@@ -108,7 +108,7 @@ async def human(tmp_path: Path) -> AsyncIterator[tuple[HumanService, AsyncLlamaA
     serving_human = asyncio.create_task(operator.launch_server())
     await operator.wait_until_serving()
     pipeline = PipelineOrchestrator(Pipeline.sequence(ServiceComponent.from_service(operator)))
-    server = ControlPlaneServer(queue, pipeline, SqliteKVStore(tmp_path / "cp.db"), port=0)
+    server = ControlPlaneServer(queue, pipeline, SqliteStateStore(tmp_path / "cp.db"), port=0)
     serving = await serve(server)
     try:
         async with AsyncLlamaAgentsClient(server.url) as sdk:
@@ -285,6 +285,7 @@ async def test_unreachable_at_start_keeps_retrying_then_connects(tmp_path: Path)
 
 async def test_reconnects_and_reloads_after_a_restart(tmp_path: Path) -> None:
     server = control_plane(tmp_path, 0)
+    await server.message_queue.declare_queue("worker")  # its steps wait there, unanswered
     serving = await serve(server)
     port = server.port
     async with AsyncLlamaAgentsClient(server.url, timeout=5) as sdk:
@@ -299,6 +300,7 @@ async def test_reconnects_and_reloads_after_a_restart(tmp_path: Path) -> None:
             await wait(app, lambda: app.state.connection is Connection.RECONNECTING)
 
             server = control_plane(tmp_path, port)  # same store: the task is still there
+            await server.message_queue.declare_queue("worker")
             serving = await serve(server)
             await connected(app)
             assert cell(app, before, "status") == "running"

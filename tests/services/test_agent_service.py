@@ -20,8 +20,8 @@ from llama_agents import (
     TaskDefinition,
     TaskResult,
 )
-from llama_agents.control_plane import SqliteKVStore
-from llama_agents.control_plane.store import ControlPlaneStore
+from llama_agents.control_plane import SqliteStateStore
+from llama_agents.control_plane.task_repository import TaskRepository
 from tests.conftest import QueueFactory
 from tests.support.getting_started import QUESTION, SECRET, SecretTool, readme_rules
 from tests.support.helpers import DEADLINE, Collector
@@ -154,7 +154,7 @@ async def test_restarted_control_plane_does_not_ask_the_llm_again(
     store_path = tmp_path / "cp.db"
     queue = await rabbitmq_factory()
     first = ControlPlaneServer(
-        queue, AgentOrchestrator(llm=scripted_llm.llm()), SqliteKVStore(store_path)
+        queue, AgentOrchestrator(llm=scripted_llm.llm()), SqliteStateStore(store_path)
     )
     await first.start()
     await first.register_service(
@@ -169,13 +169,13 @@ async def test_restarted_control_plane_does_not_ask_the_llm_again(
     )
     await first.close()  # stopped after routing: nothing consumed the step yet
     assert scripted_llm.request_count == 1
-    routed = await ControlPlaneStore(SqliteKVStore(store_path)).load_task(record.task_id)
+    routed = await TaskRepository(SqliteStateStore(store_path)).load(record.task_id)
     assert routed is not None and routed.status.value == "running"
     assert [s.service for s in routed.steps] == ["secret_fact_agent"]
 
     second_queue = await rabbitmq_factory()
     second = ControlPlaneServer(
-        second_queue, AgentOrchestrator(llm=scripted_llm.llm()), SqliteKVStore(store_path)
+        second_queue, AgentOrchestrator(llm=scripted_llm.llm()), SqliteStateStore(store_path)
     )
     consuming = asyncio.create_task((await second.register_to_message_queue())())
     secret = SecretTool()

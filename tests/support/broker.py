@@ -1,14 +1,26 @@
 """Driving the local RabbitMQ node from tests: read its topology, stop and start it.
 
-Commands run as subprocesses awaited on the loop, never as blocking calls.
+Commands run as subprocesses awaited on the loop, never as blocking calls. They address the
+node named in `LLAMA_AGENTS_TEST_RABBITMQ_NODE` (rabbitmqctl's `-n`), else rabbitmqctl's
+default node: point it at the node behind `LLAMA_AGENTS_TEST_AMQP_URL` to run the fault
+tests against a private node instead of a shared one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 from typing import Any
+
+NODE_ENV = "LLAMA_AGENTS_TEST_RABBITMQ_NODE"
+
+
+def node_args() -> list[str]:
+    """`-n <node>` when a node is configured, else nothing (rabbitmqctl's default node)."""
+    node = os.environ.get(NODE_ENV, "").strip()
+    return ["-n", node] if node else []
 
 
 class BrokerControlError(RuntimeError):
@@ -20,6 +32,7 @@ async def rabbitmqctl(*args: str, timeout: float = 120.0) -> str:
     process = await asyncio.create_subprocess_exec(
         "rabbitmqctl",
         "-q",
+        *node_args(),
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -76,6 +89,31 @@ async def close_all_connections(reason: str) -> None:
     await rabbitmqctl("close_all_connections", reason)
 
 
+async def add_user(user: str, password: str) -> None:
+    """A user with full rights on vhost `/` (for tests of credentials)."""
+    await rabbitmqctl("add_user", user, password)
+    await rabbitmqctl("set_permissions", "-p", "/", user, ".*", ".*", ".*")
+
+
+async def change_password(user: str, password: str) -> None:
+    await rabbitmqctl("change_password", user, password)
+
+
+async def delete_user(user: str) -> None:
+    await rabbitmqctl("delete_user", user)
+
+
+async def close_user_connections(user: str, reason: str) -> int:
+    """Close the connections of `user` only (other clients of the node keep theirs)."""
+    # The JSON formatter prints pids in a form close_connection does not take: use the table.
+    out = await rabbitmqctl("--no-table-headers", "list_connections", "pid", "user")
+    rows = [line.split("\t") for line in out.splitlines() if "\t" in line]
+    pids = [pid for pid, name in rows if name == user]
+    for pid in pids:
+        await rabbitmqctl("close_connection", pid, reason)
+    return len(pids)
+
+
 async def delete_system(amqp_url: str, exchange: str) -> None:
     """Delete every queue of `exchange`'s system, and the exchange (what processes left)."""
     import aio_pika
@@ -103,3 +141,23 @@ async def queue_depth(amqp_url: str, queue: str) -> int:
         declared = await channel.declare_queue(queue, passive=True)
         count = declared.declaration_result.message_count
     return int(count or 0)
+
+
+async def queue_counts(amqp_url: str, queue: str) -> tuple[int, int] | None:
+    """(ready messages, consumers) of `queue` as its leader says now, or None if it is gone.
+
+    A passive declare answers from the queue itself; rabbitmqctl's counts for quorum queues
+    are statistics emitted every few seconds, too stale for a test.
+    """
+    import aio_pika
+    from aiormq.exceptions import ChannelNotFoundEntity
+
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        try:
+            declared = await channel.declare_queue(queue, passive=True)
+        except ChannelNotFoundEntity:
+            return None
+        result = declared.declaration_result
+    return int(result.message_count or 0), int(result.consumer_count or 0)

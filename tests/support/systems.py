@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from llama_agents import ControlPlaneServer, SimpleMessageQueue
-from llama_agents.control_plane import SqliteKVStore
+from llama_agents.control_plane import SqliteStateStore
 from tests.support.control_plane import Worker, serve, stop
 from tests.support.helpers import DEADLINE
 from tests.support.orchestrators import FanOutOrchestrator
@@ -69,7 +69,7 @@ async def served_system(tmp_path: Path, api_key: str | None = None) -> AsyncIter
     control_plane = ControlPlaneServer(
         queue,
         FanOutOrchestrator(["worker"]),
-        SqliteKVStore(tmp_path / "cp.db"),
+        SqliteStateStore(tmp_path / "cp.db"),
         port=0,
         api_key=api_key,
     )

@@ -30,6 +30,7 @@ class TaskRow:
     body: dict[str, Any]
     version: int = 0
     session_id: str | None = None
+    #: Set once the task is done with (finished, its result delivered); retention uses it.
     finished_at: datetime | None = None
 
 
@@ -130,8 +131,8 @@ class StateStore(ABC):
         """How many tasks there are in each status (from the index, not the records)."""
 
     @abstractmethod
-    async def tasks_in(self, statuses: frozenset[str]) -> list[TaskRow]:
-        """Every task in one of `statuses` (recovery reads the unfinished ones)."""
+    async def tasks_to_recover(self) -> list[TaskRow]:
+        """Every task without `finished_at`: what a restarted control plane must look at."""
 
     @abstractmethod
     async def delete_finished_before(self, cutoff: datetime, limit: int = 1000) -> int:
@@ -164,6 +165,10 @@ class StateStore(ABC):
     @abstractmethod
     async def load_checkpoint(self, task_id: str) -> dict[str, Any] | None:
         """The task's newest checkpoint, or None."""
+
+    @abstractmethod
+    async def delete_checkpoint(self, task_id: str) -> None:
+        """Forget a checkpoint (no error if there is none)."""
 
     # -- sessions ---------------------------------------------------------------------
 

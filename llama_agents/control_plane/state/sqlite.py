@@ -52,7 +52,7 @@ CREATE TABLE IF NOT EXISTS tasks (
 );
 CREATE INDEX IF NOT EXISTS tasks_by_created ON tasks (created_at, task_id);
 CREATE INDEX IF NOT EXISTS tasks_by_status ON tasks (status, created_at, task_id);
-CREATE INDEX IF NOT EXISTS tasks_by_finished ON tasks (finished_at) WHERE finished_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tasks_by_finished ON tasks (finished_at);
 CREATE INDEX IF NOT EXISTS tasks_by_session ON tasks (session_id, created_at)
     WHERE session_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS events (
@@ -327,13 +327,11 @@ class SqliteStateStore(StateStore):
 
         return await self._read(op)
 
-    async def tasks_in(self, statuses: frozenset[str]) -> list[TaskRow]:
+    async def tasks_to_recover(self) -> list[TaskRow]:
         def op(db: sqlite3.Connection) -> list[TaskRow]:
             found = db.execute(
                 "SELECT task_id, status, created_at, updated_at, body, version, session_id,"
-                f" finished_at FROM tasks WHERE status IN ({','.join('?' * len(statuses))})"
-                " ORDER BY created_at, task_id",
-                sorted(statuses),
+                " finished_at FROM tasks WHERE finished_at IS NULL ORDER BY created_at, task_id"
             ).fetchall()
             return [_task_row(r) for r in found]
 
@@ -427,6 +425,12 @@ class SqliteStateStore(StateStore):
             return None if found is None else dict(json.loads(found[0]))
 
         return await self._read(op)
+
+    async def delete_checkpoint(self, task_id: str) -> None:
+        def op(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM checkpoints WHERE task_id = ?", (task_id,))
+
+        await self._write(op)
 
     # -- sessions ---------------------------------------------------------------------
 

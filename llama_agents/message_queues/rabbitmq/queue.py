@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
@@ -27,10 +26,10 @@ from aio_pika.exceptions import CONNECTION_EXCEPTIONS, ChannelPreconditionFailed
 
 from llama_agents._settings import DEFAULT_AMQP_URL, DEFAULT_EXCHANGE, env_str
 from llama_agents.errors import (
+    BrokerAuthenticationError,
     BrokerUnavailableError,
     ConfigurationError,
     ConsumerNotFoundError,
-    DeadLetterTimeoutError,
     PublishRejectedError,
     PublishTimeoutError,
     UnroutableMessageError,
@@ -47,10 +46,12 @@ from llama_agents.message_queues.delivery import (
     DeadLetter,
     DeliveryPolicy,
 )
+from llama_agents.message_queues.rabbitmq import dead_letters, ownership
 from llama_agents.message_queues.rabbitmq.connection import connect, redact
 from llama_agents.message_queues.rabbitmq.subscription import Subscription
 from llama_agents.message_queues.rabbitmq.topology import (
     QueueType,
+    dead_letter_queue_arguments,
     dead_letter_queue_name,
     queue_arguments,
     queue_name,
@@ -76,7 +77,8 @@ class RabbitMQMessageQueue(BaseMessageQueue):
         drain_timeout: seconds a stopping consumer waits for the messages it is handling;
             the ones still running are then cancelled and handed back to the broker.
         max_redeliveries: quorum queues only: times the broker may give a message back
-            (its consumer died holding it) before it is dead-lettered as a crash loop.
+            (its consumer died holding it) before it is dead-lettered as a crash loop. The
+            queue's `x-delivery-limit` is set a little above it, as the broker's backstop.
         publish_timeout: seconds a publish may wait for the broker's confirm (including
             while reconnecting) before `PublishTimeoutError`.
         connect_timeout: seconds the first connection may take.
@@ -135,7 +137,11 @@ class RabbitMQMessageQueue(BaseMessageQueue):
         self._consumers: dict[str, BaseMessageQueueConsumer] = {}
         self._subscriptions: dict[str, Subscription] = {}
         self._declared_queues: set[str] = set()
+        self._created_queues: set[str] = set()
         self._declared_exchange = False
+        self._refused: BrokerAuthenticationError | None = None
+        #: Messages whose retry, dead letter or ack failed (each was handed back).
+        self.settle_failures = 0
 
     def __repr__(self) -> str:
         return (
@@ -150,6 +156,21 @@ class RabbitMQMessageQueue(BaseMessageQueue):
         """True while the connection to the broker is up."""
         connection = self._connection
         return connection is not None and not connection.is_closed and connection.connected.is_set()
+
+    @property
+    def is_healthy(self) -> bool:
+        """Connected, and no consumer is handing back messages it could not settle."""
+        return self.is_connected and not any(s.degraded for s in self._subscriptions.values())
+
+    def health(self) -> dict[str, Any]:
+        report = super().health()
+        report["settle_failures"] = self.settle_failures
+        return report
+
+    @property
+    def declared_queues(self) -> frozenset[str]:
+        """Every durable queue this object declared (created by it or already there)."""
+        return frozenset(self._declared_queues)
 
     def _connection_closed(self) -> bool:
         connection = self._connection
@@ -168,13 +189,16 @@ class RabbitMQMessageQueue(BaseMessageQueue):
                 await self._drop_connection()
             if self._exchange is None:
                 self._closed.clear()
-                self._connection = await connect(
+                connection = await connect(
                     self.url,
                     connect_timeout=self.connect_timeout,
                     reconnect_interval=self.reconnect_interval,
                     max_reconnect_interval=self.max_reconnect_interval,
                     connection_name=self.connection_name,
                 )
+                connection.on_refused = self._on_refused
+                self._refused = None
+                self._connection = connection
                 channel = self._connection.channel(publisher_confirms=True, on_return_raises=True)
                 await channel.initialize(timeout=self.connect_timeout)
                 self._publish_channel = channel
@@ -183,6 +207,12 @@ class RabbitMQMessageQueue(BaseMessageQueue):
                 )
                 self._declared_exchange = True
         return self._exchange
+
+    def _on_refused(self, error: BrokerAuthenticationError) -> None:
+        """A reconnect was refused: the consumers end with the error instead of waiting."""
+        self._refused = error
+        for subscription in self._subscriptions.values():
+            subscription.abort(error)
 
     # -- publishing -------------------------------------------------------------------
 
@@ -248,6 +278,8 @@ class RabbitMQMessageQueue(BaseMessageQueue):
                     f"the broker refused a message to {routing_key!r}: {exc}"
                 ) from None
             except CONNECTION_EXCEPTIONS as exc:
+                if self._refused is not None:
+                    raise self._refused from None
                 # The channel is down or being restored: wait for it, then publish again.
                 logger.info("publish to %r interrupted (%s); retrying", routing_key, exc)
                 assert self._publish_channel is not None
@@ -258,7 +290,12 @@ class RabbitMQMessageQueue(BaseMessageQueue):
     # -- topology ---------------------------------------------------------------------
 
     async def _declare_bound_queue(
-        self, channel: AbstractRobustChannel, message_type: str, *, transient: bool = False
+        self,
+        channel: AbstractRobustChannel,
+        message_type: str,
+        *,
+        transient: bool = False,
+        binding_keys: tuple[str, ...] = (),
     ) -> AbstractQueue:
         name = queue_name(self.exchange_name, message_type)
         if transient:
@@ -266,20 +303,35 @@ class RabbitMQMessageQueue(BaseMessageQueue):
             queue = await channel.declare_queue(
                 name, durable=False, exclusive=True, auto_delete=True
             )
-            await queue.bind(self.exchange_name, routing_key=message_type)
+            for key in binding_keys or (message_type,):
+                await queue.bind(self.exchange_name, routing_key=key)
             return queue
+        arguments = queue_arguments(self.queue_type, self.exchange_name, self.max_redeliveries)
+        durable = await self._declare_durable(channel, name, arguments)
+        await durable.bind(self.exchange_name, routing_key=message_type)
+        return durable
+
+    async def _declare_durable(
+        self, channel: AbstractRobustChannel, name: str, arguments: dict[str, Any] | None
+    ) -> AbstractQueue:
+        """Declare a durable queue, remembering whether this object created it."""
+        created = False
+        if name not in self._declared_queues:
+            assert self._connection is not None
+            created = not await ownership.queue_exists(self._connection, name)
         try:
-            queue = await channel.declare_queue(
-                name, durable=True, arguments=queue_arguments(self.queue_type)
-            )
+            queue = await channel.declare_queue(name, durable=True, arguments=arguments)
         except ChannelPreconditionFailed as exc:
             raise ConfigurationError(
-                f"queue {name!r} already exists with other settings than "
-                f"queue_type={self.queue_type.value!r}: {exc}. Use the same queue_type as the "
-                "rest of the system, or delete the queue."
+                f"queue {name!r} already exists with other settings than this queue object "
+                f"declares (queue_type={self.queue_type.value!r}, arguments {arguments}); the "
+                f"broker said: {exc}. Give every part of the system the same queue_type and "
+                "max_redeliveries, or delete the queue so it is declared anew (move its "
+                "messages first: deleting a queue deletes them)."
             ) from None
-        await queue.bind(self.exchange_name, routing_key=message_type)
         self._declared_queues.add(name)
+        if created:
+            self._created_queues.add(name)
         return queue
 
     async def _open_channel(self, prefetch: int | None = None) -> AbstractRobustChannel:
@@ -309,13 +361,25 @@ class RabbitMQMessageQueue(BaseMessageQueue):
             with contextlib.suppress(Exception):
                 await channel.close()
 
+    async def queue_exists(self, message_type: str) -> bool:
+        await self._ensure_connected()
+        assert self._connection is not None
+        return await ownership.queue_exists(
+            self._connection, queue_name(self.exchange_name, message_type)
+        )
+
+    async def consumer_count(self, message_type: str) -> int | None:
+        await self._ensure_connected()
+        assert self._connection is not None
+        return await ownership.consumer_count(
+            self._connection, queue_name(self.exchange_name, message_type)
+        )
+
     async def _declare_dead_letter_queue(self, channel: AbstractRobustChannel) -> AbstractQueue:
         name = dead_letter_queue_name(self.exchange_name)
-        queue = await channel.declare_queue(
-            name, durable=True, arguments=queue_arguments(self.queue_type)
+        return await self._declare_durable(
+            channel, name, dead_letter_queue_arguments(self.queue_type)
         )
-        self._declared_queues.add(name)
-        return queue
 
     # -- consumers --------------------------------------------------------------------
 
@@ -332,7 +396,10 @@ class RabbitMQMessageQueue(BaseMessageQueue):
             channel = await self._open_channel(prefetch=self.policy.prefetch_for(consumer))
             try:
                 queue = await self._declare_bound_queue(
-                    channel, consumer.message_type, transient=consumer.transient
+                    channel,
+                    consumer.message_type,
+                    transient=consumer.transient,
+                    binding_keys=consumer.binding_keys,
                 )
                 await self._declare_dead_letter_queue(channel)
             except BaseException:
@@ -347,6 +414,8 @@ class RabbitMQMessageQueue(BaseMessageQueue):
                 max_redeliveries=self.max_redeliveries,
                 retry=self._requeue,
                 dead_letter=self._dead_letter,
+                start_timeout=self.connect_timeout + self.max_reconnect_interval,
+                on_settle_failed=self._count_settle_failure,
             )
             self._subscriptions[consumer.id_] = subscription
             self._consumers[consumer.id_] = consumer
@@ -357,10 +426,12 @@ class RabbitMQMessageQueue(BaseMessageQueue):
             try:
                 await subscription.start()
             except Exception:
-                if subscription.stopped.is_set():
+                if subscription.stopped.is_set() and subscription.error is None:
                     return  # deregistered before consuming began: nothing to do
                 raise
             await subscription.stopped.wait()
+            if subscription.error is not None:
+                raise subscription.error
 
         return start_consuming
 
@@ -374,6 +445,9 @@ class RabbitMQMessageQueue(BaseMessageQueue):
     def consumers(self) -> list[BaseMessageQueueConsumer]:
         """The consumers registered on this queue object."""
         return list(self._consumers.values())
+
+    def _count_settle_failure(self, subscription: Subscription, exc: BaseException) -> None:
+        self.settle_failures += 1
 
     async def _requeue(
         self, subscription: Subscription, incoming: AbstractIncomingMessage, headers: dict[str, Any]
@@ -411,24 +485,20 @@ class RabbitMQMessageQueue(BaseMessageQueue):
         wait_for: int = 0,
         timeout: float = 10.0,
     ) -> list[DeadLetter]:
+        # Peeking hands each message back (nack with requeue). On a quorum queue that counts
+        # a delivery, so the dead-letter queue is declared with a delivery limit no peeking
+        # reaches (see topology.DEAD_LETTER_DELIVERY_LIMIT): a peek never loses a message.
         channel = await self._open_channel()
-        held: list[AbstractIncomingMessage] = []
         try:
             queue = await self._declare_dead_letter_queue(channel)
-            if wait_for > 0:
-                await _consume_until(queue, held, wait_for, timeout)
-            while limit is None or len(held) < limit:
-                incoming = await queue.get(no_ack=False, fail=False)
-                if incoming is None:
-                    break
-                held.append(incoming)
+            held = await dead_letters.take(queue, limit=limit, wait_for=wait_for, timeout=timeout)
             keep = held if limit is None else held[:limit]
             for incoming in held:
                 if remove and incoming in keep:
                     await incoming.ack()
                 else:
                     await incoming.nack(requeue=True)
-            return [_dead_letter_record(incoming, queue.name) for incoming in keep]
+            return [dead_letters.record(incoming, queue.name) for incoming in keep]
         finally:
             with contextlib.suppress(Exception):
                 await channel.close()
@@ -448,24 +518,28 @@ class RabbitMQMessageQueue(BaseMessageQueue):
         await self._closed.wait()
 
     async def cleanup(self) -> None:
+        """Remove what this object created, if nobody else uses it.
+
+        A queue is deleted only if this object created it (it did not exist when first
+        declared here), it is empty and nobody consumes from it; the exchange only if no
+        queue is bound to it. A live system on the same exchange keeps its queues, its
+        messages and its exchange.
+        """
         for consumer in list(self._consumers.values()):
             await self.deregister_consumer(consumer)
-        if not self._declared_queues and not self._declared_exchange:
+        if not self._created_queues and not self._declared_exchange:
             return
-        channel = await self._open_channel()
-        try:
-            for name in sorted(self._declared_queues):
-                await channel.queue_delete(name)
-            self._declared_queues.clear()
-            if self._declared_exchange:
-                try:
-                    await channel.exchange_delete(self.exchange_name, if_unused=True)
-                except ChannelPreconditionFailed:
-                    logger.info("exchange %r still in use; leaving it", self.exchange_name)
-                self._declared_exchange = False
-        finally:
-            with contextlib.suppress(Exception):
-                await channel.close()
+        await self._ensure_connected()
+        assert self._connection is not None
+        for name in sorted(self._created_queues):
+            await ownership.delete_queue_if_idle(
+                self._connection, name, atomic=self.queue_type is QueueType.CLASSIC
+            )
+        if self._declared_exchange:
+            await ownership.delete_exchange_if_unused(self._connection, self.exchange_name)
+        self._created_queues.clear()
+        self._declared_queues.clear()
+        self._declared_exchange = False
         # The exchange may be gone: declare it again on next use.
         await self._drop_connection()
 
@@ -484,29 +558,6 @@ class RabbitMQMessageQueue(BaseMessageQueue):
                 await connection.close()
 
 
-async def _consume_until(
-    queue: AbstractQueue, held: list[AbstractIncomingMessage], count: int, timeout: float
-) -> None:
-    """Take messages from `queue` (unacknowledged, into `held`) until `count` arrived."""
-    enough = asyncio.Event()
-
-    async def take(incoming: AbstractIncomingMessage) -> None:
-        held.append(incoming)
-        if len(held) >= count:
-            enough.set()
-
-    tag = await queue.consume(take, no_ack=False)
-    try:
-        async with asyncio.timeout(timeout):
-            await enough.wait()
-    except TimeoutError:
-        raise DeadLetterTimeoutError(
-            f"fewer than {count} dead letters after {timeout}s (got {len(held)})"
-        ) from None
-    finally:
-        await queue.cancel(tag)
-
-
 def _copy(incoming: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:
     """A persistent copy of a received message with new headers."""
     return aio_pika.Message(
@@ -522,25 +573,3 @@ def _copy(incoming: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pik
         type=incoming.type,
         app_id=incoming.app_id,
     )
-
-
-def _dead_letter_record(incoming: AbstractIncomingMessage, queue: str) -> DeadLetter:
-    headers = {k: _plain(v) for k, v in (incoming.headers or {}).items()}
-    dead_at = headers.get(DEAD_AT_HEADER)
-    return DeadLetter(
-        routing_key=str(headers.get(ORIGIN_HEADER, "")),
-        queue=str(headers.get(ORIGIN_QUEUE_HEADER, queue)),
-        reason=str(headers.get(REASON_HEADER, "unknown")),
-        attempts=int(headers.get(ATTEMPTS_HEADER, 0) or 0),
-        body=incoming.body.decode(errors="replace"),
-        headers=headers,
-        dead_lettered_at=datetime.fromisoformat(dead_at) if isinstance(dead_at, str) else None,
-    )
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode(errors="replace")
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat()
-    return value

@@ -32,8 +32,42 @@ def dead_letter_queue_name(exchange: str) -> str:
     return queue_name(exchange, DEAD_LETTER_TYPE)
 
 
-def queue_arguments(queue_type: QueueType) -> dict[str, Any] | None:
-    """The declaration arguments for `queue_type` (classic queues are declared without any)."""
+#: Deliveries a quorum queue allows beyond `max_redeliveries`: our own check dead-letters a
+#: crash-looping message first, with a reason; the broker's limit is the backstop for when
+#: that dead letter cannot be published (each failed settle hands the message back, which
+#: counts a delivery).
+DELIVERY_LIMIT_HEADROOM = 5
+
+#: The dead-letter queue's own delivery limit: explicit, because an absent one means
+#: "unlimited" on RabbitMQ 3.x but 20 on 4.x, and -1 (4.x's "unlimited") drops a message at
+#: its first return on 3.x. Reading dead letters without removing them hands each back once.
+DEAD_LETTER_DELIVERY_LIMIT = 1_000_000
+
+
+def queue_arguments(
+    queue_type: QueueType, exchange: str, max_redeliveries: int
+) -> dict[str, Any] | None:
+    """The declaration arguments of a message type's queue (classic queues take none).
+
+    A quorum queue gets an explicit delivery limit (RabbitMQ 4 defaults to 20 and drops the
+    message when no dead-letter target is set) and dead-letters into `<exchange>.dead_letter`
+    through the default exchange, at least once: the message stays in its queue until the
+    dead-letter queue confirmed it, which RabbitMQ allows only with `x-overflow=reject-publish`.
+    """
     if queue_type is QueueType.QUORUM:
-        return {"x-queue-type": "quorum"}
+        return {
+            "x-queue-type": "quorum",
+            "x-delivery-limit": max_redeliveries + DELIVERY_LIMIT_HEADROOM,
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": dead_letter_queue_name(exchange),
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        }
+    return None
+
+
+def dead_letter_queue_arguments(queue_type: QueueType) -> dict[str, Any] | None:
+    """The dead-letter queue's arguments: the end of the line, so no dead-letter target."""
+    if queue_type is QueueType.QUORUM:
+        return {"x-queue-type": "quorum", "x-delivery-limit": DEAD_LETTER_DELIVERY_LIMIT}
     return None

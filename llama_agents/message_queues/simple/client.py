@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 
+from llama_agents._auth import auth_headers, configured_api_key
 from llama_agents.errors import (
     BrokerUnavailableError,
     ConfigurationTypeError,
@@ -27,14 +28,21 @@ class SimpleRemoteClientMessageQueue(BaseMessageQueue):
 
     The server pushes messages to consumers by POSTing them, so only a
     `RemoteMessageConsumer` (a URL) can be registered from here; it starts receiving at
-    registration, and its start-consuming callable returns at once.
+    registration, and its start-consuming callable returns at once. Every request carries
+    the system's API key (`api_key`, else `LLAMA_AGENTS_API_KEY`), which the server asks for.
     """
 
     def __init__(
-        self, base_url: str, *, timeout: float = 10.0, client: httpx.AsyncClient | None = None
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        timeout: float = 10.0,
+        client: httpx.AsyncClient | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self._headers = auth_headers(configured_api_key(api_key))
         self._client = client
         self._owns_client = client is None
         self._registered: dict[str, RemoteMessageConsumer] = {}
@@ -44,13 +52,23 @@ class SimpleRemoteClientMessageQueue(BaseMessageQueue):
             self._client = httpx.AsyncClient(base_url=self.base_url, timeout=self.timeout)
         return self._client
 
-    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def _request(
+        self, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> httpx.Response:
         try:
-            response = await self._http().request(method, path, **kwargs)
+            response = await self._http().request(
+                method, path, headers={**self._headers, **(headers or {})}, **kwargs
+            )
         except httpx.HTTPError as exc:
             raise BrokerUnavailableError(
                 f"cannot reach the message queue at {self.base_url}: {exc}"
             ) from exc
+        if response.status_code == 401:
+            raise MessageQueueError(
+                f"the message queue at {self.base_url} refused the API key "
+                f"({'none was sent' if not self._headers else 'a wrong one was sent'}); "
+                "set LLAMA_AGENTS_API_KEY to the system's key"
+            )
         return response
 
     async def _publish(self, message: QueueMessage, **kwargs: Any) -> None:
@@ -116,12 +134,12 @@ class SimpleRemoteClientMessageQueue(BaseMessageQueue):
         wait_for: int = 0,
         timeout: float = 10.0,
     ) -> list[DeadLetter]:
-        params: dict[str, Any] = {"remove": remove, "wait_for": wait_for, "timeout": timeout}
+        params: dict[str, Any] = {"wait_for": wait_for, "timeout": timeout}
         if limit is not None:
             params["limit"] = limit
-        response = await self._request(
-            "GET", "/dead_letters", params=params, timeout=timeout + self.timeout
-        )
+        # Reading is a GET and never removes; taking is a POST.
+        method, path = ("POST", "/dead_letters/take") if remove else ("GET", "/dead_letters")
+        response = await self._request(method, path, params=params, timeout=timeout + self.timeout)
         if response.status_code == 408:
             raise DeadLetterTimeoutError(response.json().get("detail", "timed out"))
         _raise_for_status(response)

@@ -1,8 +1,11 @@
-"""`SimpleMessageQueue`: the embedded, in-process queue, with the same rules as RabbitMQ.
+"""`EmbeddedQueue`: the in-process queue behind `SimpleMessageQueue`, same rules as RabbitMQ.
 
 Messages are stored encoded, exactly as they would cross a broker, so a consumer never
 shares an object with its publisher and an undecodable body is dead-lettered the same way.
 Delivery is driven by `asyncio.Queue` wake-ups: there is no polling interval.
+
+This module knows nothing of HTTP: the HTTP face (server.py) depends on the small protocol
+this class satisfies, and `SimpleMessageQueue` (served.py) puts the two together.
 """
 
 from __future__ import annotations
@@ -12,9 +15,8 @@ import contextlib
 import logging
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from llama_agents._settings import env_int, env_str
 from llama_agents.errors import (
     ConsumerNotFoundError,
     DeadLetterTimeoutError,
@@ -34,10 +36,6 @@ from llama_agents.message_queues.delivery import (
 )
 from llama_agents.messages import QueueMessage, validate_routing_key
 from llama_agents.messages.envelope import utc_now
-
-if TYPE_CHECKING:
-    from llama_agents.message_queues.simple.client import SimpleRemoteClientMessageQueue
-    from llama_agents.message_queues.simple.server import SimpleMessageQueueServer
 
 logger = logging.getLogger("llama_agents.simple")
 
@@ -65,7 +63,7 @@ class _Subscription:
         self,
         consumer: BaseMessageQueueConsumer,
         type_queue: _TypeQueue,
-        owner: SimpleMessageQueue,
+        owner: EmbeddedQueue,
     ) -> None:
         self.consumer = consumer
         self.type_queue = type_queue
@@ -127,35 +125,31 @@ class _Subscription:
         self.stopped.set()
 
 
-class SimpleMessageQueue(BaseMessageQueue):
+class EmbeddedQueue(BaseMessageQueue):
     """The embedded message queue: runs in this process, needs no broker.
 
-    `launch_server()` also serves it over HTTP on `host:port`, and `.client` gives a queue
-    object for other processes that talks to that server.
+    It has no network face of its own: `SimpleMessageQueue` adds the HTTP server and the
+    client for other processes. What it holds lives as long as the process (`durable` is
+    False): a control plane re-sends its open steps after a restart.
     """
 
+    durable = False
+
     def __init__(
-        self,
-        host: str | None = None,
-        port: int | None = None,
-        *,
-        prefetch: int = 10,
-        max_attempts: int = 3,
-        drain_timeout: float = 30.0,
+        self, *, prefetch: int = 10, max_attempts: int = 3, drain_timeout: float = 30.0
     ) -> None:
-        self.host = host or env_str("SIMPLE_QUEUE_HOST", "127.0.0.1")
-        self.port = port if port is not None else env_int("SIMPLE_QUEUE_PORT", 8000)
         self.policy = DeliveryPolicy(
             prefetch=prefetch, max_attempts=max_attempts, drain_timeout=drain_timeout
         )
         self._queues: dict[str, _TypeQueue] = {}
+        #: routing key -> the queues bound to it (a queue is bound to its own name, and a
+        #: transient consumer's queue to its extra binding keys too)
+        self._bindings: dict[str, set[str]] = {}
         self._consumers: dict[str, BaseMessageQueueConsumer] = {}
         self._subscriptions: dict[str, _Subscription] = {}
         self._dead_letters: deque[DeadLetter] = deque()
         self._dead_letters_changed = asyncio.Condition()
         self._closed = asyncio.Event()
-        self._serving = asyncio.Event()
-        self._server: SimpleMessageQueueServer | None = None
 
     # -- publishing -------------------------------------------------------------------
 
@@ -165,10 +159,13 @@ class SimpleMessageQueue(BaseMessageQueue):
     async def publish_raw(
         self, body: bytes, routing_key: str, headers: dict[str, Any] | None = None
     ) -> None:
-        type_queue = self._queues.get(routing_key)
-        if type_queue is None:
+        names = self._bindings.get(routing_key)
+        if not names:
             raise UnroutableMessageError(routing_key)
-        type_queue.pending.put_nowait(_Envelope(bytes(body), routing_key, dict(headers or {})))
+        for name in names:
+            self._queues[name].pending.put_nowait(
+                _Envelope(bytes(body), routing_key, dict(headers or {}))
+            )
 
     # -- consumers --------------------------------------------------------------------
 
@@ -179,7 +176,18 @@ class SimpleMessageQueue(BaseMessageQueue):
         name = validate_routing_key(message_type)
         if name not in self._queues:
             self._queues[name] = _TypeQueue(name)
+            self._bindings.setdefault(name, set()).add(name)
         return self._queues[name]
+
+    async def queue_exists(self, message_type: str) -> bool:
+        return bool(self._bindings.get(message_type))
+
+    async def consumer_count(self, message_type: str) -> int | None:
+        return sum(
+            1
+            for subscription in self._subscriptions.values()
+            if subscription.type_queue.name == message_type and not subscription.stopping.is_set()
+        )
 
     async def register_consumer(
         self, consumer: BaseMessageQueueConsumer, **kwargs: Any
@@ -189,6 +197,8 @@ class SimpleMessageQueue(BaseMessageQueue):
             # Registering the same consumer again is harmless; hand back the same callable.
             return self._start_consuming_callable(consumer, type_queue)
         self._consumers[consumer.id_] = consumer
+        for key in consumer.binding_keys[1:]:
+            self._bindings.setdefault(key, set()).add(type_queue.name)
         return self._start_consuming_callable(consumer, type_queue)
 
     def _start_consuming_callable(
@@ -216,6 +226,12 @@ class SimpleMessageQueue(BaseMessageQueue):
             c.message_type == consumer.message_type for c in self._consumers.values()
         ):
             self._queues.pop(consumer.message_type, None)
+            for key in consumer.binding_keys:
+                bound = self._bindings.get(key)
+                if bound is not None:
+                    bound.discard(consumer.message_type)
+                    if not bound:
+                        del self._bindings[key]
 
     def consumers(self) -> list[BaseMessageQueueConsumer]:
         """The registered consumers, in registration order."""
@@ -295,51 +311,17 @@ class SimpleMessageQueue(BaseMessageQueue):
         await self._closed.wait()
 
     async def launch_server(self) -> None:
-        from llama_agents.message_queues.simple.server import SimpleMessageQueueServer
-
-        self._server = SimpleMessageQueueServer(self, host=self.host, port=self.port)
-        try:
-            await self._server.serve(on_started=self._on_serving)
-        finally:
-            self._server = None
-            self._serving.clear()
-
-    def _on_serving(self, port: int) -> None:
-        self.port = port
-        self._serving.set()
-
-    def stop_server(self) -> None:
-        """Ask `launch_server` to return."""
-        if self._server is not None:
-            self._server.stop()
-
-    async def wait_until_serving(self, timeout: float = 10.0) -> str:
-        """Wait until `launch_server()` accepts connections; return its base URL."""
-        async with asyncio.timeout(timeout):
-            await self._serving.wait()
-        return self.base_url
-
-    @property
-    def base_url(self) -> str:
-        """Where `launch_server()` serves this queue."""
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def client(self) -> SimpleRemoteClientMessageQueue:
-        """A queue object that talks to this queue's HTTP server (for other processes)."""
-        from llama_agents.message_queues.simple.client import SimpleRemoteClientMessageQueue
-
-        return SimpleRemoteClientMessageQueue(base_url=self.base_url)
+        """Run in this process until closed (the core has no network face to serve)."""
+        await (await self.launch_local())
 
     async def cleanup(self) -> None:
         for consumer in list(self._consumers.values()):
             await self.deregister_consumer(consumer)
         self._queues.clear()
+        self._bindings.clear()
         self._dead_letters.clear()
 
     async def close(self) -> None:
         for consumer in list(self._consumers.values()):
             await self.deregister_consumer(consumer)
-        if self._server is not None:
-            self._server.stop()
         self._closed.set()

@@ -1,0 +1,118 @@
+"""Each task's event log: appended from run updates, read by streams that wake on appends.
+
+Events are stored before anyone sees them, numbered 1, 2, ... per task with no gap, so a
+client that reconnects with the last sequence it saw gets exactly the rest. Readers never
+poll: each append (and a task's end) wakes the streams waiting on that task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from llama_agents.control_plane.state import EventRow, NewEvent, StateStore
+from llama_agents.messages.runs import StreamedEvent
+
+#: The type of the last event of every task's log.
+TASK_FINISHED = "TaskFinished"
+
+
+def event_body(event: StreamedEvent, *, step_id: str | None = None) -> dict[str, Any]:
+    """How a streamed event is stored (the `TaskEvent` wire model without its sequence)."""
+    return {
+        "type": event.type,
+        "types": event.types,
+        "data": event.data,
+        "qualified_name": event.qualified_name,
+        "created_at": event.emitted_at.astimezone(UTC).isoformat(),
+        "step_id": step_id,
+    }
+
+
+def finished_body(status: str, result: Any, error: str | None) -> dict[str, Any]:
+    """The terminal event: the task's final status, its result and error."""
+    return {
+        "type": TASK_FINISHED,
+        "types": [TASK_FINISHED],
+        "data": {"status": status, "result": result, "error": error},
+        "qualified_name": None,
+        "created_at": datetime.now(UTC).isoformat(),
+        "step_id": None,
+    }
+
+
+class EventLog:
+    """Appends to the store and wakes the readers of the task."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+        self._changed: dict[str, asyncio.Event] = {}
+        self._readers: dict[str, int] = {}
+
+    async def append(self, task_id: str, events: list[NewEvent]) -> list[EventRow]:
+        """Store events (skipping known keys) and wake the task's readers."""
+        if not events:
+            return []
+        appended = await self.store.append_events(task_id, events)
+        if appended:
+            self.wake(task_id)
+        return appended
+
+    def wake(self, task_id: str) -> None:
+        changed = self._changed.pop(task_id, None)
+        if changed is not None:
+            changed.set()
+
+    def close(self) -> None:
+        """Wake every reader (the control plane is stopping)."""
+        for changed in self._changed.values():
+            changed.set()
+        self._changed.clear()
+
+    @property
+    def readers(self) -> int:
+        return sum(self._readers.values())
+
+    async def follow(
+        self,
+        task_id: str,
+        after: int,
+        *,
+        is_finished: Any,
+        heartbeat: float,
+        stopping: asyncio.Event,
+    ) -> AsyncIterator[EventRow | None]:
+        """Events after `after`, as they are appended, until the task's terminal event.
+
+        Yields None after `heartbeat` seconds without an event (for keep-alives). Ends after
+        the terminal event, when `is_finished()` says the task ended and nothing is left, or
+        when `stopping` is set.
+        """
+        self._readers[task_id] = self._readers.get(task_id, 0) + 1
+        try:
+            while not stopping.is_set():
+                changed = self._changed.setdefault(task_id, asyncio.Event())
+                rows = await self.store.read_events(task_id, after=after, limit=500)
+                for row in rows:
+                    after = row.sequence
+                    yield row
+                    if row.body.get("type") == TASK_FINISHED:
+                        return
+                if rows:
+                    continue
+                if await is_finished():
+                    # Finished but its terminal event is not there (a log from before it
+                    # existed, or one cut by retention): nothing more will come.
+                    return
+                try:
+                    await asyncio.wait_for(changed.wait(), heartbeat)
+                except TimeoutError:
+                    yield None
+        finally:
+            left = self._readers.get(task_id, 1) - 1
+            if left:
+                self._readers[task_id] = left
+            else:
+                self._readers.pop(task_id, None)

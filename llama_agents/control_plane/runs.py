@@ -1,0 +1,216 @@
+"""Workflow runs seen from the control plane: their updates, the inputs sent in, resumes.
+
+A run reports updates (events, checkpoints, waiting, released) from the replica holding it.
+An input for the run is stored with the task first, then sent to that replica's own address;
+if no replica holds the run (released while it waited, or its replica died), the control
+plane resumes it: a new step, carrying the last checkpoint and the inputs it has not taken,
+that any replica can pick up. An input stays stored until a checkpoint says the run took it,
+so a replica dying in between loses nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from llama_agents.control_plane.event_log import event_body
+from llama_agents.control_plane.schemas import validate_event
+from llama_agents.control_plane.state import NewEvent
+from llama_agents.errors import EventRejectedError, TaskFinishedError
+from llama_agents.messages.envelope import utc_now
+from llama_agents.messages.records import (
+    EventSent,
+    RunState,
+    StepRecord,
+    StepStatus,
+    TaskRecord,
+    TaskStatus,
+)
+from llama_agents.messages.runs import RunBounce, RunInput, RunUpdate
+
+if TYPE_CHECKING:
+    from llama_agents.control_plane.tasks import TaskManager
+
+logger = logging.getLogger("llama_agents.control_plane")
+
+
+class RunCoordinator:
+    """Applies run updates and bounces, and sends inputs into runs."""
+
+    def __init__(self, manager: TaskManager) -> None:
+        self.manager = manager
+
+    # -- updates from the replica -----------------------------------------------------
+
+    async def handle_update(self, update: RunUpdate) -> None:
+        m = self.manager
+        async with m.lock(update.task_id):
+            record = await m.tasks.load(update.task_id)
+            if record is None:
+                return
+            step = record.sent_step(update.step_id)
+            if record.status.finished or step is None or step.status is not StepStatus.PENDING:
+                logger.debug(
+                    "late update for task %s step %s dropped", update.task_id, update.step_id
+                )
+                return
+            if update.events:
+                await m.log.append(
+                    record.task_id,
+                    [
+                        NewEvent(event_body(e, step_id=step.sent_id), dedupe_key=e.key)
+                        for e in update.events
+                    ],
+                )
+            run = record.run
+            if run is None or run.step_id != step.sent_id:
+                run = record.run = RunState(step_id=step.sent_id, service=step.service)
+            if update.sequence <= run.last_update:
+                # An older or repeated update: its events were kept; finish what a first
+                # delivery cut short may have left undone, change nothing else.
+                await self._deliver(record)
+                await m.save(record)
+                await m.flush(record)
+                return
+            run.last_update = update.sequence
+            if update.checkpoint is not None:
+                await m.store.save_checkpoint(
+                    record.task_id,
+                    {"step_id": step.sent_id, "sequence": update.sequence, **update.checkpoint},
+                )
+                run.has_checkpoint = True
+                taken = set(update.applied_inputs)
+                run.inputs = [i for i in run.inputs if i.input_id not in taken]
+                run.delivered = [d for d in run.delivered if d not in taken]
+            run.holder = update.holder
+            run.released = update.released
+            run.waiting = update.waiting
+            run.prompt = update.prompt.model_dump(mode="json") if update.prompt else None
+            record.status = TaskStatus.WAITING_FOR_INPUT if run.waiting else TaskStatus.RUNNING
+            limit = m.timeout_for(step.service)
+            step.deadline_at = (
+                None if run.waiting or not limit else utc_now() + timedelta(seconds=limit)
+            )
+            await self._deliver(record)
+            await m.save(record)
+            await m.flush(record)
+
+    async def _deliver(self, record: TaskRecord) -> None:
+        """Get stored inputs to the run: to its holder, or by resuming it if nobody holds it."""
+        run = record.run
+        if run is None or not run.inputs:
+            return
+        if run.released or (run.holder is None and run.has_checkpoint and run.waiting):
+            await self.resume(record)
+            return
+        if run.holder is None:
+            return  # not started yet: its first update names the holder
+        pending = [i for i in run.inputs if i.input_id not in run.delivered]
+        if pending and not await self.manager.dispatch.send_inputs(run, pending):
+            # The holder is gone with the run unacknowledged: the broker gives the step to
+            # another replica, which hands it back (`handle_bounce`), and we resume then.
+            logger.info("task %s: the replica holding its run is gone", record.task_id)
+            run.holder = None
+
+    async def resume(self, record: TaskRecord) -> StepRecord:
+        """Send the run's step again, as a new attempt that continues it from its checkpoint."""
+        run = record.run
+        assert run is not None
+        step = record.sent_step(run.step_id)
+        assert step is not None
+        step.attempt += 1
+        step.published = False
+        step.deadline_at = None
+        step.resume = run.has_checkpoint
+        record.run = RunState(
+            step_id=step.sent_id,
+            service=step.service,
+            has_checkpoint=run.has_checkpoint,
+            inputs=run.inputs,
+            delivered=[i.input_id for i in run.inputs],  # they travel with the step
+            waiting=run.waiting and not run.inputs,
+            prompt=run.prompt if run.waiting and not run.inputs else None,
+        )
+        if record.status is TaskStatus.WAITING_FOR_INPUT and run.inputs:
+            record.status = TaskStatus.RUNNING
+        return step
+
+    # -- steps handed back ------------------------------------------------------------
+
+    async def handle_bounce(self, bounce: RunBounce) -> None:
+        m = self.manager
+        async with m.lock(bounce.task_id):
+            record = await m.tasks.load(bounce.task_id)
+            if record is None:
+                return
+            step = record.sent_step(bounce.step_id)
+            if record.status.finished or step is None or step.status is not StepStatus.PENDING:
+                return
+            run = record.run
+            if bounce.reason == "not_held":
+                if run is None or run.step_id != step.sent_id:
+                    return
+                if bounce.input_id in run.delivered:
+                    run.delivered.remove(bounce.input_id)
+                if not run.released:
+                    # It finished or is releasing: its own update or result settles it.
+                    run.holder = None
+                    await m.save(record)
+                    return
+            else:
+                logger.info(
+                    "task %s step %s came back unrun (%s); sending it again",
+                    record.task_id,
+                    step.sent_id,
+                    bounce.reason,
+                )
+                if run is None or run.step_id != step.sent_id:
+                    record.run = RunState(step_id=step.sent_id, service=step.service)
+                    record.run.has_checkpoint = (
+                        await m.store.load_checkpoint(record.task_id) is not None
+                    )
+            await self.resume(record)
+            await m.save(record)
+            await m.flush(record)
+
+    # -- inputs from clients ----------------------------------------------------------
+
+    async def send_event(
+        self, task_id: str, type_name: str, data: dict[str, Any], step: str | None = None
+    ) -> EventSent:
+        """Validate an event for the task's run, store it, and send it on its way."""
+        m = self.manager
+        async with m.lock(task_id):
+            record = await m.get(task_id)
+            if record.status.finished:
+                raise TaskFinishedError(f"task {task_id} is {record.status.value}")
+            open_steps = record.open_steps()
+            run = record.run
+            service = run.service if run is not None else None
+            if service is None and open_steps:
+                service = open_steps[-1].service
+            if service is None:
+                service = record.service
+            if service is None:
+                raise EventRejectedError(f"task {task_id} has no run to send events to yet")
+            validate_event(m.registry.get(service), type_name, data)
+            run_input = RunInput(
+                input_id=str(uuid.uuid4()), task_id=task_id, type=type_name, data=data, step=step
+            )
+            if run is None:
+                target = next((s for s in reversed(open_steps) if s.service == service), None)
+                if target is None:
+                    raise EventRejectedError(f"task {task_id} has no run to send events to yet")
+                run = record.run = RunState(step_id=target.sent_id, service=service)
+            run.inputs.append(run_input)
+            await self._deliver(record)
+            delivered = run_input.input_id in run.delivered or record.run is not run
+            await m.save(record)
+            await m.flush(record)
+        return EventSent(
+            task_id=task_id,
+            input_id=run_input.input_id,
+            status="sent" if delivered else "queued",
+        )

@@ -1,0 +1,138 @@
+"""Task records in the state store, with the recently used ones kept in memory.
+
+The cache holds records exactly as stored, with the row version they were read or written
+at. A caller changes a record and saves it; if the save fails, the cached copy is dropped, so
+the next reader sees what the store has, not a change that never happened (a redelivered
+result then finds its step still open). Saves are fenced by version: a record changed by
+someone else since it was read is refused (`ConcurrentUpdateError`).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from datetime import datetime
+
+from llama_agents.control_plane.state import StateStore, TaskPage, TaskRow
+from llama_agents.errors import TaskExistsError, TaskNotFoundError
+from llama_agents.messages.envelope import utc_now
+from llama_agents.messages.records import TaskRecord, TaskStatus, TaskSummary
+
+
+def _row(record: TaskRecord, version: int) -> TaskRow:
+    return TaskRow(
+        task_id=record.task_id,
+        status=record.status.value,
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+        body=record.model_dump(mode="json"),
+        version=version,
+        session_id=record.session_id,
+        finished_at=record.finished_at,
+    )
+
+
+def _record(row: TaskRow) -> TaskRecord:
+    return TaskRecord.model_validate(row.body)
+
+
+class TaskRepository:
+    """Loads and saves `TaskRecord`s; keeps up to `cache_size` of them in memory."""
+
+    def __init__(self, store: StateStore, *, cache_size: int = 10_000) -> None:
+        self.store = store
+        self._cache: OrderedDict[str, tuple[TaskRecord, int]] = OrderedDict()
+        self._cache_size = cache_size
+
+    def _remember(self, record: TaskRecord, version: int) -> None:
+        self._cache[record.task_id] = (record, version)
+        self._cache.move_to_end(record.task_id)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    def forget(self, task_id: str) -> None:
+        self._cache.pop(task_id, None)
+
+    async def insert(self, record: TaskRecord) -> None:
+        """Store a new task; `TaskExistsError` if its id is taken."""
+        record.updated_at = utc_now()
+        row = _row(record, 0)
+        if not await self.store.insert_task(row):
+            raise TaskExistsError(f"a task with id {record.task_id!r} already exists")
+        self._remember(record, row.version)
+
+    async def load(self, task_id: str) -> TaskRecord | None:
+        """The task as stored (the cached object: change it only to save it)."""
+        cached = self._cache.get(task_id)
+        if cached is not None:
+            self._cache.move_to_end(task_id)
+            return cached[0]
+        row = await self.store.load_task(task_id)
+        if row is None:
+            return None
+        record = _record(row)
+        self._remember(record, row.version)
+        return record
+
+    async def save(self, record: TaskRecord) -> None:
+        """Store the changed record; on any failure forget it, so readers reload the store's."""
+        cached = self._cache.get(record.task_id)
+        version = cached[1] if cached is not None and cached[0] is record else None
+        if version is None:
+            row = await self.store.load_task(record.task_id)
+            if row is None:
+                raise TaskNotFoundError(record.task_id)
+            version = row.version
+        record.updated_at = utc_now()
+        if record.status.finished and record.result_published and record.finished_at is None:
+            # Only then is it done with: recovery looks at tasks without `finished_at`.
+            record.finished_at = record.updated_at
+        row = _row(record, version)
+        try:
+            await self.store.save_task(row)
+        except BaseException:
+            self.forget(record.task_id)
+            raise
+        self._remember(record, row.version)
+
+    async def page(
+        self,
+        *,
+        limit: int,
+        cursor: str | None,
+        statuses: frozenset[str] | None = None,
+        session_id: str | None = None,
+    ) -> tuple[list[TaskSummary], str | None]:
+        found: TaskPage = await self.store.list_tasks(
+            limit=limit, cursor=cursor, statuses=statuses, session_id=session_id
+        )
+        return [_record(row).summary() for row in found.rows], found.next_cursor
+
+    async def counts(self) -> dict[str, int]:
+        counts = {status.value: 0 for status in TaskStatus}
+        counts.update(await self.store.count_tasks())
+        return counts
+
+    async def to_recover(self) -> list[TaskRecord]:
+        """Unfinished tasks, and finished ones whose result the broker never confirmed."""
+        records = []
+        for row in await self.store.tasks_to_recover():
+            record = _record(row)
+            self._remember(record, row.version)
+            records.append(record)
+        return records
+
+    async def purge(self, cutoff: datetime) -> int:
+        """Delete tasks finished before `cutoff` (in batches); return how many."""
+        total = 0
+        while True:
+            deleted = await self.store.delete_finished_before(cutoff, limit=1000)
+            total += deleted
+            if deleted < 1000:
+                break
+        if total:
+            self._cache = OrderedDict(
+                (task_id, entry)
+                for task_id, entry in self._cache.items()
+                if entry[0].finished_at is None or entry[0].finished_at >= cutoff
+            )
+        return total
