@@ -16,7 +16,7 @@ from llama_agents.message_queues.base import BaseMessageQueue
 from llama_agents.messages import ActionTypes, QueueMessage, TaskDefinition
 from llama_agents.messages.envelope import CONTROL_PLANE_PUBLISHER
 from llama_agents.messages.records import RunState, StepRecord, TaskRecord
-from llama_agents.messages.runs import RunCancel, RunInput, RunResume
+from llama_agents.messages.runs import RunCancel, RunInput, RunResume, StreamedEvent
 
 if TYPE_CHECKING:
     from llama_agents.control_plane.sessions import SessionManager
@@ -46,8 +46,14 @@ class Dispatcher:
         if step.resume:
             checkpoint = await self.store.load_checkpoint(record.task_id)
             run = record.run
-            inputs = list(run.inputs) if run is not None and run.step_id == step.sent_id else []
-            resume = RunResume(checkpoint=checkpoint, inputs=inputs)
+            current = run is not None and run.step_id == step.sent_id
+            inputs = list(run.inputs) if run is not None and current else []
+            prompt = run.prompt if run is not None and current else None
+            resume = RunResume(
+                checkpoint=checkpoint,
+                inputs=inputs,
+                prompt=StreamedEvent.model_validate(prompt) if prompt else None,
+            )
         elif record.session_id is not None:
             context = await self.sessions.context(record.session_id, step.service)
             if context is not None:

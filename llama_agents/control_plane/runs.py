@@ -131,7 +131,7 @@ class RunCoordinator:
             inputs=run.inputs,
             delivered=[i.input_id for i in run.inputs],  # they travel with the step
             waiting=run.waiting and not run.inputs,
-            prompt=run.prompt if run.waiting and not run.inputs else None,
+            prompt=run.prompt,
         )
         if record.status is TaskStatus.WAITING_FOR_INPUT and run.inputs:
             record.status = TaskStatus.RUNNING

@@ -137,7 +137,24 @@ class TaskManager:
         return record
 
     async def save(self, record: TaskRecord) -> None:
-        """Save, then wake whoever waits on the task and tell monitors."""
+        """Save, then wake whoever waits on the task and tell monitors.
+
+        A task that ends gets its `TaskFinished` event first, so whoever sees it finished
+        finds its event log complete.
+        """
+        if record.status.finished and record.finished_event is None:
+            result = record.result
+            body = finished_body(
+                record.status.value,
+                result.data.get("result", result.result) if result else None,
+                record.error,
+            )
+            appended = await self.log.append(
+                record.task_id, [NewEvent(body, dedupe_key="finished")]
+            )
+            record.finished_event = (
+                appended[0].sequence if appended else await self.store.last_sequence(record.task_id)
+            )
         await self.tasks.save(record)
         self._changed(record)
 
@@ -404,22 +421,8 @@ class TaskManager:
         return record
 
     async def after_finish(self, record: TaskRecord) -> None:
-        """A task ended: close its event log, start the next task of its session."""
+        """A task ended: stop its timer, start the next task of its session."""
         self.deadlines.clear(record.task_id)
-        result = record.result
-        await self.log.append(
-            record.task_id,
-            [
-                NewEvent(
-                    finished_body(
-                        record.status.value,
-                        result.data.get("result", result.result) if result else None,
-                        record.error,
-                    ),
-                    dedupe_key="finished",
-                )
-            ],
-        )
         if record.session_id is not None:
             following = await self.sessions.finished(record.session_id, record.task_id)
             if following is not None:

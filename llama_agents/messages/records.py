@@ -148,6 +148,8 @@ class TaskRecord(BaseModel):
     result: TaskResult | None = None
     result_published: bool = False
     error: str | None = None
+    #: The sequence of the `TaskFinished` event in its log, once appended.
+    finished_event: int | None = None
 
     @property
     def definition(self) -> TaskDefinition:

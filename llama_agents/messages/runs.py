@@ -84,6 +84,9 @@ class RunResume(Payload):
 
     checkpoint: dict[str, Any] | None = None
     inputs: list[RunInput] = Field(default_factory=list)
+    #: The event the run last asked for input with, if it waited: a run restored where it
+    #: waited asks again with it.
+    prompt: StreamedEvent | None = None
 
 
 class RunBounce(Payload):

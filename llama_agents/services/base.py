@@ -355,6 +355,7 @@ class BaseService(ABC):
             "service_name": self.service_name,
             "description": self.description,
             "type": type(self).__name__,
+            "replica_id": self.replica_id,
             "status": "running" if self._consumer is not None else "stopped",
             "broker_connected": self.message_queue.is_connected,
             "messages": dict(self.counters),

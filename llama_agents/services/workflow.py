@@ -156,6 +156,20 @@ class WorkflowService(BaseService):
             result.context = await snapshot(outcome.context, self.codec)
         await self.send_result(message, result)
 
+    async def run_task(self, task: TaskDefinition) -> TaskResult:
+        """Run the workflow on one task in this process and return its result (direct use:
+        nothing is reported, nothing released)."""
+        run = WorkflowRun(
+            self.workflow,
+            self.codec,
+            task,
+            report=_ignore,
+            holder=self.control_address,
+            idle_release_s=None,
+            coalesce_s=0,
+        )
+        return await self.result_of(task, await run.run())
+
     async def result_of(self, task: TaskDefinition, outcome: RunOutcome) -> TaskResult:
         """The step's result: the run's StopEvent result as text and as JSON."""
         if outcome.end is RunEnd.FAILED:

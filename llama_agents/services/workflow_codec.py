@@ -19,6 +19,7 @@ from llama_index.core.llms import ChatResponse
 from llama_index.core.memory import BaseMemory, ChatMemoryBuffer
 from llama_index.core.tools import ToolOutput, ToolSelection
 from pydantic import BaseModel, ValidationError
+from pydantic_core import to_jsonable_python
 from workflows import Workflow
 from workflows.context.serializers import JsonSerializer
 from workflows.events import (
@@ -119,14 +120,17 @@ def qualified_name(cls: type[Any]) -> str:
 
 
 def to_json(value: Any) -> Any:
-    """A value as plain JSON (pydantic models by their fields; anything else as text)."""
+    """A value as plain JSON: pydantic models by their fields (an event's free-form fields,
+    which workflows keep apart in `_data`, beside its declared ones); anything else that JSON
+    cannot hold as text."""
     if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return str(value)
-    return value
+        dumped = value.model_dump(mode="json", exclude={"_data"})
+        extra = getattr(value, "_data", None)
+        if isinstance(extra, dict) and extra:
+            dumped.pop("_data", None)
+            dumped.update(to_jsonable_python(extra, fallback=str))
+        return dumped
+    return to_jsonable_python(value, fallback=str)
 
 
 class WorkflowCodec:
@@ -179,7 +183,7 @@ class WorkflowCodec:
         cls = self.start_event_class
         if task.start_event is not None:
             try:
-                return cls.model_validate(task.start_event)
+                return cls(**task.start_event)  # free-form fields too, as `run(**kwargs)`
             except ValidationError as exc:
                 raise WorkflowInputError(
                     f"start_event does not fit {cls.__name__}: {_first_error(exc)}"
@@ -201,7 +205,7 @@ class WorkflowCodec:
                 f"{', '.join(sorted(self.events))}"
             )
         try:
-            return cls.model_validate(data)
+            return cls(**data)  # free-form fields too, as events are built in code
         except ValidationError as exc:
             raise EventRejectedError(
                 f"{type_name} fields are invalid: {_first_error(exc)}"

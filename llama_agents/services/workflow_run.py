@@ -38,7 +38,7 @@ from workflows.events import (
     WorkflowIdleEvent,
 )
 from workflows.handler import WorkflowHandler
-from workflows.runtime.types.ticks import TickIdleRelease
+from workflows.runtime.types.ticks import TickIdleCheck, TickIdleRelease
 
 from llama_agents.messages import TaskDefinition
 from llama_agents.messages.runs import RunInput, RunUpdate, StreamedEvent
@@ -187,6 +187,12 @@ class WorkflowRun:
         resume = self.task.resume
         for run_input in resume.inputs if resume is not None else []:
             self.send_input(run_input)
+        if resume is not None and resume.checkpoint is not None and not resume.inputs:
+            self._prompt = resume.prompt
+            # A run restored where it waited has nothing to do, and the runtime says so only
+            # after a step: ask it now, so the run is reported waiting again (and released).
+            adapter = handler.ctx._face._external_adapter  # type: ignore[union-attr]
+            await adapter.send_event(TickIdleCheck())
         pump = asyncio.create_task(self._pump(handler), name=f"run-events-{self.task_id}")
         try:
             result = await handler
@@ -244,6 +250,8 @@ class WorkflowRun:
             return
         if isinstance(event, StopEvent):
             return  # the result is reported as the step's result
+        if self._prompt is not None and not isinstance(event, InputRequiredEvent):
+            self._prompt = None  # the run moved on from its last question
         encoded = self.codec.encode_event(event, key=f"{self.step_id}:{self._emitted}")
         self._emitted += 1
         if isinstance(event, InputRequiredEvent):
@@ -263,8 +271,6 @@ class WorkflowRun:
         if waiting and self.idle_release_s is not None:
             loop = asyncio.get_running_loop()
             self._release_timer = loop.call_later(self.idle_release_s, self._start_release)
-        if not waiting:
-            self._prompt = None
 
     def _start_release(self) -> None:
         self._release_timer = None
@@ -287,7 +293,7 @@ class WorkflowRun:
     def send_input(self, run_input: RunInput) -> bool:
         """Deliver an input to the run; False when this replica no longer holds it."""
         handler = self._handler
-        if handler is None or self._releasing or handler.done():
+        if handler is None or self._releasing or handler.is_done():
             return False
         event = self.codec.decode_event(run_input.type, run_input.data)
         handler.ctx.send_event(event, step=run_input.step)
@@ -299,7 +305,7 @@ class WorkflowRun:
         """Stop the run (it ends with `RunEnd.CANCELLED`)."""
         handler = self._handler
         self._cancelled = True
-        if handler is not None and not handler.done():
+        if handler is not None and not handler.is_done():
             self._spawn(handler.cancel_run())
 
     # -- reporting --------------------------------------------------------------------
