@@ -3,8 +3,16 @@
 A request is answered by whichever comes first: `fn_input` (any async function; the default
 asks on the console: one reader per process, each prompt labelled with its task, see
 human_console.py), an answer posted over HTTP (`POST /tasks/{id}/handle`, what the monitor
-sends), or the timeout, which answers with `timeout_answer` (or fails the step when that is
-None). Whatever loses is withdrawn: a console prompt leaves the screen.
+sends), an answer sent through the control plane (`POST /tasks/{id}/events` with a
+`HumanResponseEvent`, `llama-agents tasks respond`), or the timeout, which answers with
+`timeout_answer` (or fails the step when that is None). Whatever loses is withdrawn: a console
+prompt leaves the screen.
+
+A step of the control plane's is reported waiting for input (its task shows the question).
+After `release_after_s` without an answer the request is released: the step is acknowledged
+and nothing is held in this process (a person may answer tomorrow, long after RabbitMQ's
+consumer timeout); the answer, sent through the control plane, comes back as a new step that
+any replica answers at once.
 """
 
 from __future__ import annotations
@@ -23,8 +31,17 @@ from pydantic import BaseModel, Field
 
 from llama_agents.errors import ConfigurationError, HumanRequestNotFoundError
 from llama_agents.message_queues.base import BaseMessageQueue
-from llama_agents.messages import HumanResponse, TaskDefinition, TaskResult
-from llama_agents.messages.envelope import utc_now
+from llama_agents.messages import (
+    CONTROL_PLANE_MESSAGE_TYPE,
+    ActionTypes,
+    HumanResponse,
+    QueueMessage,
+    ServiceDefinition,
+    TaskDefinition,
+    TaskResult,
+)
+from llama_agents.messages.envelope import CONTROL_PLANE_PUBLISHER, utc_now
+from llama_agents.messages.runs import RunInput, RunUpdate, StreamedEvent
 from llama_agents.services.base import BaseService, failed_result
 from llama_agents.services.human_console import Console, console_input
 
@@ -34,6 +51,23 @@ HumanInputFn = Callable[[str], Awaitable[str]]
 
 #: How long a finished request waits for its `fn_input` to be withdrawn (cancelled).
 WITHDRAW_TIMEOUT = 5.0
+
+#: What a human service tells the control plane it accepts: a person's answer.
+HUMAN_EVENTS: dict[str, Any] = {
+    "start_event": {"type": "StartEvent", "schema": {"type": "object"}},
+    "stop_event": {"type": "StopEvent", "schema": {"type": "object"}},
+    "events": [
+        {
+            "type": "HumanResponseEvent",
+            "types": ["HumanResponseEvent"],
+            "schema": {
+                "type": "object",
+                "properties": {"response": {"type": "string"}},
+                "required": ["response"],
+            },
+        }
+    ],
+}
 
 HELP_REQUEST_TEMPLATE = (
     "Your assistance is needed. Please respond to the request provided below:\n"
@@ -59,8 +93,11 @@ class HumanService(BaseService):
         fn_input: `async (prompt) -> answer`; default `console_input`. It may fail (no
             console in a container); then only HTTP answers and the timeout remain.
         human_input_prompt: the prompt, with `{input_str}` for the step's input.
-        timeout: seconds to wait for an answer (None: forever).
+        timeout: seconds to wait for an answer (None: forever). Once a request was released
+            it is the control plane that keeps time: the step's deadline fails the task.
         timeout_answer: the answer given when nobody answered in time; None fails the step.
+        release_after_s: seconds a control-plane step waits in this process before it is
+            released (None: never; keep it under RabbitMQ's consumer timeout, 30 min).
     """
 
     service_kind = "human"
@@ -79,11 +116,14 @@ class HumanService(BaseService):
         host: str | None = None,
         port: int | None = None,
         max_concurrent_tasks: int = 10,
+        release_after_s: float | None = 600.0,
     ) -> None:
         if "{input_str}" not in human_input_prompt:
             raise ConfigurationError("human_input_prompt must contain {input_str}")
         if timeout is not None and timeout <= 0:
             raise ConfigurationError(f"timeout must be positive, got {timeout}")
+        if release_after_s is not None and release_after_s < 0:
+            raise ConfigurationError(f"release_after_s must be >= 0, got {release_after_s}")
         super().__init__(
             message_queue,
             service_name,
@@ -92,13 +132,68 @@ class HumanService(BaseService):
             host=host,
             port=port,
             max_concurrent_tasks=max_concurrent_tasks,
+            step_timeout=timeout,
         )
+        self.release_after_s = release_after_s
         self.fn_input = fn_input or console_input
         self.human_input_prompt = human_input_prompt
         self.timeout = timeout
         self.timeout_answer = timeout_answer
         self._waiting: dict[str, tuple[HumanRequest, asyncio.Future[str]]] = {}
         self._changed = asyncio.Condition()
+
+    @property
+    def service_definition(self) -> ServiceDefinition:
+        definition = super().service_definition
+        definition.workflow = HUMAN_EVENTS
+        return definition
+
+    # -- steps of the control plane: waiting reported, released, answered later --------
+
+    async def handle_step(self, message: QueueMessage, task: TaskDefinition) -> None:
+        resume = task.resume
+        if resume is not None and resume.inputs:
+            # Answered through the control plane after the request was released.
+            answer = str(resume.inputs[-1].data.get("response", ""))
+            await self.send_result(
+                message, TaskResult(task_id=task.task_id, step_id=task.step_id, result=answer)
+            )
+            return
+        followed = message.reply_to is None and message.publisher_id == CONTROL_PLANE_PUBLISHER
+        if not followed:
+            await super().handle_step(message, task)
+            return
+        result = await self._ask_for(task, report=True)
+        if result is not None:
+            await self.send_result(message, result)
+
+    async def run_task(self, task: TaskDefinition) -> TaskResult:
+        result = await self._ask_for(task, report=False)
+        assert result is not None  # not released: only reported requests are
+        return result
+
+    async def on_run_input(self, run_input: RunInput) -> None:
+        """An answer sent through the control plane for a request shown here."""
+        for request, answered in list(self._waiting.values()):
+            if request.task_id == run_input.task_id and not answered.done():
+                answered.set_result(str(run_input.data.get("response", "")))
+                return
+        await super().on_run_input(run_input)  # not here (released): hand it back
+
+    async def _report(self, task: TaskDefinition, sequence: int, **fields: Any) -> None:
+        update = RunUpdate(
+            task_id=task.task_id,
+            step_id=task.step_id or task.task_id,
+            sequence=sequence,
+            **fields,
+        )
+        await self.publish(
+            QueueMessage(
+                type=CONTROL_PLANE_MESSAGE_TYPE,
+                action=ActionTypes.RUN_UPDATE,
+                data=update.model_dump(mode="json"),
+            )
+        )
 
     # -- requests -----------------------------------------------------------------------
 
@@ -121,22 +216,49 @@ class HumanService(BaseService):
         if not entry[1].done():
             entry[1].set_result(text)
 
-    async def run_task(self, task: TaskDefinition) -> TaskResult:
+    async def _ask_for(self, task: TaskDefinition, *, report: bool) -> TaskResult | None:
+        """Ask a person; the result, or None when the request was released (reported only)."""
         request = HumanRequest(
             task_id=task.task_id,
             step_id=task.step_id,
             input=task.input,
             prompt=self.human_input_prompt.format(input_str=task.input),
         )
+        prompt = StreamedEvent(
+            key=f"{task.step_id}:prompt",
+            type="InputRequiredEvent",
+            types=["InputRequiredEvent"],
+            data={"prefix": request.prompt},
+        )
+        if report:
+            await self._report(
+                task, 0, holder=self.control_address, waiting=True, prompt=prompt, events=[prompt]
+            )
         answered: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         async with self._changed:
             self._waiting[request.id_] = (request, answered)
             self._changed.notify_all()
         asking = asyncio.create_task(self._ask(request, answered))
+        hold = self.timeout
+        if report and self.release_after_s is not None:
+            hold = self.release_after_s if hold is None else min(hold, self.release_after_s)
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(hold):
                 answer = await answered
         except TimeoutError:
+            released = hold is not None and (self.timeout is None or hold < self.timeout)
+            if report and released:
+                # Nobody answered yet: release the request; an answer resumes it later.
+                await self._report(
+                    task,
+                    1,
+                    waiting=True,
+                    released=True,
+                    prompt=prompt,
+                    checkpoint={"request": request.model_dump(mode="json")},
+                )
+                logger.info("%s: request for task %s released", self, task.task_id)
+                return None
             if self.timeout_answer is None:
                 return failed_result(task, f"no person answered within {self.timeout}s")
             answer = self.timeout_answer
