@@ -549,11 +549,7 @@ class TaskManager:
             async with self.lock(record.task_id):
                 touched = False
                 if not durable:
-                    for step in record.open_steps():
-                        waiting = record.run is not None and record.run.step_id == step.sent_id
-                        if step.published and not (waiting and record.run and record.run.released):
-                            step.published = False
-                            touched = True
+                    touched = await self._resend_lost_steps(record)
                 if record.status.finished:
                     await self.flush(record)  # its result was never confirmed
                     await self.after_finish(record)
@@ -573,6 +569,25 @@ class TaskManager:
         if resumed:
             logger.info("resumed %d task(s) after a restart", resumed)
         return resumed
+
+    async def _resend_lost_steps(self, record: TaskRecord) -> bool:
+        """The queue did not outlive its process: send its open steps again. A run with a
+        checkpoint continues from it (a new attempt), a released run waits for its input."""
+        touched = False
+        run = record.run
+        for step in record.open_steps():
+            if not step.published:
+                continue
+            if run is not None and run.step_id == step.sent_id:
+                if run.released:
+                    continue  # nothing was queued for it: an input resumes it
+                if run.has_checkpoint:
+                    await self.runs.resume(record)
+                    touched = True
+                    continue
+            step.published = False
+            touched = True
+        return touched
 
     async def _session_turn(self, record: TaskRecord) -> bool:
         assert record.session_id is not None

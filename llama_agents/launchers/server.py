@@ -15,6 +15,7 @@ from llama_agents.errors import StartupError
 from llama_agents.message_consumers.base import BaseMessageQueueConsumer
 from llama_agents.message_queues.base import BaseMessageQueue
 from llama_agents.message_queues.simple import SimpleMessageQueue
+from llama_agents.messages.envelope import CONTROL_PLANE_MESSAGE_TYPE
 from llama_agents.services.base import BaseService
 
 logger = logging.getLogger("llama_agents.launchers")
@@ -100,8 +101,14 @@ class ServerLauncher:
         for consumer in self.additional_consumers:
             with contextlib.suppress(Exception):
                 await self.message_queue.deregister_consumer(consumer)
+        # Services first, each draining its consumer (waiting runs are released), then the
+        # control plane once it took what they last sent, then the embedded queue.
+        service_servers = servers[-len(self.services) :] if self.services else []
         for service in reversed(self.services):
-            service.stop_server()  # drains its consumer before its server returns
+            service.stop_server()
+        await asyncio.gather(*service_servers, return_exceptions=True)
+        if isinstance(self.message_queue, SimpleMessageQueue):
+            await self.message_queue.wait_idle(CONTROL_PLANE_MESSAGE_TYPE, timeout=10.0)
         self.control_plane.stop_server()
         if isinstance(self.message_queue, SimpleMessageQueue):
             self.message_queue.stop_server()

@@ -12,6 +12,7 @@ another one (completed steps do not).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -199,6 +200,13 @@ class WorkflowService(BaseService):
             return
         if not held:
             await super().on_run_input(run_input)
+
+    async def deregister_from_message_queue(self) -> None:
+        """Stop consuming; runs waiting for input are released first (checkpointed, their
+        steps acknowledged), so stopping a replica never waits on a person."""
+        waiting = [run for run in self._runs.values() if run.waiting]
+        await asyncio.gather(*(run.release() for run in waiting), return_exceptions=True)
+        await super().deregister_from_message_queue()
 
     def cancel_run(self, task_id: str) -> None:
         run = self._runs.get(task_id)

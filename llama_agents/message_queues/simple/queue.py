@@ -54,6 +54,17 @@ class _TypeQueue:
         self.name = name
         self.pending: asyncio.Queue[_Envelope] = asyncio.Queue()
         self.in_flight = 0
+        #: Set while nothing waits here and nothing is being handled.
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def put(self, envelope: _Envelope) -> None:
+        self.idle.clear()
+        self.pending.put_nowait(envelope)
+
+    def settled(self) -> None:
+        if self.in_flight == 0 and self.pending.empty():
+            self.idle.set()
 
 
 class _Subscription:
@@ -104,19 +115,18 @@ class _Subscription:
                 )
             except asyncio.CancelledError:
                 # Stopped mid-message (drain timed out): hand it back, unacknowledged.
-                self.type_queue.pending.put_nowait(envelope)
+                self.type_queue.put(envelope)
                 raise
             if outcome.verdict is Verdict.RETRY:
                 headers = {**envelope.headers, ATTEMPTS_HEADER: outcome.attempts}
-                self.type_queue.pending.put_nowait(
-                    _Envelope(envelope.body, envelope.routing_key, headers)
-                )
+                self.type_queue.put(_Envelope(envelope.body, envelope.routing_key, headers))
             elif outcome.verdict is Verdict.DEAD_LETTER:
                 await self.owner._dead_letter(
                     envelope, self.type_queue.name, outcome.reason or "", outcome.attempts
                 )
         finally:
             self.type_queue.in_flight -= 1
+            self.type_queue.settled()
 
     async def stop(self) -> None:
         """Stop taking messages; wait for the ones being handled to finish."""
@@ -163,9 +173,7 @@ class EmbeddedQueue(BaseMessageQueue):
         if not names:
             raise UnroutableMessageError(routing_key)
         for name in names:
-            self._queues[name].pending.put_nowait(
-                _Envelope(bytes(body), routing_key, dict(headers or {}))
-            )
+            self._queues[name].put(_Envelope(bytes(body), routing_key, dict(headers or {})))
 
     # -- consumers --------------------------------------------------------------------
 
@@ -232,6 +240,22 @@ class EmbeddedQueue(BaseMessageQueue):
                     bound.discard(consumer.message_type)
                     if not bound:
                         del self._bindings[key]
+
+    async def wait_idle(self, message_type: str, timeout: float) -> bool:
+        """Wait until nothing of `message_type` waits or is being handled; False on timeout.
+
+        What this queue holds dies with the process: a launcher stopping everything lets the
+        control plane take the last results and updates first.
+        """
+        type_queue = self._queues.get(message_type)
+        if type_queue is None:
+            return True
+        try:
+            async with asyncio.timeout(timeout):
+                await type_queue.idle.wait()
+        except TimeoutError:
+            return False
+        return True
 
     def consumers(self) -> list[BaseMessageQueueConsumer]:
         """The registered consumers, in registration order."""
