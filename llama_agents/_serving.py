@@ -50,6 +50,21 @@ class _Server(uvicorn.Server):
             yield
 
 
+def _listening_socket(family: int, address: Any) -> socket.socket:
+    """A TCP listening socket whose protocol says TCP: asyncio turns Nagle's algorithm off
+    (TCP_NODELAY) only on sockets created with IPPROTO_TCP, and accepted sockets inherit it.
+    With Nagle on, each small response waits ~40 ms for the client's delayed ACK."""
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class HttpServer:
     """One FastAPI app served on `host:port`; `port=0` picks a free port."""
 
@@ -94,7 +109,7 @@ class HttpServer:
                 self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
             )
             family, _, _, _, address = addresses[0]
-            return socket.create_server(address, family=family, backlog=2048)
+            return _listening_socket(family, address)
         except OSError as exc:
             reason = os.strerror(exc.errno) if exc.errno else str(exc)
             raise ConfigurationError(f"cannot listen on {self.host}:{self.port}: {reason}") from exc
