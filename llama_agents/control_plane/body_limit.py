@@ -9,11 +9,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llama_agents._settings import env_int
-from llama_agents.errors import RequestTooLargeError
 
 #: The default largest request body: 1 MiB (`LLAMA_AGENTS_MAX_REQUEST_BYTES`).
 DEFAULT_MAX_REQUEST_BYTES = 1024 * 1024
@@ -39,7 +38,6 @@ class BodyLimitMiddleware:
             await self._refuse(send)
             return
         seen = 0
-        started = False
 
         async def counted() -> Message:
             nonlocal seen
@@ -47,23 +45,15 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
-                    raise RequestTooLargeError(self.limit)
+                    # An HTTPException: FastAPI turns anything else raised while it reads
+                    # the body into a 400.
+                    raise HTTPException(413, _too_large(self.limit))
             return message
 
-        async def tracked(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, counted, tracked)
-        except RequestTooLargeError:
-            if not started:
-                await self._refuse(send)
+        await self.app(scope, counted, send)
 
     async def _refuse(self, send: Send) -> None:
-        body = json.dumps({"detail": f"request body larger than {self.limit:,} bytes"}).encode()
+        body = json.dumps({"detail": _too_large(self.limit)}).encode()
         await send(
             {
                 "type": "http.response.start",
@@ -75,6 +65,10 @@ class BodyLimitMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def _too_large(limit: int) -> str:
+    return f"request body larger than {limit:,} bytes"
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("llama_agents.control_plane")
 
+#: A step handed back unrun more often than this fails its task: each hand-back is a fresh
+#: message, so the broker's redelivery limit never sees a replica that keeps crashing on it.
+MAX_HANDBACKS = 10
+
 
 class RunCoordinator:
     """Applies run updates and bounces, and sends inputs into runs."""
@@ -140,7 +144,10 @@ class RunCoordinator:
     # -- steps handed back ------------------------------------------------------------
 
     async def handle_bounce(self, bounce: RunBounce) -> None:
+        """A step came back unrun: send it again, unless it keeps coming back (a replica that
+        crashes on it is redelivered, hands it back, and would crash again, forever)."""
         m = self.manager
+        give_up: str | None = None
         async with m.lock(bounce.task_id):
             record = await m.tasks.load(bounce.task_id)
             if record is None:
@@ -160,20 +167,32 @@ class RunCoordinator:
                     await m.save(record)
                     return
             else:
-                logger.info(
-                    "task %s step %s came back unrun (%s); sending it again",
-                    record.task_id,
-                    step.sent_id,
-                    bounce.reason,
-                )
-                if run is None or run.step_id != step.sent_id:
+                step.handbacks += 1
+                if step.handbacks > MAX_HANDBACKS:
+                    give_up = (
+                        f"step {step.step_id} of service {step.service!r} was handed back "
+                        f"unrun {step.handbacks} times ({bounce.reason}): its replicas may "
+                        "be crashing on it"
+                    )
+                else:
+                    logger.info(
+                        "task %s step %s came back unrun (%s); sending it again",
+                        record.task_id,
+                        step.sent_id,
+                        bounce.reason,
+                    )
+                if give_up is None and (run is None or run.step_id != step.sent_id):
                     record.run = RunState(step_id=step.sent_id, service=step.service)
                     record.run.has_checkpoint = (
                         await m.store.load_checkpoint(record.task_id) is not None
                     )
-            await self.resume(record)
-            await m.save(record)
-            await m.flush(record)
+            if give_up is None:
+                await self.resume(record)
+                await m.save(record)
+                await m.flush(record)
+        if give_up is not None:
+            logger.warning("task %s: %s", bounce.task_id, give_up)
+            await m.fail(bounce.task_id, give_up)
 
     # -- inputs from clients ----------------------------------------------------------
 

@@ -77,6 +77,8 @@ class ControlPlaneServer:
             (`LLAMA_AGENTS_RETENTION_DAYS`, default 30; 0 keeps them forever).
         max_request_bytes: the largest HTTP request body (`LLAMA_AGENTS_MAX_REQUEST_BYTES`,
             default 1 MiB); larger ones get 413.
+        publish_retry_for: seconds a step or result the broker refuses (down, unroutable)
+            is retried before its task fails (`LLAMA_AGENTS_PUBLISH_RETRY_FOR`, default 120).
     """
 
     def __init__(
@@ -95,6 +97,7 @@ class ControlPlaneServer:
         max_concurrent_decisions: int = 16,
         retention_days: float | None = None,
         max_request_bytes: int | None = None,
+        publish_retry_for: float | None = None,
     ) -> None:
         self.message_queue = message_queue
         self.orchestrator = orchestrator
@@ -111,7 +114,13 @@ class ControlPlaneServer:
         days = retention_days if retention_days is not None else env_float("RETENTION_DAYS", 30)
         self.retention = timedelta(days=days) if days > 0 else None
         self.max_request_bytes = max_request_bytes or default_max_request_bytes()
+        self.publish_retry_for = (
+            publish_retry_for
+            if publish_retry_for is not None
+            else env_float("PUBLISH_RETRY_FOR", 120.0)
+        )
         for name, value in (
+            ("publish_retry_for", self.publish_retry_for),
             ("decision_timeout", decision_timeout),
             ("max_concurrent_decisions", max_concurrent_decisions),
             ("max_request_bytes", self.max_request_bytes),
@@ -162,6 +171,7 @@ class ControlPlaneServer:
             decision_timeout=self.decision_timeout,
             max_concurrent_decisions=self.max_concurrent_decisions,
             result_key=self.result_key,
+            publish_retry_for=self.publish_retry_for,
         )
         await manager.registry.load()
         await self.message_queue.declare_human_queue(self.result_key)

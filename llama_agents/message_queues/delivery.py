@@ -111,10 +111,12 @@ async def deliver(
     """Decode `body` and run `consumer` on it; never raises for a consumer's failure.
 
     `attempts` is how many times the message already failed; `redelivered` says the broker
-    handed it out before (its consumer died holding it). An undecodable message, and one
-    whose handler raised `NonRetryableMessageError`, is dead-lettered at once: retrying it
-    cannot help. A message dead-lettered here is reported to the consumer's
-    `on_dead_letter`, so whoever waits for its outcome learns why it will never come.
+    handed it out before (its consumer died holding it). A retry of ours is not a redelivery:
+    its handler ran and raised, and the retry policy asks for it to run again. An
+    undecodable message, and one whose handler raised `NonRetryableMessageError`, is
+    dead-lettered at once: retrying it cannot help. A message dead-lettered here is reported
+    to the consumer's `on_dead_letter`, so whoever waits for its outcome learns why it will
+    never come.
     """
     try:
         message = QueueMessage.decode(body)
@@ -122,7 +124,7 @@ async def deliver(
         logger.warning("dead-lettering undecodable message for %r: %s", consumer, exc)
         return Outcome(Verdict.DEAD_LETTER, attempts, f"undecodable: {exc}")
 
-    message.stats.redelivered = redelivered or attempts > 0
+    message.stats.redelivered = redelivered
     outcome = await _run(consumer, message, attempts=attempts, policy=policy)
     if outcome.verdict is Verdict.DEAD_LETTER:
         await _tell(consumer, message, outcome.reason or "dead-lettered")

@@ -91,6 +91,8 @@ class StepRecord(BaseModel):
     #: Sent again (its run resumed, or it came back unrun) under the same step id: answers
     #: to an earlier attempt are ignored, the orchestrator only ever sees `step_id`.
     attempt: int = 1
+    #: Times a service handed this step back unrun (see `MAX_HANDBACKS`).
+    handbacks: int = 0
     published: bool = False
     status: StepStatus = StepStatus.PENDING
     result: TaskResult | None = None
