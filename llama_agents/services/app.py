@@ -19,10 +19,15 @@ from llama_agents.messages import QueueMessage
 
 
 class Connectivity(Protocol):
-    """What the face asks of a service's message queue: whether it can take messages."""
+    """What the face asks of a service's message queue: whether messages flow."""
 
     @property
     def is_connected(self) -> bool: ...
+
+    @property
+    def is_healthy(self) -> bool: ...
+
+    def health(self) -> dict[str, Any]: ...
 
 
 class ServedService(Protocol):
@@ -73,10 +78,12 @@ def create_service_app(service: ServedService) -> FastAPI:
 
     @app.get("/health")
     async def health() -> JSONResponse:
-        ready = service.message_queue.is_connected
+        """503 while the broker is gone or a consumer is stuck (messages it cannot settle)."""
+        queue = service.message_queue
+        ready = queue.is_healthy
         return JSONResponse(
             status_code=200 if ready else 503,
-            content={"status": "ok" if ready else "unavailable", "broker_connected": ready},
+            content={"status": "ok" if ready else "unavailable", **queue.health()},
         )
 
     @app.post("/process_message")

@@ -7,11 +7,17 @@ import asyncio
 from typing import Any
 
 import aio_pika
+import httpx
 import pytest
 from aio_pika.abc import AbstractIncomingMessage
 from yarl import URL
 
-from llama_agents import CallableMessageConsumer, ConfigurationError, QueueMessage
+from llama_agents import (
+    CallableMessageConsumer,
+    ComponentService,
+    ConfigurationError,
+    QueueMessage,
+)
 from llama_agents.errors import BrokerAuthenticationError, BrokerUnavailableError
 from llama_agents.message_queues.rabbitmq import RabbitMQMessageQueue
 from llama_agents.message_queues.rabbitmq.topology import (
@@ -20,6 +26,7 @@ from llama_agents.message_queues.rabbitmq.topology import (
     dead_letter_queue_name,
     queue_name,
 )
+from llama_agents.services.app import create_service_app
 from tests.conftest import QueueFactory
 from tests.support import broker
 from tests.support.helpers import DEADLINE, Collector
@@ -77,6 +84,13 @@ async def test_a_failed_settle_hands_the_message_back_and_the_consumer_goes_on(
     assert not queue.is_healthy, "a settle that keeps failing shows in the health signal"
     assert queue.health()["healthy"] is False
     assert queue.health()["broker_connected"] is True
+    # A service on this queue says so on its /health, for the orchestrator's probe.
+    service = ComponentService(str.upper, queue, "upper-cases", "upper")
+    transport = httpx.ASGITransport(app=create_service_app(service))
+    async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
+        health = await http.get("/health")
+    assert health.status_code == 503
+    assert health.json()["healthy"] is False and health.json()["settle_failures"] >= 1
     consuming.cancel()
 
 
