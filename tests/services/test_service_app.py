@@ -92,6 +92,10 @@ class Look:
 
     class Queue:
         is_connected = False
+        is_healthy = False
+
+        def health(self) -> dict[str, Any]:
+            return {"healthy": False, "broker_connected": False}
 
     service_name = "lookalike"
     description = "Only looks like a service."
