@@ -296,3 +296,55 @@ async def test_bad_settings_are_refused(bad: dict[str, float]) -> None:
         WorkflowService(Review(), SimpleMessageQueue(), **bad)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="must be a llama-index Workflow"):
         WorkflowService(object(), SimpleMessageQueue())  # type: ignore[arg-type]
+
+
+class Gated(Workflow):
+    """Each run waits at a gate; counts how many runs are inside at once."""
+
+    def __init__(self) -> None:
+        super().__init__(timeout=None)
+        self.gate = asyncio.Event()
+        self.inside = 0
+        self.most_inside = 0
+        self.entered = 0
+        self.changed = asyncio.Condition()
+
+    @step
+    async def work(self, ev: StartEvent) -> StopEvent:
+        async with self.changed:
+            self.inside += 1
+            self.entered += 1
+            self.most_inside = max(self.most_inside, self.inside)
+            self.changed.notify_all()
+        try:
+            await self.gate.wait()
+        finally:
+            self.inside -= 1
+        return StopEvent(result=f"done {ev.get('input')}")
+
+
+@pytest.mark.rabbitmq
+async def test_max_concurrent_runs_caps_a_replica_and_the_rest_wait_in_the_broker(
+    rabbitmq_factory: QueueFactory, amqp_url: str, exchange_name: str, tmp_path: Path
+) -> None:
+    from llama_agents.message_queues.rabbitmq.topology import queue_name
+    from tests.support.broker import queue_counts
+
+    queue = await rabbitmq_factory()
+    async with mesh(queue, tmp_path) as m:
+        gated = Gated()
+        await m.add(WorkflowService(gated, queue, service_name="gated", max_concurrent_runs=2))
+        tasks = [await m.create(f"run {n}", service="gated") for n in range(5)]
+        async with asyncio.timeout(DEADLINE), gated.changed:
+            await gated.changed.wait_for(lambda: gated.entered == 2)
+        # Two runs are held; the other three are still messages in the service's queue,
+        # not coroutines waiting in the replica.
+        counts = await queue_counts(amqp_url, queue_name(exchange_name, "gated"))
+        assert counts is not None and counts[0] == 3, counts
+        assert gated.entered == 2
+        gated.gate.set()
+        for task_id in tasks:
+            record = await wait_status(m, task_id, TaskStatus.COMPLETED)
+            assert record.result is not None and record.result.result.startswith("done run")
+        assert gated.most_inside == 2
+        assert gated.entered == 5
