@@ -10,14 +10,18 @@ so a replica dying in between loses nothing.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from llama_agents.control_plane.event_log import event_body
+from llama_agents.control_plane.dispatch import Dispatcher
+from llama_agents.control_plane.event_log import EventLog, event_body
+from llama_agents.control_plane.registry import ServiceRegistry
 from llama_agents.control_plane.schemas import validate_event
-from llama_agents.control_plane.state import NewEvent
+from llama_agents.control_plane.state import NewEvent, StateStore
+from llama_agents.control_plane.task_repository import TaskRepository
 from llama_agents.errors import EventRejectedError, TaskFinishedError
 from llama_agents.messages.envelope import utc_now
 from llama_agents.messages.records import (
@@ -30,9 +34,6 @@ from llama_agents.messages.records import (
 )
 from llama_agents.messages.runs import RunBounce, RunInput, RunUpdate
 
-if TYPE_CHECKING:
-    from llama_agents.control_plane.tasks import TaskManager
-
 logger = logging.getLogger("llama_agents.control_plane")
 
 #: A step handed back unrun more often than this fails its task: each hand-back is a fresh
@@ -40,10 +41,33 @@ logger = logging.getLogger("llama_agents.control_plane")
 MAX_HANDBACKS = 10
 
 
+class TaskHost(Protocol):
+    """What the coordinator asks of the task manager (which owns it): the manager imports
+    this module, never the other way round."""
+
+    store: StateStore
+    tasks: TaskRepository
+    registry: ServiceRegistry
+    log: EventLog
+    dispatch: Dispatcher
+
+    def lock(self, task_id: str) -> asyncio.Lock: ...
+
+    async def get(self, task_id: str) -> TaskRecord: ...
+
+    async def save(self, record: TaskRecord) -> None: ...
+
+    async def flush(self, record: TaskRecord) -> None: ...
+
+    async def fail(self, task_id: str, error: str) -> None: ...
+
+    def timeout_for(self, service: str) -> float | None: ...
+
+
 class RunCoordinator:
     """Applies run updates and bounces, and sends inputs into runs."""
 
-    def __init__(self, manager: TaskManager) -> None:
+    def __init__(self, manager: TaskHost) -> None:
         self.manager = manager
 
     # -- updates from the replica -----------------------------------------------------

@@ -32,6 +32,7 @@ from llama_agents.control_plane.event_log import EventLog, finished_body
 from llama_agents.control_plane.events import ControlPlaneEvent, EventHub
 from llama_agents.control_plane.models import NewTask
 from llama_agents.control_plane.registry import ServiceRegistry
+from llama_agents.control_plane.runs import RunCoordinator
 from llama_agents.control_plane.schemas import validate_start_event
 from llama_agents.control_plane.sessions import SessionManager
 from llama_agents.control_plane.state import NewEvent, StateStore
@@ -110,9 +111,6 @@ class TaskManager:
         self._background: set[asyncio.Task[Any]] = set()
         self._retrying: set[str] = set()
         self.stopping = asyncio.Event()
-        # Runs are the coordinator's: imported here to keep one-way imports (runs -> tasks).
-        from llama_agents.control_plane.runs import RunCoordinator
-
         self.runs = RunCoordinator(self)
 
     # -- plumbing ---------------------------------------------------------------------

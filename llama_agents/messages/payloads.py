@@ -5,31 +5,16 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import Field
 
-from llama_agents.errors import MessageDecodeError
 from llama_agents.messages.chat import ChatMessage
-from llama_agents.messages.envelope import RoutingKey, decode_error_from
+from llama_agents.messages.envelope import RoutingKey
+from llama_agents.messages.payload_base import Payload
+from llama_agents.messages.runs import RunResume
 
 
 def _new_id() -> str:
     return str(uuid.uuid4())
-
-
-class Payload(BaseModel):
-    """Base of all payloads: validated from a message's `data` with the library's error type."""
-
-    @classmethod
-    def from_data(cls, data: dict[str, Any]) -> Any:
-        """Validate a message's `data` as this payload; raise `MessageDecodeError` if it is not."""
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            raw = repr(data).encode(errors="replace")
-            error = decode_error_from(exc, raw)
-            raise MessageDecodeError(
-                f"{cls.__name__}: {error.reason}", raw=raw, field=error.field
-            ) from exc
 
 
 class TaskDefinition(Payload):
@@ -123,9 +108,3 @@ class HumanResponse(Payload):
     """What a person answered to a request for help."""
 
     result: str
-
-
-# Run payloads build on `Payload`; `TaskDefinition.resume` is one of them.
-from llama_agents.messages.runs import RunResume  # noqa: E402
-
-TaskDefinition.model_rebuild(_types_namespace={"RunResume": RunResume})

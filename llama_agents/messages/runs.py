@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from llama_agents.messages.envelope import utc_now
-from llama_agents.messages.payloads import Payload
+from llama_agents.messages.payload_base import Payload
 
 
 class StreamedEvent(Payload):
