@@ -53,15 +53,20 @@ async def main(state_dir: Path) -> None:
         await launcher.wait_until_ready()
         async with AsyncLlamaAgentsClient(control_plane.url) as client:
             session = await client.create_session()
+            remembered = []
             for turn in ["My name is Ada.", "What is my name?"]:
                 result = await session.run(turn, service="chat", timeout=60)
                 said = [m.content for m in result.history if m.role.value == "user"]
-                print(f"Turn {len(said)}: the agent's memory holds {said}")
+                remembered.append(len(said))
+                print(f"Turn {len(remembered)}: the agent's memory holds {said}")
             alone = await client.create_task("What is my name?", service="chat")
             fresh = await client.wait_for_result(alone, timeout=60)
             said = [m.content for m in fresh.history if m.role.value == "user"]
             print(f"Outside the session the memory holds {said}")
-        print(f"Result: the session remembered {len(said)} message(s) less than it would have")
+        print(
+            f"Result: in the session the second turn saw {remembered[-1]} user messages, "
+            f"outside it {len(said)}"
+        )
     finally:
         launcher.shutdown()
         await serving

@@ -25,6 +25,12 @@ EXPECTED = {
     "pipeline_local_single.py": "Result: Did you know? A baby llama is called a 'Cria'.",
     "query_rewrite_rag.py": "Result: According to the documents: A baby llama or alpaca is "
     "called a cria. A cria weighs about 8 kilograms at birth.",
+    "workflow_streaming.py": "#3 summarise: writing the summary\n#4 finished: completed\n"
+    "Result: baby llamas: summarised from Llamas of the Andes, Camelids, a field guide.",
+    "workflow_human_input.py": "After the restart the task is waiting_for_input\n"
+    "The first step ran 1 time(s).\n"
+    "Result: sent: Dear customer, about the late invoice: it is fixed.",
+    "chat_session.py": "Result: in the session the second turn saw 2 user messages, outside it 1",
 }
 
 
