@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 import click
 
 from llama_agents.console._failures import fail as fail
+from llama_agents.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -104,3 +105,14 @@ def echo_fields(fields: Sequence[tuple[str, object]]) -> None:
 def when(moment: datetime | None) -> str:
     """A timestamp for people: UTC, to the second."""
     return "" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def json_object(text: str, option: str) -> dict[str, Any]:
+    """An option's JSON object (`--data '{"k": 1}'`), or one `Error:` line saying why not."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(f"{option} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ConfigurationError(f"{option} must be a JSON object ({{...}}), not {text!r}")
+    return value

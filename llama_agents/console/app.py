@@ -32,9 +32,13 @@ COMMANDS = {
         "llama_agents.console.services:services",
         "List and inspect the services registered with a control plane.",
     ),
+    "sessions": LazyCommand(
+        "llama_agents.console.sessions:sessions",
+        "Create, inspect and delete sessions (tasks that continue one another).",
+    ),
     "tasks": LazyCommand(
         "llama_agents.console.tasks:tasks",
-        "Create, inspect and cancel tasks on a running control plane.",
+        "Create, inspect, follow, answer and cancel tasks on a running control plane.",
     ),
 }
 

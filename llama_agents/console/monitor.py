@@ -14,10 +14,13 @@ from llama_agents.console._common import client_options
 def monitor(control_plane_url: str, api_key: str | None) -> None:
     """Watch services and tasks live; create, inspect and cancel tasks; answer human requests.
 
+    The selected task's events stream into the events panel; tasks waiting for input are
+    marked and show what they ask; LIVE says whether anything consumes a service's queue.
+
     Keys: q quit, c cancel the selected task, r reload, n new task, a answer the selected
-    request waiting at a human service, esc back, tab next pane, arrows move. Type a task's
-    input (or, while a waiting request is selected, its answer) in the box at the bottom and
-    press Enter to send it.
+    task waiting for input (Enter on it too) or a request waiting at a human service, esc
+    back, tab next pane, arrows move. Type a task's input (or, while answering, the answer)
+    in the box at the bottom and press Enter to send it.
     """
     # Imported here so that the other commands start without loading textual.
     from llama_agents.console.monitor_app import MonitorApp

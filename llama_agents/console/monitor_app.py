@@ -5,6 +5,13 @@ The lists are loaded once, then kept current by the events the control plane pus
 call runs in a worker on the app's event loop: the UI never waits on the network, and a failure
 is a line in the status bar, never a traceback.
 
+The selected task's event log is followed live in the events panel (monitor_events.py), from
+its first event, resumed after the last one seen when the stream drops, until its
+`TaskFinished` event. A task whose workflow run waits for a person (`waiting_for_input`) is
+marked in the task list and shows what it asks; `a` (or Enter on it) turns the input box into
+its answer box, and the answer goes through the control plane (monitor_actions.py). The
+services list says whether anything consumes each service's queue (LIVE).
+
 Human services (`kind == "human"`) get a "Waiting for you" list: the requests waiting for a
 person at each of them, fetched from the services themselves whenever an event says the list
 may have changed (a task moved, a service came or went, a reload). Selecting a request turns
@@ -27,19 +34,25 @@ from textual import events, on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.coordinate import Coordinate
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from llama_agents.console import monitor_render as render
+from llama_agents.console.monitor_actions import answer_task
+from llama_agents.console.monitor_events import follow_task_events
 from llama_agents.console.monitor_humans import HumanDesk, WaitingRequest, WaitingWatch, human_url
 from llama_agents.console.monitor_state import (
+    MAX_EVENTS,
     Changes,
     Connection,
     Kind,
     MonitorState,
+    is_waiting,
     short_id,
 )
 from llama_agents.errors import LlamaAgentsError
+from llama_agents.messages.records import ServiceInfo, TaskEvent
 from llama_agents.sdk import AsyncLlamaAgentsClient
 
 TABLE_KINDS: dict[str | None, Kind] = {
@@ -48,6 +61,9 @@ TABLE_KINDS: dict[str | None, Kind] = {
     "requests": "request",
 }
 Item = TypeVar("Item")
+
+#: How many tasks (the newest) the task list loads; later ones are added as they come.
+TASK_PAGE = 200
 
 
 def describe(exc: BaseException) -> str:
@@ -90,7 +106,9 @@ class MonitorApp(App[None]):
     #waiting-heading { background: $warning-darken-2; }
     #new-task.answering { border: tall $warning; }
     #tasks { height: 1fr; }
-    #details-pane { width: 2fr; border-left: solid $primary; padding: 0 1; }
+    #side { width: 2fr; border-left: solid $primary; }
+    #details-pane { height: 1fr; padding: 0 1; }
+    #events { height: 1fr; }
     #new-task { dock: bottom; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -146,10 +164,13 @@ class MonitorApp(App[None]):
                 yield DataTable(id="requests", cursor_type="row")
                 yield Static("Services", classes="heading")
                 yield DataTable(id="services", cursor_type="row")
-                yield Static("Tasks", classes="heading")
+                yield Static("Tasks", classes="heading", id="tasks-heading")
                 yield DataTable(id="tasks", cursor_type="row")
-            with VerticalScroll(id="details-pane"):
-                yield Static(id="details")
+            with Vertical(id="side"):
+                with VerticalScroll(id="details-pane"):
+                    yield Static(id="details")
+                yield Static(classes="heading", id="events-heading")
+                yield DataTable(id="events", cursor_type="row")
         yield Input(placeholder=render.TASK_PLACEHOLDER, id="new-task")
         yield Footer()
 
@@ -162,17 +183,21 @@ class MonitorApp(App[None]):
         self.status_bar: Static = self.query_one("#status", Static)
         self.input_box: Input = self.query_one("#new-task", Input)
         self.waiting_heading: Static = self.query_one("#waiting-heading", Static)
+        self.tasks_heading: Static = self.query_one("#tasks-heading", Static)
+        self.events_table: DataTable[Text] = self.query_one("#events", DataTable)
+        self.events_heading: Static = self.query_one("#events-heading", Static)
         for table, columns in (
             (self.request_table, render.REQUEST_COLUMNS),
             (self.task_table, render.TASK_COLUMNS),
             (self.service_table, render.SERVICE_COLUMNS),
+            (self.events_table, render.EVENT_COLUMNS),
         ):
             for label, key in columns:
                 table.add_column(label, key=key)
         # A redraw of the ages only: the requests themselves are fetched on events.
         self.set_interval(1.0, self._draw_ages)
         self.task_table.focus()
-        self._draw(Changes(details=True, status=True, waiting=True))
+        self._draw(Changes(details=True, status=True, waiting=True, events_heading=True))
         self._follow_events()
 
     async def on_unmount(self) -> None:
@@ -212,9 +237,12 @@ class MonitorApp(App[None]):
             shown = state.offers_answers
             self.waiting_heading.display = self.request_table.display = shown
             self.waiting_heading.update(render.waiting_heading(state))
+            self.tasks_heading.update(render.tasks_heading(state))
         if changes.input_mode:
-            self.input_box.set_class(state.answering is not None, "answering")
+            answering = state.answering is not None or state.answering_task is not None
+            self.input_box.set_class(answering, "answering")
             self.input_box.placeholder = render.input_placeholder(state)
+        self._draw_events(changes)
         if (changes.waiting or changes.input_mode) and self.is_running:
             self.refresh_bindings()  # which keys the footer offers depends on both
         if changes.details:
@@ -229,7 +257,30 @@ class MonitorApp(App[None]):
             self._fetch_record(changes.fetch_record)
         if changes.fetch_humans:
             self.humans.want(changes.fetch_humans, settle=changes.settle_humans)
+        for name in sorted(changes.fetch_services):
+            self._fetch_service(name)
+        if changes.unfollow:
+            self.workers.cancel_group(self, "task-events")
+        if changes.follow is not None:
+            self._follow_task(changes.follow)  # exclusive: the previous follower stops
         self._signal()
+
+    def _draw_events(self, changes: Changes) -> None:
+        """Append the selected task's new events (the latest MAX_EVENTS stay)."""
+        table = self.events_table
+        if changes.events_reset:
+            table.clear()
+        for event in changes.events_added:
+            key = str(event.sequence)
+            if key not in table.rows:
+                table.add_row(*render.event_cells(event), key=key)
+        while table.row_count > MAX_EVENTS:
+            first = table.coordinate_to_cell_key(Coordinate(0, 0)).row_key
+            table.remove_row(first)
+        if changes.events_added and self.focused is not table:
+            table.scroll_end(animate=False)  # a live log shows its latest lines
+        if changes.events_heading or changes.events_reset:
+            self.events_heading.update(render.events_heading(self.state))
 
     @staticmethod
     def _draw_rows(
@@ -265,6 +316,16 @@ class MonitorApp(App[None]):
     def details_text(self) -> str:
         """The details pane's text, as shown."""
         return str(self.details_view.content)
+
+    @property
+    def events_heading_text(self) -> str:
+        """The events panel's heading, as shown."""
+        return str(self.events_heading.content)
+
+    def event_rows(self) -> list[tuple[str, ...]]:
+        """The events panel's rows, as shown: (sequence, type, data)."""
+        table = self.events_table
+        return [tuple(str(cell) for cell in table.get_row_at(i)) for i in range(table.row_count)]
 
     # -- the event stream ---------------------------------------------------------------
 
@@ -302,7 +363,7 @@ class MonitorApp(App[None]):
     async def _load(self) -> None:
         """Read both lists; changes pushed while they were read win over what they say."""
         self.state.begin_load()
-        tasks = await self.client.list_tasks()
+        tasks = await self.client.list_tasks(limit=TASK_PAGE)
         services = await self.client.list_services()
         self.state.loaded(tasks, services)
         self._update()
@@ -318,6 +379,45 @@ class MonitorApp(App[None]):
             self.state.say(f"cannot read task {short_id(task_id)}: {exc}", error=True)
         else:
             self.state.record_fetched(record)
+        self._update()
+
+    @work(group="services")
+    async def _fetch_service(self, name: str) -> None:
+        """A service just registered: read whether anything consumes its queue."""
+        try:
+            info = await self.client.get_service(name)
+        except LlamaAgentsError:
+            return  # gone again, or unreachable: the next load says what is true
+        if isinstance(info, ServiceInfo):
+            self.state.service_fetched(info)
+            self._update()
+
+    # -- the selected task's events -------------------------------------------------------
+
+    # Exclusive: following another task (or none) stops this.
+    @work(group="task-events", exclusive=True)
+    async def _follow_task(self, task_id: str) -> None:
+        state = self.state
+
+        def received(event: TaskEvent) -> None:
+            state.event_received(task_id, event)
+            self._update()
+
+        def trouble(problem: str) -> None:
+            state.events_trouble(task_id, problem)
+            self._update()
+
+        await follow_task_events(
+            self.client,
+            task_id,
+            received=received,
+            trouble=trouble,
+            after=state.events_seen if state.events_task == task_id else 0,
+            finished=lambda: state.task_finished(task_id),
+            retry_initial=self.retry_initial,
+            retry_max=self.retry_max,
+        )
+        state.events_ended(task_id)
         self._update()
 
     def _requests_listed(self, service: str, url: str, listed: list[WaitingRequest]) -> None:
@@ -336,17 +436,27 @@ class MonitorApp(App[None]):
     @on(DataTable.RowHighlighted)
     def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         # Only the table the user is in decides: rows added elsewhere move cursors too.
-        if event.data_table is self.focused and event.row_key.value is not None:
-            self.state.select(TABLE_KINDS[event.data_table.id], event.row_key.value)
+        kind = TABLE_KINDS.get(event.data_table.id)
+        if kind and event.data_table is self.focused and event.row_key.value is not None:
+            self.state.select(kind, event.row_key.value)
             self._update()
 
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
         table = event.widget
-        if isinstance(table, DataTable) and table.row_count:
+        kind = TABLE_KINDS.get(table.id)
+        if kind and isinstance(table, DataTable) and table.row_count:
             row_key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
             if row_key.value is not None:
-                self.state.select(TABLE_KINDS[table.id], row_key.value)
+                self.state.select(kind, row_key.value)
         self._update()  # where the keys go is part of the view
+
+    @on(DataTable.RowSelected, "#tasks")
+    def _task_chosen(self, event: DataTable.RowSelected) -> None:
+        # Enter on a task waiting for input: answer it in the input box.
+        task_id = event.row_key.value
+        if task_id is not None and is_waiting(self.state.tasks.get(task_id)):
+            self.state.select("task", task_id)
+            self.action_answer()
 
     @on(DataTable.RowSelected, "#requests")
     def _request_chosen(self, event: DataTable.RowSelected) -> None:
@@ -363,14 +473,18 @@ class MonitorApp(App[None]):
     def _submit(self, event: Input.Submitted) -> None:
         text = event.value.strip()
         answering = self.state.answering
+        answering_task = self.state.answering_task
         if not text:
-            what = "the answer" if answering is not None else "the task's input"
-            then = " (esc: new task)" if answering is not None else ""
+            replying = answering is not None or answering_task is not None
+            what = "the answer" if replying else "the task's input"
+            then = " (esc: new task)" if replying else ""
             self.state.say(f"type {what}, then press Enter{then}", error=True)
             self._update()
             return
         event.input.clear()
-        if answering is not None:
+        if answering_task is not None:
+            self._respond(answering_task, text)
+        elif answering is not None:
             self._answer(answering, text)
         else:
             self._create(text)
@@ -407,17 +521,27 @@ class MonitorApp(App[None]):
         if accepted:
             self.task_table.focus()
 
+    @work(group="actions")
+    async def _respond(self, task_id: str, text: str) -> None:
+        """Send the answer to the task's run through the control plane."""
+        outcome = await answer_task(self.client, task_id, text)
+        self.state.task_answered(task_id, outcome.sent, outcome.problem, final=outcome.final)
+        if not outcome.sent and not outcome.final:
+            self._give_back(text)  # worth sending again once the control plane is back
+        self._update()
+        if (outcome.sent or outcome.final) and self.focused is self.input_box:
+            self.task_table.focus()
+
     def action_answer(self) -> None:
-        """Answer the selected request, else the one under the request list's cursor."""
+        """Answer the selected task's waiting run; else the selected request, else the one
+        under the request list's cursor."""
         table = self.request_table
         under_cursor = None
         if table.row_count:
             under_cursor = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        request = self.state.request_to_answer(under_cursor)
-        if request is not None:
-            self.state.select_request(request)
+        chosen = self.state.choose_answer(under_cursor)
         self._update()
-        if request is not None:
+        if chosen is not None:
             self.input_box.focus()
 
     def action_cancel_task(self) -> None:
@@ -456,9 +580,10 @@ class MonitorApp(App[None]):
         # Escape only means something (and is only offered) while typing or answering.
         if action == "leave":
             typing = self.focused is not None and self.focused.id == "new-task"
-            return typing or self.state.answering is not None
-        if action == "answer":  # offered while a human service is registered
-            return self.state.offers_answers
+            answering = self.state.answering is not None or self.state.answering_task is not None
+            return typing or answering
+        if action == "answer":  # offered while something waits, or a human service is there
+            return self.state.can_answer
         return True
 
     def action_leave(self) -> None:

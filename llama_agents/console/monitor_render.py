@@ -1,4 +1,5 @@
-"""How the monitor shows its state: table cells, the details pane, the status line.
+"""How the monitor shows its state: table cells, the details pane, the events panel, the
+status line.
 
 Pure functions of `MonitorState` (and its items) that return rich `Text`: what the app puts in
 its widgets, testable without a screen.
@@ -6,31 +7,51 @@ its widgets, testable without a screen.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+from typing import Any
 
 from rich.text import Text
 
 from llama_agents.console._common import when
 from llama_agents.console.monitor_humans import WaitingRequest, age
-from llama_agents.console.monitor_state import Connection, MonitorState, short_id
+from llama_agents.console.monitor_state import (
+    Connection,
+    MonitorState,
+    is_waiting,
+    live,
+    short_id,
+)
 from llama_agents.control_plane.models import TaskRecord, TaskSummary
 from llama_agents.messages import ServiceDefinition
+from llama_agents.messages.records import ServiceInfo, TaskEvent
 
 #: The widest a task's input gets in a list before it is cut with an ellipsis.
 INPUT_WIDTH = 60
+#: The widest an event's data gets in the events panel.
+EVENT_DATA_WIDTH = 80
 
 TASK_COLUMNS = (("TASK", "id"), ("STATUS", "status"), ("UPDATED", "updated"), ("INPUT", "input"))
-SERVICE_COLUMNS = (("SERVICE", "name"), ("DESCRIPTION", "description"), ("ADDRESS", "address"))
+SERVICE_COLUMNS = (
+    ("SERVICE", "name"),
+    ("LIVE", "live"),
+    ("DESCRIPTION", "description"),
+    ("ADDRESS", "address"),
+)
+EVENT_COLUMNS = (("#", "sequence"), ("EVENT", "type"), ("DATA", "data"))
 REQUEST_COLUMNS = (("SERVICE", "service"), ("TASK", "task"), ("INPUT", "input"), ("AGE", "age"))
 
 TASK_PLACEHOLDER = "New task: type its input and press Enter"
 ANSWER_PLACEHOLDER = "Answer the selected request… (task {task}; Enter sends, esc: new task)"
 GONE_PLACEHOLDER = "The selected request (task {task}) no longer waits (esc: new task)"
+TASK_ANSWER_PLACEHOLDER = "Answer task {task}: {prompt} (Enter sends, esc: new task)"
+TASK_GONE_PLACEHOLDER = "Task {task} no longer waits for input ({status}; esc: new task)"
 
 #: Colours of task and step statuses (the two share their values).
 STATUS_STYLES = {
     "pending": "yellow",
     "running": "cyan",
+    "waiting_for_input": "bold black on yellow",
     "completed": "green",
     "failed": "bold red",
     "cancelled": "magenta",
@@ -69,9 +90,72 @@ def service_cells(definition: ServiceDefinition) -> tuple[Text, ...]:
     address = f"{definition.host or '?'}:{definition.port}" if definition.port else ""
     return (
         Text(definition.service_name),
+        live_cell(definition),
         Text(one_line(definition.description, 40)),
         Text(address),
     )
+
+
+def live_cell(definition: ServiceDefinition) -> Text:
+    """`yes` when something consumes the service's queue, `no` when nothing does."""
+    state = live(definition)
+    if state is None:
+        return Text("?", style="dim")
+    return Text("yes", style="green") if state else Text("no", style="bold red")
+
+
+def tasks_heading(state: MonitorState) -> str:
+    waiting = state.waiting_tasks
+    if not waiting:
+        return "Tasks"
+    return f"Tasks · {waiting} waiting for input (a: answer)"
+
+
+# -- a workflow run's prompt and events ------------------------------------------------------
+
+
+def prompt_text(prompt: dict[str, Any] | None) -> str:
+    """What a run asks, from the event that asked (`InputRequiredEvent`'s `prefix`, say)."""
+    if not prompt:
+        return ""
+    data = prompt.get("data")
+    if isinstance(data, dict):
+        for name in ("prefix", "prompt", "question", "message"):
+            value = data.get(name)
+            if isinstance(value, str) and value:
+                return value
+        if data:
+            return json.dumps(data, ensure_ascii=False, default=str)
+    return str(prompt.get("type") or "input")
+
+
+def event_cells(event: TaskEvent) -> tuple[Text, ...]:
+    data = json.dumps(event.data, ensure_ascii=False, default=str) if event.data else ""
+    style = (
+        "bold"
+        if event.is_terminal
+        else ("yellow" if event.type.startswith("InputRequired") else "")
+    )
+    return (
+        Text(str(event.sequence), justify="right"),
+        Text(event.type, style=style),
+        Text(one_line(data, EVENT_DATA_WIDTH), style="dim"),
+    )
+
+
+def events_heading(state: MonitorState) -> Text:
+    """Which task's events the panel shows, and whether more are coming."""
+    task_id = state.events_task
+    if task_id is None:
+        return Text("Events (select a task)")
+    text = Text(f"Events · task {short_id(task_id)}")
+    if state.events_problem:
+        text.append(f" · {state.events_problem}", style="red")
+    elif state.events_done:
+        text.append(" · finished", style="dim")
+    else:
+        text.append(" · live", style="green")
+    return text
 
 
 def request_cells(request: WaitingRequest) -> tuple[Text, ...]:
@@ -94,6 +178,14 @@ def waiting_heading(state: MonitorState) -> str:
 
 def input_placeholder(state: MonitorState) -> str:
     """What the input box invites: a new task's input, or the answer to a request."""
+    if state.answering_task is not None:
+        task_id = state.answering_task
+        summary = state.tasks.get(task_id)
+        if summary is not None and not is_waiting(summary):
+            status = summary.status.value
+            return TASK_GONE_PLACEHOLDER.format(task=short_id(task_id), status=status)
+        prompt = one_line(prompt_text(summary.prompt if summary else None), INPUT_WIDTH)
+        return TASK_ANSWER_PLACEHOLDER.format(task=short_id(task_id), prompt=prompt or "…")
     request = state.answering
     if request is None:
         return TASK_PLACEHOLDER
@@ -151,9 +243,13 @@ def fields(rows: list[tuple[str, str]]) -> Text:
 def service_details(name: str, definition: ServiceDefinition | None) -> Text:
     if definition is None:
         return Text(f"Service {name} is no longer registered.", style="dim")
+    consumers = definition.consumers if isinstance(definition, ServiceInfo) else None
+    state = {None: "not known", True: "yes", False: "no: nothing consumes its queue"}
     return fields(
         [
             ("Service", definition.service_name),
+            ("Live", state[live(definition)]),
+            ("Consumers", "" if consumers is None else str(consumers)),
             ("Description", definition.description),
             ("Host", definition.host or ""),
             ("Port", str(definition.port or "")),
@@ -188,9 +284,15 @@ def task_details(summary: TaskSummary, record: TaskRecord | None) -> Text:
             ("Status", summary.status.value),
             ("Created", when(summary.created_at)),
             ("Updated", when(summary.updated_at)),
+            ("Service", summary.service or ""),
+            ("Session", summary.session_id or ""),
             ("Input", summary.input),
         ]
     )
+    if is_waiting(summary):
+        text.append("\nWaiting for input\n", style="bold black on yellow")
+        text.append(f"{prompt_text(summary.prompt) or '(no prompt given)'}\n")
+        text.append("a or Enter: answer it\n", style="dim")
     text.append("\nSteps\n", style="bold")
     if record is None:
         text.append(f"  {summary.steps} step(s); loading…\n", style="dim")

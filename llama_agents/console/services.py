@@ -17,6 +17,7 @@ from llama_agents.console._common import (
 
 if TYPE_CHECKING:
     from llama_agents.messages import ServiceDefinition
+    from llama_agents.messages.records import ServiceInfo
 
 
 @click.group()
@@ -30,18 +31,28 @@ def _address(definition: ServiceDefinition) -> str:
     return definition.host if definition.port is None else f"{definition.host}:{definition.port}"
 
 
+def _live(info: ServiceInfo) -> str:
+    """yes / no, or ? when the broker could not say."""
+    return "?" if info.live is None else ("yes" if info.live else "no")
+
+
+def _consumers(info: ServiceInfo) -> str:
+    return "?" if info.consumers is None else str(info.consumers)
+
+
 @services.command("list")
 @json_option
 @client_options
 def list_(as_json: bool, control_plane_url: str, api_key: str | None) -> None:
-    """List the registered services."""
+    """List the registered services, and whether anything consumes their queues now."""
     with connect(control_plane_url, api_key) as client:
-        definitions = client.list_services()
+        infos = client.list_services()
     if as_json:
-        echo_json(definitions)
+        echo_json(infos)
         return
-    rows = [(d.service_name, _address(d), d.description) for d in definitions]
-    echo_table(["SERVICE", "ADDRESS", "DESCRIPTION"], rows, "No services registered.")
+    rows = [(i.service_name, _live(i), _consumers(i), _address(i), i.description) for i in infos]
+    headers = ["SERVICE", "LIVE", "CONSUMERS", "ADDRESS", "DESCRIPTION"]
+    echo_table(headers, rows, "No services registered.")
 
 
 @services.command("get")
@@ -58,6 +69,8 @@ def get(name: str, as_json: bool, control_plane_url: str, api_key: str | None) -
     echo_fields(
         [
             ("Service", definition.service_name),
+            ("Live", _live(definition)),
+            ("Consumers", _consumers(definition)),
             ("Address", _address(definition)),
             ("Description", definition.description),
             ("Prompt", f"{len(definition.prompt)} message(s)" if definition.prompt else None),

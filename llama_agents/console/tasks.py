@@ -1,4 +1,8 @@
-"""`llama-agents tasks ...`: submit tasks to a running control plane and follow them."""
+"""`llama-agents tasks ...`: submit tasks to a running control plane and follow them.
+
+A task's events and what is sent into its run (`events`, `respond`, `send-event`) live in
+`task_events`; how `get` shows a record, in `task_views`.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +15,17 @@ from llama_agents.console._common import (
     EXIT_NOT_FINISHED,
     client_options,
     connect,
-    echo_fields,
     echo_json,
     echo_table,
     fail,
+    json_object,
     json_option,
     when,
 )
+from llama_agents.console.task_events import events, respond, send_event
+from llama_agents.console.task_views import echo_record
 from llama_agents.errors import TaskTimeoutError
+from llama_agents.messages.records import TaskStatus
 
 if TYPE_CHECKING:
     from llama_agents.messages import TaskResult
@@ -27,7 +34,7 @@ if TYPE_CHECKING:
 
 @click.group()
 def tasks() -> None:
-    """Create, inspect and cancel tasks on a running control plane."""
+    """Create, inspect, follow, answer and cancel tasks on a running control plane."""
 
 
 def _wait_options(command: click.decorators.FC) -> click.decorators.FC:
@@ -74,6 +81,14 @@ def _print_result(
 @click.option(
     "--result-key", default=None, help="Message type its final result goes to (default: human)."
 )
+@click.option("--service", default=None, help="Run it on this service (no orchestrator).")
+@click.option(
+    "--start-event",
+    default=None,
+    metavar="JSON",
+    help="The workflow's start event fields, as a JSON object.",
+)
+@click.option("--session", "session_id", default=None, help="Continue this session.")
 @json_option
 @client_options
 def create(
@@ -82,13 +97,24 @@ def create(
     timeout: float | None,
     task_id: str | None,
     result_key: str | None,
+    service: str | None,
+    start_event: str | None,
+    session_id: str | None,
     as_json: bool,
     control_plane_url: str,
     api_key: str | None,
 ) -> None:
     """Submit a task and print its id (with --wait, its result)."""
+    fields = None if start_event is None else json_object(start_event, "--start-event")
     with connect(control_plane_url, api_key) as client:
-        created = client.create_task(input, task_id=task_id, result_key=result_key)
+        created = client.create_task(
+            input,
+            task_id,
+            result_key,
+            service=service,
+            start_event=fields,
+            session_id=session_id,
+        )
         if wait or timeout is not None:
             _print_result(client, created, True, timeout, as_json)
         elif as_json:
@@ -99,29 +125,19 @@ def create(
 
 @tasks.command("get")
 @click.argument("task_id")
+@click.option("--full", is_flag=True, help="Show long inputs and results whole.")
 @json_option
 @client_options
-def get(task_id: str, as_json: bool, control_plane_url: str, api_key: str | None) -> None:
-    """Show a task: its status, steps and result."""
+def get(
+    task_id: str, full: bool, as_json: bool, control_plane_url: str, api_key: str | None
+) -> None:
+    """Show a task: its status, steps and result (long texts shortened, unless --full)."""
     with connect(control_plane_url, api_key) as client:
         record = client.get_task(task_id)
     if as_json:
         echo_json(record)
-        return
-    echo_fields(
-        [
-            ("Task", record.task_id),
-            ("Status", record.status.value),
-            ("Input", record.input),
-            ("Created", when(record.created_at)),
-            ("Updated", when(record.updated_at)),
-            ("Result", record.result.result if record.result else None),
-            ("Error", record.error),
-        ]
-    )
-    click.echo("Steps:")
-    rows = [(s.service, s.status.value, when(s.completed_at), s.step_id) for s in record.steps]
-    echo_table(["SERVICE", "STATUS", "COMPLETED", "STEP"], rows, "(none yet)", indent="  ")
+    else:
+        echo_record(record, full=full)
 
 
 @tasks.command("result")
@@ -146,12 +162,34 @@ def result(
 
 
 @tasks.command("list")
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice([s.value for s in TaskStatus]),
+    help="Only tasks with this status (repeat for several).",
+)
+@click.option("--session", "session_id", default=None, help="Only this session's tasks.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="Show at most this many.",
+)
 @json_option
 @client_options
-def list_(as_json: bool, control_plane_url: str, api_key: str | None) -> None:
-    """List the control plane's tasks, oldest first."""
+def list_(
+    statuses: tuple[str, ...],
+    session_id: str | None,
+    limit: int,
+    as_json: bool,
+    control_plane_url: str,
+    api_key: str | None,
+) -> None:
+    """List the control plane's tasks, newest first."""
     with connect(control_plane_url, api_key) as client:
-        summaries = sorted(client.list_tasks(), key=lambda t: t.created_at)
+        summaries = client.list_tasks(status=statuses or None, session_id=session_id, limit=limit)
     if as_json:
         echo_json(summaries)
         return
@@ -171,3 +209,8 @@ def cancel(task_id: str, as_json: bool, control_plane_url: str, api_key: str | N
         echo_json(summary)
     else:
         click.echo(f"Task {summary.task_id}: {summary.status.value}")
+
+
+tasks.add_command(events)
+tasks.add_command(respond)
+tasks.add_command(send_event)

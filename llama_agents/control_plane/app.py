@@ -194,15 +194,17 @@ def create_app(control_plane: ControlPlaneFace) -> FastAPI:
         task_id: str,
         after: int | None = Query(default=None, ge=0),
         format: str = Query(default="sse", pattern="^(sse|ndjson)$"),
+        follow: bool = Query(default=True),
         last_event_id: str | None = Header(default=None),
     ) -> StreamingResponse:
         """The task's events: server-sent events (`id:` is the sequence; resume with
-        `Last-Event-ID` or `?after=`), or JSON lines with `?format=ndjson`."""
+        `Last-Event-ID` or `?after=`), or JSON lines with `?format=ndjson`; with
+        `?follow=false`, only those logged when the request came, then the stream ends."""
         await control_plane.manager.get(task_id)  # 404 before the stream starts
         start = after if after is not None else parse_last_event_id(last_event_id) or 0
         sse = format == "sse"
         return StreamingResponse(
-            task_events(control_plane, task_id, start, sse=sse),
+            task_events(control_plane, task_id, start, sse=sse, follow=follow),
             media_type="text/event-stream" if sse else "application/x-ndjson",
             headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
         )

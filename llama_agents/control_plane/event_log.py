@@ -103,8 +103,11 @@ class EventLog:
                 if rows:
                     continue
                 if await is_finished():
-                    # Finished but its terminal event is not there (a log from before it
-                    # existed, or one cut by retention): nothing more will come.
+                    # Its terminal event may have come since the read above: read again.
+                    if await self.store.read_events(task_id, after=after, limit=1):
+                        continue
+                    # Finished with no terminal event (a log from before it existed, or one
+                    # cut by retention): nothing more will come.
                     return
                 try:
                     await asyncio.wait_for(changed.wait(), heartbeat)

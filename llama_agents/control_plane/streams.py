@@ -25,14 +25,26 @@ async def task_events(
     after: int,
     *,
     sse: bool,
+    follow: bool = True,
     heartbeat: float = KEEPALIVE_SECONDS,
 ) -> AsyncIterator[str]:
-    """The task's events after `after`, as server-sent events or JSON lines."""
+    """The task's events after `after`, as server-sent events or JSON lines; without
+    `follow`, those up to the last one logged when it was called."""
     manager = control_plane.manager
+    if not follow:
+        async for text in _logged_events(control_plane, task_id, after, sse=sse):
+            yield text
+        return
 
     async def finished() -> bool:
+        # The cached record says finished a moment before its terminal event is committed
+        # (save() appends it first): only `finished_event` (or, for a log from before it
+        # existed, `finished_at`) says the log is complete.
         record = await manager.tasks.load(task_id)
-        return record is None or record.status.finished
+        if record is None:
+            return True
+        logged = record.finished_event is not None or record.finished_at is not None
+        return record.status.finished and logged
 
     if sse:
         yield ": connected\n\n"
@@ -48,6 +60,28 @@ async def task_events(
             continue
         payload = task_event(row.sequence, row.body).model_dump_json()
         yield f"id: {row.sequence}\ndata: {payload}\n\n" if sse else payload + "\n"
+
+
+async def _logged_events(
+    control_plane: ControlPlaneFace, task_id: str, after: int, *, sse: bool
+) -> AsyncIterator[str]:
+    """The task's events after `after`, up to the last one logged now; then the end."""
+    store = control_plane.manager.log.store
+    last = await store.last_sequence(task_id)
+    if sse:
+        yield ": connected\n\n"
+    while after < last:
+        rows = [
+            r
+            for r in await store.read_events(task_id, after=after, limit=500)
+            if r.sequence <= last
+        ]
+        if not rows:
+            return
+        for row in rows:
+            after = row.sequence
+            payload = task_event(row.sequence, row.body).model_dump_json()
+            yield f"id: {row.sequence}\ndata: {payload}\n\n" if sse else payload + "\n"
 
 
 async def change_events(control_plane: ControlPlaneFace) -> AsyncIterator[str]:

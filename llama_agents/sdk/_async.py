@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -10,11 +10,22 @@ import httpx
 
 from llama_agents.errors import ControlPlaneUnavailableError
 from llama_agents.messages import ServiceDefinition, TaskResult
-from llama_agents.messages.records import ControlPlaneEvent, TaskRecord, TaskSummary
+from llama_agents.messages.records import (
+    EventSent,
+    ServiceInfo,
+    SessionInfo,
+    TaskEvent,
+    TaskRecord,
+    TaskSummary,
+)
 
 from . import _protocol as api
+from . import _sessions, _task_events
+from ._async_streams import AsyncEventStream, AsyncTaskEventStream, logged_events
+from ._config import DEFAULT_TIMEOUT, ClientConfig
 from ._errors import translated_errors
-from ._sse import EVENT_STREAM_HEADERS, EventParser
+from ._plans import ResultWait, TaskPages
+from ._sessions import AsyncSession
 
 T = TypeVar("T")
 
@@ -38,10 +49,10 @@ class AsyncLlamaAgentsClient:
         control_plane_url: str,
         *,
         api_key: str | None = None,
-        timeout: float | None = api.DEFAULT_TIMEOUT,
+        timeout: float | None = DEFAULT_TIMEOUT,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._config = api.ClientConfig.build(control_plane_url, api_key, timeout)
+        self._config = ClientConfig.build(control_plane_url, api_key, timeout)
         self._http = httpx.AsyncClient(
             base_url=self._config.base_url,
             headers=self._config.headers,
@@ -83,6 +94,7 @@ class AsyncLlamaAgentsClient:
                 call.path,
                 json=call.json,
                 params=call.params,
+                headers=call.headers,
                 timeout=self._config.hold_timeout(call.hold),
             )
         return call.interpret(response)
@@ -90,10 +102,31 @@ class AsyncLlamaAgentsClient:
     # -- tasks --------------------------------------------------------------------------
 
     async def create_task(
-        self, input: str, *, task_id: str | None = None, result_key: str | None = None
+        self,
+        input: str,
+        task_id: str | None = None,
+        result_key: str | None = None,
+        *,
+        service: str | None = None,
+        start_event: dict[str, Any] | None = None,
+        session_id: str | None = None,
     ) -> str:
-        """Submit a task; returns its id at once (the task runs in the background)."""
-        return await self._send(api.create_task(input, task_id, result_key))
+        """Submit a task; returns its id at once (the task runs in the background).
+
+        `service` runs it on that service directly (no orchestrator); `start_event` gives a
+        workflow service's start event fields; `session_id` continues a session (see
+        `create_session`). `TaskExistsError` if `task_id` is taken, `ServiceNotFoundError` /
+        `SessionNotFoundError` for an unknown service or session.
+        """
+        call = api.create_task(
+            input,
+            task_id,
+            result_key,
+            service=service,
+            start_event=start_event,
+            session_id=session_id,
+        )
+        return await self._send(call)
 
     async def get_task(self, task_id: str) -> TaskRecord:
         """Everything the control plane knows about the task: status, steps, result."""
@@ -109,26 +142,108 @@ class AsyncLlamaAgentsClient:
         The server holds each request until the task finishes (long-polling), so this
         returns the moment the result exists without polling.
         """
-        plan = api.ResultWait(task_id, timeout)
+        plan = ResultWait(task_id, timeout)
         while True:
             result = await self._send(plan.next_call())
             if result is not None:
                 return result
             plan.check()
 
-    async def list_tasks(self) -> list[TaskSummary]:
-        return await self._send(api.list_tasks())
+    async def list_tasks(
+        self,
+        *,
+        status: str | Iterable[str] | None = None,
+        session_id: str | None = None,
+        limit: int | None = None,
+        page_size: int = 100,
+    ) -> list[TaskSummary]:
+        """Tasks, newest first: with `status` (one or several `TaskStatus`es) and
+        `session_id`, only those; at most `limit` (None: every one), read `page_size` at a
+        time."""
+        pages = self.iter_tasks(
+            status=status, session_id=session_id, limit=limit, page_size=page_size
+        )
+        return [task async for task in pages]
+
+    def iter_tasks(
+        self,
+        *,
+        status: str | Iterable[str] | None = None,
+        session_id: str | None = None,
+        limit: int | None = None,
+        page_size: int = 100,
+    ) -> AsyncIterator[TaskSummary]:
+        """`list_tasks`, a page at a time: the next page is read when this one is used up."""
+        plan = TaskPages(status=status, session_id=session_id, limit=limit, page_size=page_size)
+        return self._pages(plan)
+
+    async def _pages(self, plan: TaskPages) -> AsyncIterator[TaskSummary]:
+        while not plan.done:
+            for task in plan.take(await self._send(plan.next_call())):
+                yield task
 
     async def cancel_task(self, task_id: str) -> TaskSummary:
         """Cancel a task that has not finished (a finished one is left as it is)."""
         return await self._send(api.cancel_task(task_id))
 
+    # -- a task's events ----------------------------------------------------------------
+
+    def stream_events(self, task_id: str, after: int | None = None) -> AsyncTaskEventStream:
+        """The task's events after sequence `after`, as they happen, ending with its
+        `TaskFinished`; a dropped connection is reopened where it broke (nothing is lost or
+        repeated). `async for` over it; `TaskNotFoundError` for an unknown task."""
+        return AsyncTaskEventStream(self, task_id, after)
+
+    async def get_events(self, task_id: str, after: int | None = None) -> list[TaskEvent]:
+        """The task's events after sequence `after` that are logged now.
+
+        It returns at once, with what the log holds when the control plane reads it
+        (`?follow=false`); use `stream_events` to follow a run.
+        """
+        return await logged_events(self, task_id, after)
+
+    async def send_event(
+        self,
+        task_id: str,
+        type: str,
+        data: dict[str, Any] | None = None,
+        step: str | None = None,
+    ) -> EventSent:
+        """Send an event (one of the workflow's, by class name) into the task's run.
+
+        `UnknownEventTypeError` (400) if the workflow does not declare it,
+        `EventRejectedError` (422) if `data` does not fit it, `TaskFinishedError` (409) if
+        the task ended, `TaskNotFoundError` (404).
+        """
+        return await self._send(_task_events.send_event(task_id, type, data, step))
+
+    async def respond(self, task_id: str, text: str) -> EventSent:
+        """Answer a run waiting for a person (a `HumanResponseEvent` with `response=text`)."""
+        return await self._send(_task_events.respond(task_id, text))
+
+    # -- sessions -----------------------------------------------------------------------
+
+    async def create_session(self, session_id: str | None = None) -> AsyncSession:
+        """A new session (`SessionExistsError` if `session_id` is taken): its tasks run one
+        at a time, each continuing the context the previous one left."""
+        info = await self._send(_sessions.create_session(session_id))
+        return AsyncSession(self, info.session_id)
+
+    async def get_session(self, session_id: str) -> SessionInfo:
+        """The session's tasks, the active one, the queued ones (`SessionNotFoundError`)."""
+        return await self._send(_sessions.get_session(session_id))
+
+    async def delete_session(self, session_id: str) -> None:
+        """Forget a session and the context it kept (`SessionNotFoundError`)."""
+        await self._send(_sessions.delete_session(session_id))
+
     # -- services -----------------------------------------------------------------------
 
-    async def list_services(self) -> list[ServiceDefinition]:
+    async def list_services(self) -> list[ServiceInfo]:
+        """The registered services, each with how many consumers its queue has now."""
         return await self._send(api.list_services())
 
-    async def get_service(self, name: str) -> ServiceDefinition:
+    async def get_service(self, name: str) -> ServiceInfo:
         return await self._send(api.get_service(name))
 
     async def register_service(self, definition: ServiceDefinition) -> ServiceDefinition:
@@ -159,78 +274,3 @@ class AsyncLlamaAgentsClient:
         events:` then yields `ControlPlaneEvent`s.
         """
         return AsyncEventStream(self)
-
-
-class AsyncEventStream:
-    """An open `GET /events` stream; iterate it for `ControlPlaneEvent`s."""
-
-    def __init__(self, client: AsyncLlamaAgentsClient) -> None:
-        self._client = client
-        self._response: httpx.Response | None = None
-        self._lines: AsyncIterator[str] | None = None
-        self._parser = EventParser()
-        self._pending: ControlPlaneEvent | None = None
-        self._closed = False
-
-    async def open(self) -> None:
-        """Connect, and wait for the stream's first line: from then on, no change is missed."""
-        if self._response is not None or self._closed:
-            return
-        client = self._client
-        call = api.events()
-        with translated_errors(client.control_plane_url):
-            request = client.http.build_request(
-                call.method,
-                call.path,
-                headers=EVENT_STREAM_HEADERS,
-                timeout=client._config.stream_timeout(),
-            )
-            response = await client.http.send(request, stream=True)
-            self._response = response
-            if not call.accepts(response.status_code):
-                await response.aread()
-                await self.aclose()
-                raise api.error_for(response)
-            self._lines = response.aiter_lines()
-            try:
-                first = await anext(self._lines, None)
-            except BaseException:
-                await self.aclose()  # never leave the response open behind an error
-                raise
-        if first is not None:
-            self._pending = self._parser.feed(first)
-
-    async def aclose(self) -> None:
-        self._closed = True
-        if self._response is not None:
-            await self._response.aclose()
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __anext__(self) -> ControlPlaneEvent:
-        await self.open()
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            return pending
-        if self._closed or self._lines is None:
-            raise StopAsyncIteration
-        with translated_errors(self._client.control_plane_url):
-            async for line in self._lines:
-                event = self._parser.feed(line)
-                if event is not None:
-                    return event
-        await self.aclose()
-        raise StopAsyncIteration

@@ -1,13 +1,15 @@
 """The control plane's HTTP API as data: what each call sends and how its answer is read.
 
 Both clients send these `Call`s through their own httpx client (sync or async), so the
-mapping between the API and Python, status codes included, is written once, here.
+mapping between the API and Python, status codes included, is written once: here, in
+`_task_events` (a task's events), `_sessions` (sessions) and `_plans` (what takes several
+calls: paging, waiting, following a stream).
 """
 
 from __future__ import annotations
 
-import os
-import time
+import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -18,85 +20,53 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from llama_agents.errors import (
     ConfigurationError,
+    ConfigurationTypeError,
     ControlPlaneError,
+    LlamaAgentsError,
+    RequestTooLargeError,
     ServiceNotFoundError,
+    SessionNotFoundError,
+    TaskExistsError,
     TaskNotFoundError,
-    TaskTimeoutError,
     UnauthorizedError,
 )
 from llama_agents.messages import ServiceDefinition, TaskResult
-from llama_agents.messages.records import (
-    KEEPALIVE_SECONDS,
-    MAX_WAIT_SECONDS,
-    TaskRecord,
-    TaskSummary,
-)
+from llama_agents.messages.records import ServiceInfo, TaskRecord, TaskSummary
 
 from ._errors import ControlPlaneResponseError, response_detail
+from ._sse import EVENT_STREAM_HEADERS
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 
-API_KEY_ENV = "LLAMA_AGENTS_API_KEY"
-DEFAULT_TIMEOUT = 30.0
-#: An event stream that says nothing (not even a keep-alive) for this long is dead.
-STREAM_IDLE_SECONDS = 4 * KEEPALIVE_SECONDS
+#: Makes the exception a status code means, from the server's explanation (`detail`).
+ErrorFactory = Callable[[str], LlamaAgentsError]
 
 
-@dataclass(frozen=True)
-class ClientConfig:
-    """Validated settings shared by both clients."""
-
-    base_url: str
-    headers: dict[str, str]
-    timeout: float | None
-
-    @classmethod
-    def build(cls, url: str, api_key: str | None, timeout: float | None) -> ClientConfig:
-        if api_key is None:
-            api_key = os.environ.get(API_KEY_ENV) or None
-        if timeout is not None and timeout <= 0:
-            raise ConfigurationError(f"timeout must be positive seconds or None, not {timeout!r}")
-        headers = {"accept": "application/json"}
-        if api_key:
-            headers["authorization"] = f"Bearer {api_key}"
-        return cls(base_url=validate_url(url), headers=headers, timeout=timeout)
-
-    def hold_timeout(self, hold: float) -> httpx.Timeout:
-        """The request timeout of a call the server may hold `hold` seconds before answering."""
-        read = None if self.timeout is None else self.timeout + hold
-        return httpx.Timeout(self.timeout, read=read)
-
-    def stream_timeout(self) -> httpx.Timeout:
-        """An event stream may be idle between keep-alives; longer silence means it is gone."""
-        read = None if self.timeout is None else max(self.timeout, STREAM_IDLE_SECONDS)
-        return httpx.Timeout(self.timeout, read=read)
-
-
-def validate_url(url: str) -> str:
-    """The control plane's base URL without a trailing slash; a clear error if unusable."""
-    if not isinstance(url, str) or not url.strip():
-        raise ConfigurationError("the control plane URL is empty (e.g. http://127.0.0.1:8000)")
-    url = url.strip().rstrip("/")
-    try:
-        parsed = httpx.URL(url)
-    except httpx.InvalidURL as exc:
-        raise ConfigurationError(f"invalid control plane URL {url!r}: {exc}") from None
-    if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise ConfigurationError(
-            f"invalid control plane URL {url!r}: expected http(s)://host[:port], "
-            "e.g. http://127.0.0.1:8000"
-        )
-    return url
-
-
-def _segment(value: str, what: str) -> str:
+def segment(value: str, what: str) -> str:
     """One path segment, quoted; ids the API cannot route are refused before sending."""
-    if not isinstance(value, str) or not value:
-        raise ConfigurationError(f"{what} must be a non-empty string")
+    identifier(value, what)
+    return quote(value, safe="")
+
+
+def identifier(value: object, what: str) -> str:
+    """An id the API can take: a non-empty string without '/'."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError(f"{what} must be a non-empty string, not {value!r}")
     if "/" in value:
         raise ConfigurationError(f"{what} {value!r} cannot contain '/'")
-    return quote(value, safe="")
+    return value
+
+
+def json_object(value: object, what: str) -> dict[str, Any]:
+    """A JSON object (a dict of JSON values) or a clear error, before anything is sent."""
+    if not isinstance(value, dict):
+        raise ConfigurationTypeError(f"{what} must be a dict (a JSON object), not {value!r}")
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationTypeError(f"{what} is not JSON: {exc}") from None
+    return value
 
 
 def _is_success(status: int) -> bool:
@@ -107,16 +77,17 @@ def _is_success(status: int) -> bool:
 class Call(Generic[T]):
     """One API request and how to read its answer.
 
-    `read` sees only responses `accepts`; a 404 becomes `not_found()` when given; the server
-    may hold the request `hold` seconds (a long-poll) before it answers.
+    `read` sees only responses `accepts`; an error status listed in `errors` becomes that
+    exception; the server may hold the request `hold` seconds (a long-poll) before it answers.
     """
 
     method: str
     path: str
     read: Callable[[httpx.Response], T]
     json: Any = None
-    params: Mapping[str, str | float] | None = None
-    not_found: Callable[[], ControlPlaneError] | None = None
+    params: Mapping[str, Any] | None = None
+    headers: Mapping[str, str] | None = None
+    errors: Mapping[int, ErrorFactory] = field(default_factory=dict)
     accepts: Callable[[int], bool] = field(default=_is_success)
     hold: float = 0.0
 
@@ -124,7 +95,7 @@ class Call(Generic[T]):
         """The call's value, or the library exception its status code means."""
         status = response.status_code
         if not self.accepts(status):
-            raise error_for(response, self.not_found)
+            raise error_for(response, self.errors)
         try:
             return self.read(response)
         except (ValueError, KeyError, ValidationError, ControlPlaneError) as exc:
@@ -134,24 +105,31 @@ class Call(Generic[T]):
 
 
 def error_for(
-    response: httpx.Response, not_found: Callable[[], ControlPlaneError] | None = None
-) -> ControlPlaneError:
+    response: httpx.Response, errors: Mapping[int, ErrorFactory] | None = None
+) -> LlamaAgentsError:
     """The exception for an error status."""
-    if response.status_code == 401:
-        return UnauthorizedError(
-            f"the control plane refused the API key: {response_detail(response)}"
-        )
-    if response.status_code == 404 and not_found is not None:
-        return not_found()
-    return ControlPlaneResponseError(response.status_code, response_detail(response))
+    status, detail = response.status_code, response_detail(response)
+    if status == 401:
+        return UnauthorizedError(f"the control plane refused the API key: {detail}")
+    if errors and status in errors:
+        return errors[status](detail)
+    if status == 413:
+        limit = re.search(r"([\d,]+) bytes", detail)
+        if limit is not None:
+            return RequestTooLargeError(int(limit.group(1).replace(",", "")))
+    return ControlPlaneResponseError(status, detail)
 
 
-def _model(model: type[M]) -> Callable[[httpx.Response], M]:
-    return lambda response: model.model_validate_json(response.content)
+def task_missing(task_id: str) -> dict[int, ErrorFactory]:
+    return {404: lambda _: TaskNotFoundError(task_id)}
 
 
-def _models(model: type[M]) -> Callable[[httpx.Response], list[M]]:
-    adapter = TypeAdapter(list[model])  # type: ignore[valid-type]
+def model(kind: type[M]) -> Callable[[httpx.Response], M]:
+    return lambda response: kind.model_validate_json(response.content)
+
+
+def _models(kind: type[M]) -> Callable[[httpx.Response], list[M]]:
+    adapter = TypeAdapter(list[kind])  # type: ignore[valid-type]
     return lambda response: list(adapter.validate_json(response.content))
 
 
@@ -165,21 +143,46 @@ def _dict(response: httpx.Response) -> dict[str, Any]:
 # -- tasks ------------------------------------------------------------------------------
 
 
-def create_task(input: str, task_id: str | None, result_key: str | None) -> Call[str]:
+def create_task(
+    input: str,
+    task_id: str | None = None,
+    result_key: str | None = None,
+    *,
+    service: str | None = None,
+    start_event: dict[str, Any] | None = None,
+    session_id: str | None = None,
+) -> Call[str]:
     if not isinstance(input, str) or not input.strip():
         raise ConfigurationError("a task needs a non-empty input string")
-    body: dict[str, str] = {"input": input}
-    if task_id is not None:
-        _segment(task_id, "task_id")
-        body["task_id"] = task_id
+    body: dict[str, Any] = {"input": input}
+    for name, value in (("task_id", task_id), ("service", service), ("session_id", session_id)):
+        if value is not None:
+            body[name] = identifier(value, name)
     if result_key is not None:
-        body["result_key"] = result_key
-    return Call("POST", "/tasks", lambda r: str(_dict(r)["task_id"]), json=body)
+        body["result_key"] = identifier(result_key, "result_key")
+    if start_event is not None:
+        body["start_event"] = json_object(start_event, "start_event")
+
+    def unknown(detail: str) -> LlamaAgentsError:
+        # One 404 for two names: the server's message says which (the same error class's).
+        if session_id is not None and detail == str(SessionNotFoundError(session_id)):
+            return SessionNotFoundError(session_id)
+        if service is not None and detail == str(ServiceNotFoundError(service)):
+            return ServiceNotFoundError(service)
+        return ControlPlaneResponseError(404, detail)
+
+    return Call(
+        "POST",
+        "/tasks",
+        lambda r: str(_dict(r)["task_id"]),
+        json=body,
+        errors={404: unknown, 409: TaskExistsError},
+    )
 
 
 def get_task(task_id: str) -> Call[TaskRecord]:
-    path = f"/tasks/{_segment(task_id, 'task_id')}"
-    return Call("GET", path, _model(TaskRecord), not_found=lambda: TaskNotFoundError(task_id))
+    path = f"/tasks/{segment(task_id, 'task_id')}"
+    return Call("GET", path, model(TaskRecord), errors=task_missing(task_id))
 
 
 def get_task_result(task_id: str, wait: float = 0.0) -> Call[TaskResult | None]:
@@ -192,59 +195,30 @@ def get_task_result(task_id: str, wait: float = 0.0) -> Call[TaskResult | None]:
 
     return Call(
         "GET",
-        f"/tasks/{_segment(task_id, 'task_id')}/result",
+        f"/tasks/{segment(task_id, 'task_id')}/result",
         read,
         params={"wait": round(wait, 3)} if wait > 0 else None,
-        not_found=lambda: TaskNotFoundError(task_id),
+        errors=task_missing(task_id),
         accepts=lambda status: status in (200, 202),
         hold=wait,
     )
 
 
-def list_tasks() -> Call[list[TaskSummary]]:
-    return Call("GET", "/tasks", _models(TaskSummary))
-
-
 def cancel_task(task_id: str) -> Call[TaskSummary]:
-    path = f"/tasks/{_segment(task_id, 'task_id')}/cancel"
-    return Call("POST", path, _model(TaskSummary), not_found=lambda: TaskNotFoundError(task_id))
-
-
-class ResultWait:
-    """Plans `wait_for_result`: long-polls each holding the time left (at most the server's
-    maximum), so the client learns of the result the moment it exists, without polling."""
-
-    def __init__(self, task_id: str, timeout: float | None) -> None:
-        if timeout is not None and timeout < 0:
-            raise ConfigurationError(f"timeout must be >= 0 seconds or None, not {timeout!r}")
-        self.task_id = task_id
-        self.timeout = timeout
-        self._deadline = None if timeout is None else time.monotonic() + timeout
-
-    def next_call(self) -> Call[TaskResult | None]:
-        left = MAX_WAIT_SECONDS if self._deadline is None else self._deadline - time.monotonic()
-        return get_task_result(self.task_id, wait=max(0.0, min(left, MAX_WAIT_SECONDS)))
-
-    def check(self) -> None:
-        """Raise `TaskTimeoutError` once the caller's time is up."""
-        if self._deadline is not None and time.monotonic() >= self._deadline:
-            raise TaskTimeoutError(
-                f"task {self.task_id!r} did not finish within {self.timeout:g} seconds"
-            )
+    path = f"/tasks/{segment(task_id, 'task_id')}/cancel"
+    return Call("POST", path, model(TaskSummary), errors=task_missing(task_id))
 
 
 # -- services ---------------------------------------------------------------------------
 
 
-def list_services() -> Call[list[ServiceDefinition]]:
-    return Call("GET", "/services", _models(ServiceDefinition))
+def list_services() -> Call[list[ServiceInfo]]:
+    return Call("GET", "/services", _models(ServiceInfo))
 
 
-def get_service(name: str) -> Call[ServiceDefinition]:
-    path = f"/services/{_segment(name, 'service name')}"
-    return Call(
-        "GET", path, _model(ServiceDefinition), not_found=lambda: ServiceNotFoundError(name)
-    )
+def get_service(name: str) -> Call[ServiceInfo]:
+    path = f"/services/{segment(name, 'service name')}"
+    return Call("GET", path, model(ServiceInfo), errors={404: lambda _: ServiceNotFoundError(name)})
 
 
 def register_service(definition: ServiceDefinition) -> Call[ServiceDefinition]:
@@ -253,19 +227,19 @@ def register_service(definition: ServiceDefinition) -> Call[ServiceDefinition]:
     return Call(
         "POST",
         "/services/register",
-        _model(ServiceDefinition),
+        model(ServiceDefinition),
         json=definition.model_dump(mode="json"),
     )
 
 
 def deregister_service(name: str) -> Call[None]:
-    _segment(name, "service name")
+    segment(name, "service name")
     return Call(
         "POST",
         "/services/deregister",
         lambda _: None,
         json={"service_name": name},
-        not_found=lambda: ServiceNotFoundError(name),
+        errors={404: lambda _: ServiceNotFoundError(name)},
     )
 
 
@@ -282,5 +256,5 @@ def health() -> Call[bool]:
 
 
 def events() -> Call[None]:
-    """The event stream's request; its body is read line by line (see `_sse`)."""
-    return Call("GET", "/events", lambda _: None)
+    """The change stream's request; its body is read line by line (see `_sse`)."""
+    return Call("GET", "/events", lambda _: None, headers=EVENT_STREAM_HEADERS)

@@ -7,7 +7,7 @@ loop that has to answer it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -15,11 +15,22 @@ import httpx
 
 from llama_agents.errors import ControlPlaneUnavailableError
 from llama_agents.messages import ServiceDefinition, TaskResult
-from llama_agents.messages.records import ControlPlaneEvent, TaskRecord, TaskSummary
+from llama_agents.messages.records import (
+    EventSent,
+    ServiceInfo,
+    SessionInfo,
+    TaskEvent,
+    TaskRecord,
+    TaskSummary,
+)
 
 from . import _protocol as api
+from . import _sessions, _task_events
+from ._config import DEFAULT_TIMEOUT, ClientConfig
 from ._errors import translated_errors
-from ._sse import EVENT_STREAM_HEADERS, EventParser
+from ._plans import ResultWait, TaskPages
+from ._sessions import Session
+from ._sync_streams import EventStream, TaskEventStream, logged_events
 
 T = TypeVar("T")
 
@@ -43,10 +54,10 @@ class LlamaAgentsClient:
         control_plane_url: str,
         *,
         api_key: str | None = None,
-        timeout: float | None = api.DEFAULT_TIMEOUT,
+        timeout: float | None = DEFAULT_TIMEOUT,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self._config = api.ClientConfig.build(control_plane_url, api_key, timeout)
+        self._config = ClientConfig.build(control_plane_url, api_key, timeout)
         self._http = httpx.Client(
             base_url=self._config.base_url,
             headers=self._config.headers,
@@ -88,6 +99,7 @@ class LlamaAgentsClient:
                 call.path,
                 json=call.json,
                 params=call.params,
+                headers=call.headers,
                 timeout=self._config.hold_timeout(call.hold),
             )
         return call.interpret(response)
@@ -95,10 +107,31 @@ class LlamaAgentsClient:
     # -- tasks --------------------------------------------------------------------------
 
     def create_task(
-        self, input: str, *, task_id: str | None = None, result_key: str | None = None
+        self,
+        input: str,
+        task_id: str | None = None,
+        result_key: str | None = None,
+        *,
+        service: str | None = None,
+        start_event: dict[str, Any] | None = None,
+        session_id: str | None = None,
     ) -> str:
-        """Submit a task; returns its id at once (the task runs in the background)."""
-        return self._send(api.create_task(input, task_id, result_key))
+        """Submit a task; returns its id at once (the task runs in the background).
+
+        `service` runs it on that service directly (no orchestrator); `start_event` gives a
+        workflow service's start event fields; `session_id` continues a session (see
+        `create_session`). `TaskExistsError` if `task_id` is taken, `ServiceNotFoundError` /
+        `SessionNotFoundError` for an unknown service or session.
+        """
+        call = api.create_task(
+            input,
+            task_id,
+            result_key,
+            service=service,
+            start_event=start_event,
+            session_id=session_id,
+        )
+        return self._send(call)
 
     def get_task(self, task_id: str) -> TaskRecord:
         """Everything the control plane knows about the task: status, steps, result."""
@@ -114,26 +147,106 @@ class LlamaAgentsClient:
         The server holds each request until the task finishes (long-polling), so this
         returns the moment the result exists without polling.
         """
-        plan = api.ResultWait(task_id, timeout)
+        plan = ResultWait(task_id, timeout)
         while True:
             result = self._send(plan.next_call())
             if result is not None:
                 return result
             plan.check()
 
-    def list_tasks(self) -> list[TaskSummary]:
-        return self._send(api.list_tasks())
+    def list_tasks(
+        self,
+        *,
+        status: str | Iterable[str] | None = None,
+        session_id: str | None = None,
+        limit: int | None = None,
+        page_size: int = 100,
+    ) -> list[TaskSummary]:
+        """Tasks, newest first: with `status` (one or several `TaskStatus`es) and
+        `session_id`, only those; at most `limit` (None: every one), read `page_size` at a
+        time."""
+        return list(
+            self.iter_tasks(status=status, session_id=session_id, limit=limit, page_size=page_size)
+        )
+
+    def iter_tasks(
+        self,
+        *,
+        status: str | Iterable[str] | None = None,
+        session_id: str | None = None,
+        limit: int | None = None,
+        page_size: int = 100,
+    ) -> Iterator[TaskSummary]:
+        """`list_tasks`, a page at a time: the next page is read when this one is used up."""
+        plan = TaskPages(status=status, session_id=session_id, limit=limit, page_size=page_size)
+        return self._pages(plan)
+
+    def _pages(self, plan: TaskPages) -> Iterator[TaskSummary]:
+        while not plan.done:
+            yield from plan.take(self._send(plan.next_call()))
 
     def cancel_task(self, task_id: str) -> TaskSummary:
         """Cancel a task that has not finished (a finished one is left as it is)."""
         return self._send(api.cancel_task(task_id))
 
+    # -- a task's events ----------------------------------------------------------------
+
+    def stream_events(self, task_id: str, after: int | None = None) -> TaskEventStream:
+        """The task's events after sequence `after`, as they happen, ending with its
+        `TaskFinished`; a dropped connection is reopened where it broke (nothing is lost or
+        repeated). Iterate it; `TaskNotFoundError` for an unknown task."""
+        return TaskEventStream(self, task_id, after)
+
+    def get_events(self, task_id: str, after: int | None = None) -> list[TaskEvent]:
+        """The task's events after sequence `after` that are logged now.
+
+        It returns at once, with what the log holds when the control plane reads it
+        (`?follow=false`); use `stream_events` to follow a run.
+        """
+        return logged_events(self, task_id, after)
+
+    def send_event(
+        self,
+        task_id: str,
+        type: str,
+        data: dict[str, Any] | None = None,
+        step: str | None = None,
+    ) -> EventSent:
+        """Send an event (one of the workflow's, by class name) into the task's run.
+
+        `UnknownEventTypeError` (400) if the workflow does not declare it,
+        `EventRejectedError` (422) if `data` does not fit it, `TaskFinishedError` (409) if
+        the task ended, `TaskNotFoundError` (404).
+        """
+        return self._send(_task_events.send_event(task_id, type, data, step))
+
+    def respond(self, task_id: str, text: str) -> EventSent:
+        """Answer a run waiting for a person (a `HumanResponseEvent` with `response=text`)."""
+        return self._send(_task_events.respond(task_id, text))
+
+    # -- sessions -----------------------------------------------------------------------
+
+    def create_session(self, session_id: str | None = None) -> Session:
+        """A new session (`SessionExistsError` if `session_id` is taken): its tasks run one
+        at a time, each continuing the context the previous one left."""
+        info = self._send(_sessions.create_session(session_id))
+        return Session(self, info.session_id)
+
+    def get_session(self, session_id: str) -> SessionInfo:
+        """The session's tasks, the active one, the queued ones (`SessionNotFoundError`)."""
+        return self._send(_sessions.get_session(session_id))
+
+    def delete_session(self, session_id: str) -> None:
+        """Forget a session and the context it kept (`SessionNotFoundError`)."""
+        self._send(_sessions.delete_session(session_id))
+
     # -- services -----------------------------------------------------------------------
 
-    def list_services(self) -> list[ServiceDefinition]:
+    def list_services(self) -> list[ServiceInfo]:
+        """The registered services, each with how many consumers its queue has now."""
         return self._send(api.list_services())
 
-    def get_service(self, name: str) -> ServiceDefinition:
+    def get_service(self, name: str) -> ServiceInfo:
         return self._send(api.get_service(name))
 
     def register_service(self, definition: ServiceDefinition) -> ServiceDefinition:
@@ -163,78 +276,3 @@ class LlamaAgentsClient:
         stream; `for event in events:` then yields `ControlPlaneEvent`s.
         """
         return EventStream(self)
-
-
-class EventStream:
-    """An open `GET /events` stream; iterate it for `ControlPlaneEvent`s."""
-
-    def __init__(self, client: LlamaAgentsClient) -> None:
-        self._client = client
-        self._response: httpx.Response | None = None
-        self._lines: Iterator[str] | None = None
-        self._parser = EventParser()
-        self._pending: ControlPlaneEvent | None = None
-        self._closed = False
-
-    def open(self) -> None:
-        """Connect, and wait for the stream's first line: from then on, no change is missed."""
-        if self._response is not None or self._closed:
-            return
-        client = self._client
-        call = api.events()
-        with translated_errors(client.control_plane_url):
-            request = client.http.build_request(
-                call.method,
-                call.path,
-                headers=EVENT_STREAM_HEADERS,
-                timeout=client._config.stream_timeout(),
-            )
-            response = client.http.send(request, stream=True)
-            self._response = response
-            if not call.accepts(response.status_code):
-                response.read()
-                self.close()
-                raise api.error_for(response)
-            self._lines = response.iter_lines()
-            try:
-                first = next(self._lines, None)
-            except BaseException:
-                self.close()  # never leave the response open behind an error
-                raise
-        if first is not None:
-            self._pending = self._parser.feed(first)
-
-    def close(self) -> None:
-        self._closed = True
-        if self._response is not None:
-            self._response.close()
-
-    def __enter__(self) -> Self:
-        self.open()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __iter__(self) -> Self:
-        return self
-
-    def __next__(self) -> ControlPlaneEvent:
-        self.open()
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            return pending
-        if self._closed or self._lines is None:
-            raise StopIteration
-        with translated_errors(self._client.control_plane_url):
-            for line in self._lines:
-                event = self._parser.feed(line)
-                if event is not None:
-                    return event
-        self.close()
-        raise StopIteration

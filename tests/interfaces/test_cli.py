@@ -113,9 +113,9 @@ async def test_create_get_result_list(system: System) -> None:
     listed = await run(system, "tasks", "list")
     header, *rows = listed.stdout.splitlines()
     assert header.split() == ["TASK", "STATUS", "STEPS", "UPDATED", "INPUT"]
-    assert [row.split()[:3] for row in rows] == [[task_id, "running", "1"], ["t2", "running", "1"]]
+    assert [row.split()[:3] for row in rows] == [["t2", "running", "1"], [task_id, "running", "1"]]
     summaries = json.loads((await run(system, "tasks", "list", "--json")).stdout)
-    assert [TaskSummary.model_validate(s).task_id for s in summaries] == [task_id, "t2"]
+    assert [TaskSummary.model_validate(s).task_id for s in summaries] == ["t2", task_id]
 
     await system.worker.answer(step, "done it")
     async with AsyncLlamaAgentsClient(system.url) as client:
@@ -173,8 +173,8 @@ async def test_services_commands(system: System) -> None:
 
     listed = await run(system, "services", "list")
     assert listed.stdout.splitlines() == [
-        "SERVICE  ADDRESS        DESCRIPTION",
-        "worker   10.0.0.5:8002  Does the work.",
+        "SERVICE  LIVE  CONSUMERS  ADDRESS        DESCRIPTION",
+        "worker   yes   1          10.0.0.5:8002  Does the work.",
     ]
     as_json = json.loads((await run(system, "services", "list", "--json")).stdout)
     assert [ServiceDefinition.model_validate(d) for d in as_json] == [definition]

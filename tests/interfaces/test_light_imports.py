@@ -164,6 +164,8 @@ async def test_tasks_commands_load_no_server_side(system: System) -> None:
         [],
         ["tasks"],
         ["tasks", "list"],
+        ["tasks", "events"],
+        ["sessions", "create"],
         ["services", "get"],
         ["serve"],
         ["serve", "service"],

@@ -9,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 from llama_agents.console import monitor_render as render
 from llama_agents.console.monitor_humans import WaitingRequest
-from llama_agents.console.monitor_state import Connection, MonitorState
+from llama_agents.console.monitor_state import MAX_EVENTS, Connection, MonitorState
 from llama_agents.control_plane.events import ControlPlaneEvent
 from llama_agents.control_plane.models import TaskRecord, TaskStatus, TaskSummary
 from llama_agents.messages import ServiceDefinition, TaskDefinition
+from llama_agents.messages.records import ServiceInfo, TaskEvent
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -297,10 +298,155 @@ def test_the_status_line() -> None:
     assert state.take_changes().status
 
 
+PROMPT = {"type": "InputRequiredEvent", "data": {"prefix": "Approve the draft?"}}
+
+
+def waiting_task(task_id: str, *, updated: float = 0) -> TaskSummary:
+    summary = task(task_id, updated=updated, status=TaskStatus.WAITING_FOR_INPUT)
+    return summary.model_copy(update={"prompt": PROMPT, "service": "review"})
+
+
+def run_event(sequence: int, type: str = "Progress", **data: object) -> TaskEvent:
+    return TaskEvent(sequence=sequence, type=type, data=data, created_at=T0)
+
+
+def test_the_selected_tasks_events_are_followed_in_order_once() -> None:
+    state = MonitorState()
+    state.loaded([task("t1", created=1), task("t2", created=2)], [service("a")])
+    state.take_changes()
+    state.select("task", "t1")
+    changes = state.take_changes()
+    assert changes.follow == "t1" and changes.events_reset and not changes.unfollow
+
+    state.event_received("t1", run_event(1, message="drafting"))
+    state.event_received("t1", run_event(2))
+    state.event_received("t1", run_event(1))  # a resumed stream's repeat: ignored
+    state.event_received("t2", run_event(3))  # a follower of another task: ignored
+    assert [e.sequence for e in state.events] == [1, 2] and state.events_seen == 2
+    assert [e.sequence for e in state.take_changes().events_added] == [1, 2]
+    assert '"message": "drafting"' in str(render.event_cells(state.events[0])[2])
+    assert "task t1 · live" in str(render.events_heading(state))
+
+    state.events_trouble("t1", "connection reset (resuming after #2 in 0.5s)")
+    assert "resuming after #2" in str(render.events_heading(state))
+    state.event_received("t1", run_event(3, "TaskFinished", status="completed"))
+    assert state.events_done and not state.events_problem
+    assert "finished" in str(render.events_heading(state))
+
+    state.select("task", "t1")  # the same task again: not followed twice
+    assert state.take_changes().follow is None
+    state.select("task", "t2")  # another task: the panel starts over with it
+    changes = state.take_changes()
+    assert changes.follow == "t2" and changes.events_reset and state.events == []
+    state.select("service", "a")  # no task: nothing followed
+    changes = state.take_changes()
+    assert changes.unfollow and changes.follow is None and state.events_task is None
+    assert "select a task" in str(render.events_heading(state))
+
+
+def test_the_events_panel_keeps_the_latest_events() -> None:
+    state = MonitorState()
+    state.select("task", "t1")
+    for sequence in range(1, MAX_EVENTS + 11):
+        state.event_received("t1", run_event(sequence))
+    assert len(state.events) == MAX_EVENTS and state.events[0].sequence == 11
+    state.events_ended("t1")  # a log without TaskFinished, read to its end
+    assert state.events_done and "finished" in str(render.events_heading(state))
+
+
+def test_a_waiting_task_is_marked_shows_its_prompt_and_is_answered() -> None:
+    state = MonitorState()
+    state.loaded([task("busy", created=1), waiting_task("w")], [])
+    assert state.waiting_tasks == 1 and state.can_answer and not state.offers_answers
+    assert render.tasks_heading(state) == "Tasks · 1 waiting for input (a: answer)"
+    assert str(render.task_cells(state.tasks["w"])[1]) == "waiting_for_input"
+    state.select("task", "w")
+    details = str(render.details(state))
+    assert "Waiting for input" in details and "Approve the draft?" in details
+    state.take_changes()
+
+    assert state.choose_answer(under_cursor=None) == "task"
+    assert state.answering_task == "w" and state.answering is None
+    assert state.take_changes().input_mode
+    assert render.input_placeholder(state) == (
+        "Answer task w: Approve the draft? (Enter sends, esc: new task)"
+    )
+    state.select("task", "w")  # the answer box stays while its task is selected
+    assert state.answering_task == "w"
+
+    # A refusal that may pass (unreachable): still answering; a final one: back to new tasks.
+    state.task_answered("w", sent=False, problem="cannot reach the control plane")
+    assert state.answering_task == "w" and state.message_is_error
+    state.apply(task_event(task("w", updated=5, status=TaskStatus.COMPLETED)))
+    changes = state.take_changes()
+    assert changes.input_mode and changes.waiting  # the box and the heading say so
+    assert "no longer waits for input (completed" in render.input_placeholder(state)
+    assert state.waiting_tasks == 0 and render.tasks_heading(state) == "Tasks"
+    state.task_answered("w", sent=False, problem="it has already finished", final=True)
+    assert state.answering_task is None and "cannot answer task w" in state.message
+    assert render.input_placeholder(state).startswith("New task")
+
+    assert state.choose_answer(under_cursor=None) is None
+    assert "task w is not waiting for input (completed)" in state.message
+
+
+def test_answering_moves_off_the_task_with_the_selection() -> None:
+    state = MonitorState()
+    state.loaded([waiting_task("w"), task("other", created=1)], [])
+    state.select("task", "w")
+    state.choose_answer(None)
+    state.select("task", "other")
+    assert state.answering_task is None
+    state.answer_task("w")
+    state.task_answered("w", sent=True)
+    assert state.answering_task is None and state.message == "answered task w"
+    state.select("service", "nothing")
+    assert state.choose_answer(None) is None
+    assert state.message == "select a task that is waiting for input"
+
+
+def test_a_waiting_task_at_a_human_service_is_answered_there() -> None:
+    state = MonitorState()
+    state.loaded([waiting_task("t1")], [service("desk", human=True)])
+    request = waiting("desk", "r1", "t1")
+    state.listed_requests("desk", "http://127.0.0.1:8100", [request])
+    state.select("task", "t1")
+    assert state.choose_answer(under_cursor=None) == "request"
+    assert state.answering == request and state.answering_task is None
+
+
+def test_liveness_from_the_listing_and_after_a_pushed_registration() -> None:
+    state = MonitorState()
+    listed = ServiceInfo(**service("a").model_dump(), consumers=2, live=True)
+    state.loaded([], [listed])
+    assert str(render.service_cells(state.services["a"])[1]) == "yes"
+    assert not state.take_changes().fetch_services  # the listing said it
+
+    state.apply(registered(service("b")))  # a registration says nothing of consumers
+    assert state.take_changes().fetch_services == {"b"}
+    assert str(render.service_cells(state.services["b"])[1]) == "?"
+    state.service_fetched(ServiceInfo(**service("b").model_dump(), consumers=0, live=False))
+    assert str(render.service_cells(state.services["b"])[1]) == "no"
+    state.select("service", "b")
+    details = str(render.details(state))
+    assert "no: nothing consumes its queue" in details and "Consumers" in details
+    state.service_fetched(ServiceInfo(**service("gone").model_dump(), live=True))
+    assert "gone" not in state.services  # deregistered meanwhile: not brought back
+
+
+def test_what_a_prompt_shows() -> None:
+    assert render.prompt_text(PROMPT) == "Approve the draft?"
+    assert render.prompt_text({"type": "Ask", "data": {"question": "Why?"}}) == "Why?"
+    assert render.prompt_text({"type": "Ask", "data": {"n": 1}}) == '{"n": 1}'
+    assert render.prompt_text({"type": "Ask", "data": {}}) == "Ask"
+    assert render.prompt_text(None) == ""
+
+
 def test_state_and_rendering_load_without_textual() -> None:
     code = (
         "import sys\n"
         "import llama_agents.console.monitor_state, llama_agents.console.monitor_render\n"
+        "import llama_agents.console.monitor_events, llama_agents.console.monitor_actions\n"
         "assert 'textual' not in sys.modules, 'textual was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -1,0 +1,297 @@
+"""The SDK and a workflow's run: its events streamed in order (and resumed exactly where a
+dropped connection broke), read so far, answered (`respond`, `send_event`), and every
+refusal as its typed error. A real control plane serves a real `WorkflowService` (`Review`:
+it drafts, streams a `Progress` event, then asks a person).
+
+The blocking client runs in a worker thread: the control plane is served on the test's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from llama_agents import (
+    AsyncLlamaAgentsClient,
+    ConfigurationError,
+    ControlPlaneUnavailableError,
+    EventRejectedError,
+    LlamaAgentsClient,
+    RequestTooLargeError,
+    ServiceNotFoundError,
+    SessionNotFoundError,
+    TaskEvent,
+    TaskExistsError,
+    TaskFinishedError,
+    TaskNotFoundError,
+    TaskStatus,
+    UnknownEventTypeError,
+    WorkflowService,
+)
+from llama_agents.sdk import _plans
+from tests.conftest import QueueFactory
+from tests.support.cut_streams import AsyncCuttingTransport, CuttingTransport, last_event_ids
+from tests.support.helpers import DEADLINE
+from tests.support.systems import UNREACHABLE
+from tests.support.workflows import Mesh, Review, mesh
+
+FIRST_TWO = [(1, "Progress"), (2, "InputRequiredEvent")]
+
+
+def seen(events: list[TaskEvent]) -> list[tuple[int, str]]:
+    return [(e.sequence, e.type) for e in events]
+
+
+def assert_whole_log(events: list[TaskEvent], approved: bool = True) -> None:
+    """1, 2, ... with no gap or repeat, ending with the run's completion."""
+    assert [e.sequence for e in events] == list(range(1, len(events) + 1))
+    assert seen(events)[:2] == FIRST_TWO
+    assert events[0].data == {"message": "drafting release notes"}
+    finished = events[-1]
+    assert finished.is_terminal and finished.data["status"] == "completed"
+    assert finished.data["result"] == {"draft": "a note about release notes", "approved": approved}
+    assert [e for e in events if e.is_terminal] == [finished]
+
+
+async def waiting_task(m: Mesh) -> str:
+    """A `Review` run that drafted and now waits for a person (events 1 and 2 logged)."""
+    task_id = await m.create("release notes", service="review")
+    await m.control_plane.wait_for_status(task_id, {TaskStatus.WAITING_FOR_INPUT}, timeout=DEADLINE)
+    return task_id
+
+
+@pytest.fixture
+async def review(tmp_path: Path) -> AsyncIterator[Mesh]:
+    """A control plane and a `Review` service on the embedded queue."""
+    from llama_agents import SimpleMessageQueue
+
+    queue = SimpleMessageQueue()
+    async with mesh(queue, tmp_path) as m:
+        await m.add(WorkflowService(Review(), queue, service_name="review", event_coalesce_s=0))
+        yield m
+    await queue.cleanup()
+
+
+# -- streaming and answering --------------------------------------------------------------
+
+
+async def test_async_stream_respond_and_read_back(
+    queue_factory: QueueFactory, tmp_path: Path
+) -> None:
+    """On both queues: the stream yields the run's events as they happen, the answer sent
+    with `respond` completes the run, and the stream ends with `TaskFinished`."""
+    queue = await queue_factory()
+    async with mesh(queue, tmp_path) as m:
+        await m.add(WorkflowService(Review(), queue, service_name="review", event_coalesce_s=0))
+        async with AsyncLlamaAgentsClient(m.url) as client:
+            task_id = await client.create_task("release notes", service="review")
+            streamed: list[TaskEvent] = []
+            async with asyncio.timeout(DEADLINE), client.stream_events(task_id) as stream:
+                async for event in stream:
+                    streamed.append(event)
+                    if event.type == "InputRequiredEvent":
+                        assert "a note about release notes" in event.data["prefix"]
+                        sent = await client.respond(task_id, "yes")
+                        assert (sent.task_id, sent.status) == (task_id, "sent")
+                assert stream.last_sequence == streamed[-1].sequence
+            assert_whole_log(streamed)
+
+            result = await client.wait_for_result(task_id, timeout=DEADLINE)
+            assert result.error is None and result.data["result"]["approved"] is True
+            # The finished task's log, read whole at once, and from a sequence on.
+            assert await client.get_events(task_id) == streamed
+            assert await client.get_events(task_id, after=2) == streamed[2:]
+            resumed = [e async for e in client.stream_events(task_id, after=1)]
+            assert resumed == streamed[1:]
+
+
+async def test_sync_stream_closed_early_then_continued_with_after(review: Mesh) -> None:
+    """The caller stops reading after the prompt, answers with `send_event`, and a new
+    stream from `after=` gets exactly the rest."""
+    task_id = await waiting_task(review)
+
+    def scenario() -> tuple[list[TaskEvent], list[TaskEvent], list[TaskEvent]]:
+        with LlamaAgentsClient(review.url) as client:
+            first: list[TaskEvent] = []
+            with client.stream_events(task_id) as stream:
+                for event in stream:
+                    first.append(event)
+                    if event.type == "InputRequiredEvent":
+                        break  # closes the response: the connection is gone
+            sent = client.send_event(task_id, "HumanResponseEvent", {"response": "no"})
+            assert sent.task_id == task_id
+            rest = list(client.stream_events(task_id, after=stream.last_sequence))
+            return first, rest, client.get_events(task_id)
+
+    first, rest, whole = await asyncio.wait_for(asyncio.to_thread(scenario), DEADLINE)
+    assert seen(first) == FIRST_TWO
+    assert rest[0].sequence == 3
+    assert_whole_log(first + rest, approved=False)
+    assert whole == first + rest
+
+
+async def test_async_dropped_connection_resumes_with_last_event_id(review: Mesh) -> None:
+    """The connection is cut after event 1 (mid-way through event 2), then after event 2:
+    the stream reopens with `Last-Event-ID` each time and yields each event once."""
+    task_id = await waiting_task(review)
+    transport = AsyncCuttingTransport(cuts=[1, 1])
+    async with AsyncLlamaAgentsClient(review.url, transport=transport) as client:
+        streamed: list[TaskEvent] = []
+        async with asyncio.timeout(DEADLINE):
+            async for event in client.stream_events(task_id):
+                streamed.append(event)
+                if event.type == "InputRequiredEvent":
+                    await client.respond(task_id, "yes")
+    assert_whole_log(streamed)
+    assert last_event_ids(transport.requests) == [None, "1", "2"]
+
+
+async def test_sync_dropped_connection_resumes_with_last_event_id(review: Mesh) -> None:
+    task_id = await waiting_task(review)
+    transport = CuttingTransport(cuts=[0, 1])
+
+    def scenario() -> list[TaskEvent]:
+        with LlamaAgentsClient(review.url, transport=transport) as client:
+            streamed = []
+            for event in client.stream_events(task_id, after=None):
+                streamed.append(event)
+                if event.type == "InputRequiredEvent":
+                    client.respond(task_id, "yes")
+            return streamed
+
+    streamed = await asyncio.wait_for(asyncio.to_thread(scenario), DEADLINE)
+    assert_whole_log(streamed)
+    # Cut before any event (after the stream's first comment), then after event 1.
+    assert last_event_ids(transport.requests) == [None, None, "1"]
+
+
+async def test_a_stream_that_cannot_be_reopened_gives_up(
+    review: Mesh, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every connection is cut: after `RECONNECT_FOR` the stream raises, naming where it
+    was. A control plane that cannot be reached at all is reported at once."""
+    monkeypatch.setattr(_plans, "RECONNECT_FOR", 0.5)
+    task_id = await waiting_task(review)
+    transport = AsyncCuttingTransport(cuts=[1] + [0] * 50)
+    async with AsyncLlamaAgentsClient(review.url, transport=transport) as client:
+        stream = client.stream_events(task_id)
+        assert (await anext(stream)).sequence == 1
+        started = time.monotonic()
+        with pytest.raises(ControlPlaneUnavailableError, match="after event 1"):
+            await anext(stream)
+        assert 0.5 <= time.monotonic() - started < DEADLINE
+        assert len(transport.requests) > 2
+    async with AsyncLlamaAgentsClient(UNREACHABLE, timeout=5) as client:
+        with pytest.raises(ControlPlaneUnavailableError, match=UNREACHABLE):
+            await anext(client.stream_events(task_id))
+
+
+async def test_get_events_of_a_waiting_task_returns_what_is_logged(review: Mesh) -> None:
+    """A running task's log has no end yet: the read returns once the control plane says
+    nothing new came (its keep-alive), with exactly the events logged."""
+    task_id = await waiting_task(review)
+    async with AsyncLlamaAgentsClient(review.url) as client:
+        reads = asyncio.gather(client.get_events(task_id), client.get_events(task_id, after=1))
+        events, after_one = await asyncio.wait_for(reads, DEADLINE * 2)
+        assert seen(events) == FIRST_TWO
+        assert after_one == events[1:]
+
+
+# -- refusals, as typed errors ----------------------------------------------------------------
+
+
+async def test_async_refusals_are_typed_errors(review: Mesh) -> None:
+    task_id = await waiting_task(review)
+    async with AsyncLlamaAgentsClient(review.url) as client:
+        with pytest.raises(UnknownEventTypeError, match="not an event of 'review'"):
+            await client.send_event(task_id, "Decision")  # 400
+        with pytest.raises(EventRejectedError, match="text") as rejected:
+            await client.send_event(task_id, "Drafted", {"text": 5})  # 422
+        assert not isinstance(rejected.value, UnknownEventTypeError)
+        with pytest.raises(TaskNotFoundError) as missing:
+            await client.respond("nope", "yes")  # 404
+        assert missing.value.task_id == "nope"
+        with pytest.raises(TaskNotFoundError):
+            await anext(client.stream_events("nope"))
+        with pytest.raises(TaskNotFoundError):
+            await client.get_events("nope")
+
+        with pytest.raises(TaskExistsError, match=task_id):  # 409 on create
+            await client.create_task("again", task_id)
+        with pytest.raises(ServiceNotFoundError) as no_service:  # 404 on create
+            await client.create_task("x", service="nobody")
+        assert no_service.value.service_name == "nobody"
+        with pytest.raises(SessionNotFoundError) as no_session:
+            await client.create_task("x", service="review", session_id="no-session")
+        assert no_session.value.session_id == "no-session"
+        with pytest.raises(RequestTooLargeError) as too_large:  # 413
+            await client.create_task("x" * (1024 * 1024 + 1))
+        assert too_large.value.limit == 1024 * 1024
+
+        await client.respond(task_id, "yes")
+        await client.wait_for_result(task_id, timeout=DEADLINE)
+        with pytest.raises(TaskFinishedError, match="completed"):  # 409 on send_event
+            await client.respond(task_id, "too late")
+
+
+async def test_sync_refusals_are_typed_errors(review: Mesh) -> None:
+    task_id = await waiting_task(review)
+
+    def scenario() -> None:
+        with LlamaAgentsClient(review.url) as client:
+            with pytest.raises(UnknownEventTypeError):
+                client.send_event(task_id, "Decision", {})
+            with pytest.raises(EventRejectedError):
+                client.send_event(task_id, "Drafted", {})
+            with pytest.raises(TaskNotFoundError):
+                client.send_event("nope", "HumanResponseEvent", {"response": "yes"})
+            with pytest.raises(TaskNotFoundError):
+                next(iter(client.stream_events("nope")))
+            with pytest.raises(TaskExistsError):
+                client.create_task("again", task_id=task_id)
+            with pytest.raises(ServiceNotFoundError):
+                client.create_task("x", service="nobody")
+            client.respond(task_id, "yes")
+            client.wait_for_result(task_id, timeout=DEADLINE)
+            with pytest.raises(TaskFinishedError):
+                client.send_event(task_id, "HumanResponseEvent", {"response": "yes"})
+
+    await asyncio.wait_for(asyncio.to_thread(scenario), DEADLINE * 2)
+
+
+async def test_arguments_are_checked_before_sending() -> None:
+    """Nothing is sent (the URL is unreachable): each mistake is a `ConfigurationError`."""
+    async with AsyncLlamaAgentsClient(UNREACHABLE) as client:
+        for call, message in (
+            (client.send_event("t", "HumanResponseEvent", ["yes"]), "dict"),  # type: ignore[arg-type]
+            (client.send_event("t", "HumanResponseEvent", {"at": object()}), "not JSON"),
+            (client.send_event("t", " "), "class name"),
+            (client.send_event("a/b", "X"), "task_id"),
+            (client.send_event("", "X"), "task_id"),
+            (client.respond("t", None), "string"),  # type: ignore[arg-type]
+            (client.create_task("x", start_event=[1]), "start_event"),  # type: ignore[arg-type]
+            (client.create_task("x", service="a/b"), "service"),
+            (client.create_task("x", session_id=""), "session_id"),
+            (client.get_events("t", after=-1), "after"),
+            (client.list_tasks(status="done"), "unknown task status"),
+            (client.list_tasks(page_size=0), "page_size"),
+            (client.list_tasks(page_size=1001), "page_size"),
+            (client.list_tasks(limit=-1), "limit"),
+            (client.get_session("a/b"), "session_id"),
+            (client.create_session("a b"), "spaces"),
+        ):
+            with pytest.raises(ConfigurationError, match=message):
+                await call
+        with pytest.raises(ConfigurationError, match="after"):
+            client.stream_events("t", after=-2)
+        with pytest.raises(ConfigurationError, match="page_size"):
+            client.iter_tasks(page_size=0)  # before the first page is asked for
+    with LlamaAgentsClient(UNREACHABLE) as sync_client:
+        with pytest.raises(ConfigurationError, match="limit"):
+            sync_client.iter_tasks(limit=1.5)  # type: ignore[arg-type]
+        with pytest.raises(ConfigurationError, match="dict"):
+            sync_client.send_event("t", "X", "yes")  # type: ignore[arg-type]
