@@ -149,6 +149,23 @@ def peak_rss_mb(pid: int) -> float | None:
     return None
 
 
+def rss_mb(pid: int) -> float | None:
+    """The process's resident set size now (`VmRSS`) in MiB."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024.0, 1)
+    return None
+
+
+def machine_cpu_seconds() -> tuple[float, float]:
+    """CPU seconds of the whole machine so far (every core): (busy, total), from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    total = sum(fields[:8])  # guest time is already counted in user and nice
+    return (total - idle) / CLK_TCK, total / CLK_TCK
+
+
 def broker_pids() -> list[int]:
     """Pids of the RabbitMQ broker (Erlang's `beam.smp`) visible from here."""
     pids: list[int] = []
