@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +17,7 @@ import pytest
 
 from llama_agents.console._failures import describe
 from llama_agents.errors import ControlPlaneUnavailableError
+from tests.support import broker
 from tests.support.processes import CLI, free_port, offline_env
 from tests.support.systems import UNREACHABLE, served_system
 
@@ -82,8 +83,10 @@ def service_target(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def broker_env(amqp_url: str, exchange_name: str, tmp_path: Path) -> dict[str, str]:
-    return offline_env(
+async def broker_env(
+    amqp_url: str, exchange_name: str, tmp_path: Path
+) -> AsyncIterator[dict[str, str]]:
+    yield offline_env(
         {
             "LLAMA_AGENTS_AMQP_URL": amqp_url,
             "LLAMA_AGENTS_EXCHANGE": exchange_name,
@@ -91,6 +94,7 @@ def broker_env(amqp_url: str, exchange_name: str, tmp_path: Path) -> dict[str, s
             "LLAMA_AGENTS_STARTUP_TIMEOUT": "1",
         }
     )
+    await broker.delete_system(amqp_url, exchange_name)  # what the processes declared
 
 
 @pytest.fixture
