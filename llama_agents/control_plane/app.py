@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Header, Query, Request
+from fastapi import APIRouter, FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -19,6 +19,7 @@ from llama_agents.control_plane.face import ControlPlaneFace
 from llama_agents.control_plane.models import NewTask, ServiceName
 from llama_agents.control_plane.streams import change_events, parse_last_event_id, task_events
 from llama_agents.errors import (
+    ConfigurationError,
     EventRejectedError,
     NonRetryableMessageError,
     ServiceNotFoundError,
@@ -152,12 +153,15 @@ def create_app(control_plane: ControlPlaneFace) -> FastAPI:
         session_id: str | None = Query(default=None, max_length=200),
     ) -> Response:
         """Newest first, `limit` at a time; the `x-next-cursor` header continues it."""
-        tasks, next_cursor = await control_plane.manager.tasks.page(
-            limit=limit,
-            cursor=cursor,
-            statuses=frozenset(s.value for s in status) if status else None,
-            session_id=session_id,
-        )
+        try:
+            tasks, next_cursor = await control_plane.manager.tasks.page(
+                limit=limit,
+                cursor=cursor,
+                statuses=frozenset(s.value for s in status) if status else None,
+                session_id=session_id,
+            )
+        except ConfigurationError as exc:  # a cursor this control plane did not make
+            raise HTTPException(422, str(exc)) from exc
         body = "[" + ",".join(t.model_dump_json() for t in tasks) + "]"
         headers = {"x-next-cursor": next_cursor} if next_cursor else None
         return Response(body, media_type="application/json", headers=headers)
