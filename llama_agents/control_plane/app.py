@@ -168,7 +168,7 @@ def create_app(control_plane: ControlPlaneFace) -> FastAPI:
 
     @api.get("/tasks/{task_id}", response_model=TaskRecord)
     async def get_task(task_id: str) -> Response:
-        return _json(await control_plane.manager.get(task_id))
+        return _json(await control_plane.manager.read(task_id))
 
     @api.get(
         "/tasks/{task_id}/result",
@@ -179,12 +179,12 @@ def create_app(control_plane: ControlPlaneFace) -> FastAPI:
         task_id: str, wait: float = Query(default=0.0, ge=0.0, le=MAX_WAIT_SECONDS)
     ) -> Response:
         manager = control_plane.manager
-        record = await manager.get(task_id)
+        record = await manager.read(task_id)
         if not record.status.finished and wait > 0:
             try:
                 record = await manager.wait(task_id, timeout=wait)
             except TimeoutError:
-                record = await manager.get(task_id)
+                record = await manager.read(task_id)
         if record.status.finished and record.result is not None:
             return _json(record.result)
         return _json(TaskNotFinished(task_id=task_id, status=record.status), status=202)
@@ -204,7 +204,7 @@ def create_app(control_plane: ControlPlaneFace) -> FastAPI:
         """The task's events: server-sent events (`id:` is the sequence; resume with
         `Last-Event-ID` or `?after=`), or JSON lines with `?format=ndjson`; with
         `?follow=false`, only those logged when the request came, then the stream ends."""
-        await control_plane.manager.get(task_id)  # 404 before the stream starts
+        await control_plane.manager.read(task_id)  # 404 before the stream starts
         start = after if after is not None else parse_last_event_id(last_event_id) or 0
         sse = format == "sse"
         return StreamingResponse(

@@ -337,7 +337,7 @@ class ControlPlaneServer:
 
     async def get_task(self, task_id: str) -> TaskRecord:
         """A copy of the task's record (changing it changes nothing in the control plane)."""
-        return (await self.manager.get(task_id)).model_copy(deep=True)
+        return await self.manager.read(task_id)
 
     async def list_tasks(self, limit: int = 1000) -> list[TaskSummary]:
         """The newest `limit` tasks."""

@@ -37,10 +37,10 @@ async def task_events(
         return
 
     async def finished() -> bool:
-        # The cached record says finished a moment before its terminal event is committed
-        # (save() appends it first): only `finished_event` (or, for a log from before it
-        # existed, `finished_at`) says the log is complete.
-        record = await manager.tasks.load(task_id)
+        # A stored record that says finished has its terminal event committed (save()
+        # appends it first); `finished_event` (or, for a log from before it existed,
+        # `finished_at`) says so.
+        record = await manager.tasks.snapshot(task_id)
         if record is None:
             return True
         logged = record.finished_event is not None or record.finished_at is not None

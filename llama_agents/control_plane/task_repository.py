@@ -1,16 +1,19 @@
 """Task records in the state store, with the recently used ones kept in memory.
 
-The cache holds records exactly as stored, with the row version they were read or written
-at. A caller changes a record and saves it; if the save fails, the cached copy is dropped, so
-the next reader sees what the store has, not a change that never happened (a redelivered
-result then finds its step still open). Saves are fenced by version: a record changed by
-someone else since it was read is refused (`ConcurrentUpdateError`).
+The cache holds each record with the row version it was read or written at, and the body
+the store holds. Writers (under the task's lock) `load` the cached object, change it and save
+it; if the save fails, the cached copy is dropped, so the next writer finds what the store has
+(a redelivered result then finds its step still open). Readers that hold no lock take a
+`snapshot`: a copy of what the store holds, never a change still being saved. Saves are
+fenced by version: a record changed by someone else since it was read is refused
+(`ConcurrentUpdateError`).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from datetime import datetime
+from typing import Any
 
 from llama_agents.control_plane.state import StateStore, TaskPage, TaskRow
 from llama_agents.errors import TaskExistsError, TaskNotFoundError
@@ -40,11 +43,12 @@ class TaskRepository:
 
     def __init__(self, store: StateStore, *, cache_size: int = 10_000) -> None:
         self.store = store
-        self._cache: OrderedDict[str, tuple[TaskRecord, int]] = OrderedDict()
+        #: task id -> (the writers' object, its stored version, the stored body)
+        self._cache: OrderedDict[str, tuple[TaskRecord, int, dict[str, Any]]] = OrderedDict()
         self._cache_size = cache_size
 
-    def _remember(self, record: TaskRecord, version: int) -> None:
-        self._cache[record.task_id] = (record, version)
+    def _remember(self, record: TaskRecord, row: TaskRow) -> None:
+        self._cache[record.task_id] = (record, row.version, row.body)
         self._cache.move_to_end(record.task_id)
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
@@ -58,10 +62,11 @@ class TaskRepository:
         row = _row(record, 0)
         if not await self.store.insert_task(row):
             raise TaskExistsError(f"a task with id {record.task_id!r} already exists")
-        self._remember(record, row.version)
+        self._remember(record, row)
 
     async def load(self, task_id: str) -> TaskRecord | None:
-        """The task as stored (the cached object: change it only to save it)."""
+        """The task for a writer holding its lock (the cached object: change it only to save
+        it; a reader without the lock takes a `snapshot`)."""
         cached = self._cache.get(task_id)
         if cached is not None:
             self._cache.move_to_end(task_id)
@@ -70,8 +75,16 @@ class TaskRepository:
         if row is None:
             return None
         record = _record(row)
-        self._remember(record, row.version)
+        self._remember(record, row)
         return record
+
+    async def snapshot(self, task_id: str) -> TaskRecord | None:
+        """A copy of the task as the store holds it: never a change still being saved."""
+        cached = self._cache.get(task_id)
+        if cached is not None:
+            return TaskRecord.model_validate(cached[2])
+        row = await self.store.load_task(task_id)
+        return None if row is None else _record(row)
 
     async def save(self, record: TaskRecord) -> None:
         """Store the changed record; on any failure forget it, so readers reload the store's."""
@@ -92,7 +105,7 @@ class TaskRepository:
         except BaseException:
             self.forget(record.task_id)
             raise
-        self._remember(record, row.version)
+        self._remember(record, row)
 
     async def page(
         self,
@@ -117,7 +130,7 @@ class TaskRepository:
         records = []
         for row in await self.store.tasks_to_recover():
             record = _record(row)
-            self._remember(record, row.version)
+            self._remember(record, row)
             records.append(record)
         return records
 

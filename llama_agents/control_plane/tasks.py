@@ -129,7 +129,15 @@ class TaskManager:
         task.add_done_callback(_log_failure)
 
     async def get(self, task_id: str) -> TaskRecord:
+        """The task for a writer holding its lock (see `TaskRepository.load`)."""
         record = await self.tasks.load(task_id)
+        if record is None:
+            raise TaskNotFoundError(task_id)
+        return record
+
+    async def read(self, task_id: str) -> TaskRecord:
+        """The task as stored, for a reader holding no lock (a copy)."""
+        record = await self.tasks.snapshot(task_id)
         if record is None:
             raise TaskNotFoundError(task_id)
         return record
@@ -263,7 +271,7 @@ class TaskManager:
         Runs without the task's lock (an LLM may take seconds); the outcome is applied under
         it, and only if the task did not finish meanwhile.
         """
-        record = await self.tasks.load(task_id)
+        record = await self.tasks.snapshot(task_id)
         if record is None or record.status.finished:
             return
         folded = list(record.undecided)
@@ -603,7 +611,7 @@ class TaskManager:
             async with asyncio.timeout(timeout):
                 while True:
                     changed = self._changes.setdefault(task_id, asyncio.Event())
-                    record = await self.get(task_id)
+                    record = await self.read(task_id)
                     if predicate(record):
                         return record
                     await changed.wait()
