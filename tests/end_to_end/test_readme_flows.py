@@ -4,9 +4,7 @@ the agent constructors), against the scripted OpenAI-compatible server."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -25,18 +23,9 @@ from tests.conftest import _in_ci
 from tests.support.getting_started import SECRET, SecretTool, readme_rules
 from tests.support.helpers import DEADLINE
 from tests.support.llm_server import ScriptedLLMServer
-from tests.support.processes import ROOT, free_port, offline_env
+from tests.support.processes import ROOT, free_port, offline_env, private_network_prefix
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-def _private_network_prefix() -> list[str] | None:
-    """`unshare -rn` when this machine lets a user process have its own network namespace."""
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        return None
-    probe = subprocess.run([unshare, "-rn", "true"], capture_output=True, timeout=30)
-    return [unshare, "-rn"] if probe.returncode == 0 else None
 
 
 def _free(port: int) -> bool:
@@ -51,7 +40,7 @@ def _free(port: int) -> bool:
 async def test_server_flow_as_written_with_the_default_ports(tmp_path: Path) -> None:
     """README "Getting started" + "Server flow", defaults and all, then its SDK block."""
     env = offline_env({"LLAMA_AGENTS_STATE_PATH": str(tmp_path / "cp.db")})
-    prefix = await asyncio.to_thread(_private_network_prefix)
+    prefix = await asyncio.to_thread(private_network_prefix)
     if prefix is not None:
         env["README_PRIVATE_NETWORK"] = "1"  # the README's ports are free in there
     elif not (_free(8000) and _free(8001)):

@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import socket
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,3 +139,13 @@ class ProcessGroup:
     async def close(self) -> None:
         for name in list(self.procs):
             await self.stop(name)
+
+
+def private_network_prefix() -> list[str] | None:
+    """`unshare -rn` when this machine lets a user process have its own network namespace
+    (where a README's fixed ports are always free)."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return None
+    probe = subprocess.run([unshare, "-rn", "true"], capture_output=True, timeout=30)
+    return [unshare, "-rn"] if probe.returncode == 0 else None
