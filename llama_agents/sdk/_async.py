@@ -65,6 +65,11 @@ class AsyncLlamaAgentsClient:
         return self._config.base_url
 
     @property
+    def config(self) -> ClientConfig:
+        """The validated settings (URL, headers, timeouts) this client was built with."""
+        return self._config
+
+    @property
     def http(self) -> httpx.AsyncClient:
         """The one httpx client (and connection pool) every call goes through."""
         return self._http

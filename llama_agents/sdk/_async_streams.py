@@ -6,31 +6,44 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import Protocol, Self
 
 import httpx
 
 from llama_agents.errors import ControlPlaneUnavailableError
-from llama_agents.messages.records import ControlPlaneEvent, TaskEvent
+from llama_agents.messages.records import ControlPlaneEvent, TaskEvent, TaskRecord
 
 from . import _protocol as api
+from ._config import ClientConfig
 from ._errors import translated_errors
 from ._plans import EventFollow
 from ._sse import EventParser, TaskEventParser, parse_task_event
 from ._task_events import check_after, task_events
 
-if TYPE_CHECKING:
-    from ._async import AsyncLlamaAgentsClient
+
+class AsyncStreamClient(Protocol):
+    """What a stream asks of its client (the client module imports this one, not back)."""
+
+    @property
+    def control_plane_url(self) -> str: ...
+
+    @property
+    def http(self) -> httpx.AsyncClient: ...
+
+    @property
+    def config(self) -> ClientConfig: ...
+
+    async def get_task(self, task_id: str) -> TaskRecord: ...
 
 
-async def _open(client: AsyncLlamaAgentsClient, call: api.Call[None]) -> httpx.Response:
+async def _open(client: AsyncStreamClient, call: api.Call[None]) -> httpx.Response:
     """Send a stream's request; the response is open unless its status is an error."""
     request = client.http.build_request(
         call.method,
         call.path,
         params=call.params,
         headers=call.headers,
-        timeout=client._config.stream_timeout(),
+        timeout=client.config.stream_timeout(),
     )
     response = await client.http.send(request, stream=True)
     if not call.accepts(response.status_code):
@@ -45,7 +58,7 @@ async def _open(client: AsyncLlamaAgentsClient, call: api.Call[None]) -> httpx.R
 class AsyncEventStream:
     """An open `GET /events` stream; iterate it for `ControlPlaneEvent`s."""
 
-    def __init__(self, client: AsyncLlamaAgentsClient) -> None:
+    def __init__(self, client: AsyncStreamClient) -> None:
         self._client = client
         self._response: httpx.Response | None = None
         self._lines: AsyncIterator[str] | None = None
@@ -112,7 +125,7 @@ class AsyncTaskEventStream:
     the last event yielded: `stream_events(task_id, after=last_sequence)` continues it later.
     """
 
-    def __init__(self, client: AsyncLlamaAgentsClient, task_id: str, after: int | None) -> None:
+    def __init__(self, client: AsyncStreamClient, task_id: str, after: int | None) -> None:
         self._client = client
         self._plan = EventFollow(task_id, after)
         self._response: httpx.Response | None = None
@@ -200,7 +213,7 @@ class AsyncTaskEventStream:
 
 
 async def logged_events(
-    client: AsyncLlamaAgentsClient, task_id: str, after: int | None
+    client: AsyncStreamClient, task_id: str, after: int | None
 ) -> list[TaskEvent]:
     """The task's events after `after` that its log holds now (see `get_events`)."""
     call = task_events(task_id, check_after(after), ndjson=True, follow=False)

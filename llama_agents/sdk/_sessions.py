@@ -6,7 +6,7 @@ so a conversation is `session.run("...")` turn after turn.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from llama_agents.errors import ConfigurationError, SessionExistsError, SessionNotFoundError
 from llama_agents.messages import TaskResult
@@ -14,9 +14,47 @@ from llama_agents.messages.records import SessionInfo
 
 from ._protocol import Call, ErrorFactory, identifier, model, segment
 
-if TYPE_CHECKING:
-    from ._async import AsyncLlamaAgentsClient
-    from ._sync import LlamaAgentsClient
+
+class SessionClient(Protocol):
+    """What a `Session` asks of its client (the client module imports this one, not back)."""
+
+    def create_task(
+        self,
+        input: str,
+        task_id: str | None = None,
+        result_key: str | None = None,
+        *,
+        service: str | None = None,
+        start_event: dict[str, Any] | None = None,
+        session_id: str | None = None,
+    ) -> str: ...
+
+    def wait_for_result(self, task_id: str, timeout: float | None = None) -> TaskResult: ...
+
+    def get_session(self, session_id: str) -> SessionInfo: ...
+
+    def delete_session(self, session_id: str) -> None: ...
+
+
+class AsyncSessionClient(Protocol):
+    """What an `AsyncSession` asks of its client."""
+
+    async def create_task(
+        self,
+        input: str,
+        task_id: str | None = None,
+        result_key: str | None = None,
+        *,
+        service: str | None = None,
+        start_event: dict[str, Any] | None = None,
+        session_id: str | None = None,
+    ) -> str: ...
+
+    async def wait_for_result(self, task_id: str, timeout: float | None = None) -> TaskResult: ...
+
+    async def get_session(self, session_id: str) -> SessionInfo: ...
+
+    async def delete_session(self, session_id: str) -> None: ...
 
 
 def _missing(session_id: str) -> dict[int, ErrorFactory]:
@@ -51,7 +89,7 @@ class Session:
     Made by `LlamaAgentsClient.create_session()`; uses that client's connections.
     """
 
-    def __init__(self, client: LlamaAgentsClient, session_id: str) -> None:
+    def __init__(self, client: SessionClient, session_id: str) -> None:
         self._client = client
         self.session_id = session_id
 
@@ -80,7 +118,7 @@ class Session:
 class AsyncSession:
     """`Session` for `AsyncLlamaAgentsClient`: the same methods, as coroutines."""
 
-    def __init__(self, client: AsyncLlamaAgentsClient, session_id: str) -> None:
+    def __init__(self, client: AsyncSessionClient, session_id: str) -> None:
         self._client = client
         self.session_id = session_id
 

@@ -70,6 +70,11 @@ class LlamaAgentsClient:
         return self._config.base_url
 
     @property
+    def config(self) -> ClientConfig:
+        """The validated settings (URL, headers, timeouts) this client was built with."""
+        return self._config
+
+    @property
     def http(self) -> httpx.Client:
         """The one httpx client (and connection pool) every call goes through."""
         return self._http

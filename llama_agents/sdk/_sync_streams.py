@@ -6,31 +6,44 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import Protocol, Self
 
 import httpx
 
 from llama_agents.errors import ControlPlaneUnavailableError
-from llama_agents.messages.records import ControlPlaneEvent, TaskEvent
+from llama_agents.messages.records import ControlPlaneEvent, TaskEvent, TaskRecord
 
 from . import _protocol as api
+from ._config import ClientConfig
 from ._errors import translated_errors
 from ._plans import EventFollow
 from ._sse import EventParser, TaskEventParser, parse_task_event
 from ._task_events import check_after, task_events
 
-if TYPE_CHECKING:
-    from ._sync import LlamaAgentsClient
+
+class StreamClient(Protocol):
+    """What a stream asks of its client (the client module imports this one, not back)."""
+
+    @property
+    def control_plane_url(self) -> str: ...
+
+    @property
+    def http(self) -> httpx.Client: ...
+
+    @property
+    def config(self) -> ClientConfig: ...
+
+    def get_task(self, task_id: str) -> TaskRecord: ...
 
 
-def _open(client: LlamaAgentsClient, call: api.Call[None]) -> httpx.Response:
+def _open(client: StreamClient, call: api.Call[None]) -> httpx.Response:
     """Send a stream's request; the response is open unless its status is an error."""
     request = client.http.build_request(
         call.method,
         call.path,
         params=call.params,
         headers=call.headers,
-        timeout=client._config.stream_timeout(),
+        timeout=client.config.stream_timeout(),
     )
     response = client.http.send(request, stream=True)
     if not call.accepts(response.status_code):
@@ -45,7 +58,7 @@ def _open(client: LlamaAgentsClient, call: api.Call[None]) -> httpx.Response:
 class EventStream:
     """An open `GET /events` stream; iterate it for `ControlPlaneEvent`s."""
 
-    def __init__(self, client: LlamaAgentsClient) -> None:
+    def __init__(self, client: StreamClient) -> None:
         self._client = client
         self._response: httpx.Response | None = None
         self._lines: Iterator[str] | None = None
@@ -112,7 +125,7 @@ class TaskEventStream:
     the last event yielded: `stream_events(task_id, after=last_sequence)` continues it later.
     """
 
-    def __init__(self, client: LlamaAgentsClient, task_id: str, after: int | None) -> None:
+    def __init__(self, client: StreamClient, task_id: str, after: int | None) -> None:
         self._client = client
         self._plan = EventFollow(task_id, after)
         self._response: httpx.Response | None = None
@@ -199,7 +212,7 @@ class TaskEventStream:
             time.sleep(delay)
 
 
-def logged_events(client: LlamaAgentsClient, task_id: str, after: int | None) -> list[TaskEvent]:
+def logged_events(client: StreamClient, task_id: str, after: int | None) -> list[TaskEvent]:
     """The task's events after `after` that its log holds now (see `get_events`)."""
     call = task_events(task_id, check_after(after), ndjson=True, follow=False)
     events: list[TaskEvent] = []
