@@ -235,6 +235,34 @@ class Child:
         return self.process.pid
 
 
+async def serve_control_plane(
+    control_plane: Any, queue: Any, stop: asyncio.Event, *, start: float, stop_timeout: float
+) -> None:
+    """A control-plane child's life: serve, say READY with its URL, run until `stop`, then
+    close it and tidy the broker (whatever ended it)."""
+    serving = asyncio.create_task(control_plane.launch_server(), name="control-plane")
+    try:
+        ready = asyncio.ensure_future(control_plane.wait_until_serving(start))
+        await asyncio.wait({serving, ready}, return_when=asyncio.FIRST_COMPLETED)
+        if serving.done():
+            ready.cancel()
+            await serving  # raises what stopped it
+            return
+        announce(await ready)
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+    finally:
+        # close() stops the HTTP server, which ends launch_server (which closes again).
+        await control_plane.close()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(serving, stop_timeout)
+        try:
+            await queue.cleanup()
+        finally:
+            await queue.close()
+
+
 async def spawn(
     out: Output, script: str, role: str, extra: list[str], env: dict[str, str], name: str = ""
 ) -> Child:

@@ -82,6 +82,7 @@ from _common import (
     percentile,
     positive,
     py_spy_path,
+    serve_control_plane,
     spawn,
     start_profiling,
     stop_child,
@@ -135,27 +136,9 @@ async def run_control_plane(args: argparse.Namespace) -> None:
     control_plane = ControlPlaneServer(
         queue, PipelineOrchestrator(pipeline), host="127.0.0.1", port=0
     )
-    serving = asyncio.create_task(control_plane.launch_server(), name="control-plane")
-    try:
-        ready = asyncio.ensure_future(control_plane.wait_until_serving(START_TIMEOUT))
-        await asyncio.wait({serving, ready}, return_when=asyncio.FIRST_COMPLETED)
-        if serving.done():
-            ready.cancel()
-            await serving  # raises what stopped it
-            return
-        announce(await ready)
-        stopping = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
-    finally:
-        # close() stops the HTTP server, which ends launch_server (which closes again).
-        await control_plane.close()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(serving, STOP_TIMEOUT)
-        try:
-            await queue.cleanup()
-        finally:
-            await queue.close()
+    await serve_control_plane(
+        control_plane, queue, stop, start=START_TIMEOUT, stop_timeout=STOP_TIMEOUT
+    )
 
 
 async def run_service(args: argparse.Namespace) -> None:

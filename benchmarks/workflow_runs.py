@@ -56,8 +56,8 @@ with cProfile (``DIR/<in_flight>/<role>.prof``) or py-spy (``--profiler py-spy``
 
 Run it from the project root::
 
-    .venv/bin/python benchmarks/workflows.py --runs 100
-    .venv/bin/python benchmarks/workflows.py --runs 1000 --in-flight 100,400
+    .venv/bin/python benchmarks/workflow_runs.py --runs 100
+    .venv/bin/python benchmarks/workflow_runs.py --runs 1000 --in-flight 100,400
 
 The broker is ``--url``, by default ``LLAMA_AGENTS_AMQP_URL`` or the local broker. The script
 reports figures only: it never passes or fails. Everything it declared on the broker is
@@ -66,33 +66,24 @@ deleted at the end.
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import math
 import os
-import sys
+import resource
+import socket
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-# This file's name shadows llama-index's `workflows` package when its folder comes first on
-# sys.path (as it does for `python benchmarks/workflows.py`): move the folder to the end, where
-# `_common` is still found but `workflows` resolves to the package.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-if sys.path and os.path.abspath(sys.path[0] or os.getcwd()) == _HERE:
-    sys.path.append(sys.path.pop(0))
-
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import contextlib  # noqa: E402
-import itertools  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import resource  # noqa: E402
-import socket  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-import httpx  # noqa: E402
-from _common import (  # noqa: E402
+import httpx
+from _common import (
     Child,
     Output,
     add_url_option,
@@ -110,6 +101,7 @@ from _common import (  # noqa: E402
     positive,
     py_spy_path,
     rss_mb,
+    serve_control_plane,
     spawn,
     start_profiling,
     stop_child,
@@ -117,11 +109,11 @@ from _common import (  # noqa: E402
     stop_profiling,
     wait_ready,
 )
-from workflows import Context, Workflow, step  # noqa: E402
-from workflows.events import Event, StartEvent, StopEvent  # noqa: E402
+from workflows import Context, Workflow, step
+from workflows.events import Event, StartEvent, StopEvent
 
-from llama_agents import AsyncLlamaAgentsClient  # noqa: E402
-from llama_agents._runtime import run  # noqa: E402
+from llama_agents import AsyncLlamaAgentsClient
+from llama_agents._runtime import run
 
 BENCH = "workflows"
 SERVICE = "bench_wf"
@@ -303,26 +295,9 @@ async def run_control_plane(args: argparse.Namespace) -> None:
     control_plane = ControlPlaneServer(
         queue, orchestrator, host="127.0.0.1", port=0, prefetch=args.cp_prefetch
     )
-    serving = asyncio.create_task(control_plane.launch_server(), name="control-plane")
-    try:
-        ready = asyncio.ensure_future(control_plane.wait_until_serving(START_TIMEOUT))
-        await asyncio.wait({serving, ready}, return_when=asyncio.FIRST_COMPLETED)
-        if serving.done():
-            ready.cancel()
-            await serving  # raises what stopped it
-            return
-        announce(await ready)
-        stopping = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
-    finally:
-        await control_plane.close()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(serving, STOP_TIMEOUT)
-        try:
-            await queue.cleanup()
-        finally:
-            await queue.close()
+    await serve_control_plane(
+        control_plane, queue, stop, start=START_TIMEOUT, stop_timeout=STOP_TIMEOUT
+    )
 
 
 async def run_replica(args: argparse.Namespace) -> None:
