@@ -84,30 +84,48 @@ class RunCoordinator:
                     "late update for task %s step %s dropped", update.task_id, update.step_id
                 )
                 return
-            if update.events:
-                await m.log.append(
+            appending = (
+                m.log.append(
                     record.task_id,
                     [
                         NewEvent(event_body(e, step_id=step.sent_id), dedupe_key=e.key)
                         for e in update.events
                     ],
                 )
+                if update.events
+                else None
+            )
             run = record.run
-            if run is None or run.step_id != step.sent_id:
-                run = record.run = RunState(step_id=step.sent_id, service=step.service)
-            if update.sequence <= run.last_update:
-                # An older or repeated update: its events were kept; finish what a first
-                # delivery cut short may have left undone, change nothing else.
+            if (
+                run is not None
+                and run.step_id == step.sent_id
+                and (update.sequence <= run.last_update)
+            ):
+                # An older or repeated update: keep its events (an append is idempotent);
+                # finish what a first delivery cut short may have left undone, change
+                # nothing else.
+                if appending is not None:
+                    await appending
                 await self._deliver(record)
                 await m.save(record)
                 await m.flush(record)
                 return
-            run.last_update = update.sequence
-            if update.checkpoint is not None:
-                await m.store.save_checkpoint(
+            checkpointing = (
+                m.store.save_checkpoint(
                     record.task_id,
                     {"step_id": step.sent_id, "sequence": update.sequence, **update.checkpoint},
                 )
+                if update.checkpoint is not None
+                else None
+            )
+            # Events and checkpoint are independent: they share one group commit. The record
+            # changes only once both are stored, so a failed write changes nothing and the
+            # redelivered update is applied again.
+            await asyncio.gather(*(w for w in (appending, checkpointing) if w is not None))
+            if run is None or run.step_id != step.sent_id:
+                run = record.run = RunState(step_id=step.sent_id, service=step.service)
+            run.last_update = update.sequence
+            if update.checkpoint is not None:
                 run.has_checkpoint = True
                 taken = set(update.applied_inputs)
                 run.inputs = [i for i in run.inputs if i.input_id not in taken]

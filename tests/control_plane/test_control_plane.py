@@ -92,6 +92,10 @@ async def test_task_lifecycle_over_http(
     running = await http.get(f"/tasks/{task_id}/result")
     assert running.status_code == 202
     assert running.json() == {"task_id": task_id, "status": "running", "finished": False}
+    # The broker's confirmation is stored just after the worker got the step: wait for it.
+    await control_plane.manager.wait_until(
+        task_id, lambda r: bool(r.steps) and r.steps[0].published, DEADLINE
+    )
     record = (await http.get(f"/tasks/{task_id}")).json()
     assert record["status"] == "running"
     assert [s["service"] for s in record["steps"]] == ["worker"]
