@@ -1,7 +1,8 @@
 """Before the tests: make sure the local broker takes connections and holds no leftovers.
 
-Tests declare everything on exchanges of their own (`test_<hex>`, benchmarks `bench_<...>`)
-and delete it when they end; a run that was killed leaves its queues behind. Hundreds of
+Tests declare everything on exchanges of their own (`test_<hex>`, benchmarks `bench_<...>`,
+demos `llama_agents_demo_<hex>`) and delete it when they end; a run that was killed leaves
+its queues behind. Hundreds of
 leftover quorum queues exhaust the node's file handles, and then new connections hang. This
 deletes every queue named like a test's or a benchmark's, over AMQP when the broker takes
 connections, else with rabbitmqctl.
@@ -16,7 +17,8 @@ import sys
 import aio_pika
 
 URL = "amqp://guest:guest@127.0.0.1:5672/"
-PREFIXES = ("test_", "bench_")
+#: Exchanges of tests, benchmarks and `llama-agents demo` runs: each is one run's own.
+PREFIXES = ("test_", "bench_", "llama_agents_demo_")
 
 
 def _names(kind: str) -> list[str]:

@@ -8,6 +8,7 @@ OpenAI-compatible `LLAMA_AGENTS_LLM_BASE_URL`) it uses that model, else the offl
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ from llama_agents.launchers import LocalLauncher
 from llama_agents.llms.factory import BASE_URL_ENV_VARS, describe_llm
 from llama_agents.message_queues import BaseMessageQueue, RabbitMQMessageQueue, SimpleMessageQueue
 from llama_agents.message_queues.rabbitmq.connection import redact
+from llama_agents.messages import HUMAN_MESSAGE_TYPE
 from llama_agents.orchestrators import AgentOrchestrator
 from llama_agents.services import AgentService
 
@@ -30,10 +32,12 @@ DEMO_QUESTION = "What is the secret fact?"
 
 @dataclass
 class DemoBroker:
-    """The queue the demo runs on, and a human-readable name for it."""
+    """The queue the demo runs on, and a human-readable name for it. `private`: an exchange
+    of the demo's own, whose queues (its answer left in `human` included) go when it ends."""
 
     queue: BaseMessageQueue
     description: str
+    private: bool = False
 
 
 async def pick_broker(
@@ -53,7 +57,7 @@ async def pick_broker(
             if prefer == "rabbitmq":
                 raise
         else:
-            return DemoBroker(rabbit, f"RabbitMQ at {rabbit!r}")
+            return DemoBroker(rabbit, f"RabbitMQ at {rabbit!r}", private=exchange is None)
     reason = "as asked" if prefer == "embedded" else f"no RabbitMQ answered at {redact(url)}"
     return DemoBroker(SimpleMessageQueue(), f"the embedded SimpleMessageQueue ({reason})")
 
@@ -110,4 +114,29 @@ async def run_demo(
             exc.task_id,
         ) from exc
     finally:
+        if broker.private and isinstance(broker.queue, RabbitMQMessageQueue):
+            await _discard_exchange(broker.queue)
         await broker.queue.close()
+
+
+async def _discard_exchange(queue: RabbitMQMessageQueue) -> None:
+    """Delete what is left on the demo's own exchange: the launcher keeps queues that hold
+    messages, and `human` holds the answer the demo already printed."""
+    import aio_pika
+
+    from llama_agents.message_queues.rabbitmq.topology import dead_letter_queue_name, queue_name
+
+    names = [queue_name(queue.exchange_name, HUMAN_MESSAGE_TYPE)]
+    names.append(dead_letter_queue_name(queue.exchange_name))
+    try:
+        connection = await aio_pika.connect(queue.url, timeout=5)
+    except Exception:  # tidying is best effort; the answer is already out
+        return
+    async with connection:
+        for name in names:
+            channel = await connection.channel()  # a missing queue closes its channel
+            with contextlib.suppress(Exception):
+                await channel.queue_delete(name)
+        channel = await connection.channel()
+        with contextlib.suppress(Exception):
+            await channel.exchange_delete(queue.exchange_name)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support import broker
 
 SCRIPT = Path(sys.executable).parent / "llama-agents"
 
@@ -36,6 +40,11 @@ def test_demo_runs_on_rabbitmq(amqp_url: str) -> None:
     assert result.stdout.startswith("Broker: RabbitMQ")
     assert "LLM: offline function-calling LLM" in result.stdout
     assert "Result: The secret fact is: A baby llama is called a 'Cria'." in result.stdout
+    # Its exchange was its own: nothing of it is left on the broker, its answer included.
+    exchange = re.search(r"exchange='(llama_agents_demo_[0-9a-f]+)'", result.stdout)
+    assert exchange is not None, result.stdout
+    left = asyncio.run(broker.list_json("queues", "name"))
+    assert [q["name"] for q in left if q["name"].startswith(exchange.group(1))] == []
 
 
 def test_demo_falls_back_to_the_embedded_queue_without_a_broker() -> None:
