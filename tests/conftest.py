@@ -93,10 +93,37 @@ def amqp_url() -> Iterator[str]:
     pytest.skip(message)
 
 
+#: Every exchange this session handed out: what their systems left is deleted at its end.
+_EXCHANGES: set[str] = set()
+
+
 @pytest.fixture
 def exchange_name() -> str:
     """A fresh exchange per test, so nothing leaks between tests."""
-    return f"test_{uuid.uuid4().hex[:12]}"
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    _EXCHANGES.add(name)
+    return name
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Delete what this session's systems left on the broker (results nobody read wait in
+    `human` queues; processes declare queues no test object knows of). Only this session's
+    exchanges: another session on the same broker keeps its own."""
+    if not _EXCHANGES:
+        return
+    from tests.support import broker
+
+    async def tidy() -> None:
+        if not await broker.available():
+            return
+        url = os.environ.get(TEST_URL_ENV, DEFAULT_TEST_URL)
+        await broker.delete_systems(url, _EXCHANGES)
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, tidy()).result(timeout=300)
+    except Exception as exc:  # never fail a run for its tidying
+        print(f"\nbroker tidy after the tests failed: {exc!r}")
 
 
 QueueFactory = Callable[..., Awaitable[BaseMessageQueue]]

@@ -131,6 +131,27 @@ async def delete_system(amqp_url: str, exchange: str) -> None:
         await channel.exchange_delete(exchange)
 
 
+async def delete_systems(amqp_url: str, exchanges: set[str]) -> int:
+    """`delete_system` for many exchanges at once (one listing, one connection); returns
+    how many queues went."""
+    import aio_pika
+
+    queues = [
+        row["name"]
+        for row in await list_json("queues", "name")
+        if row["name"].split(".", 1)[0] in exchanges
+    ]
+    found = {row["name"] for row in await list_json("exchanges", "name")} & exchanges
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        for name in queues:
+            await channel.queue_delete(name)
+        for name in sorted(found):
+            await channel.exchange_delete(name)
+    return len(queues)
+
+
 async def queue_depth(amqp_url: str, queue: str) -> int:
     """Messages ready in `queue` (not counting ones held by consumers)."""
     import aio_pika
