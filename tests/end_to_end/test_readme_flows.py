@@ -23,7 +23,12 @@ from tests.conftest import _in_ci
 from tests.support.getting_started import SECRET, SecretTool, readme_rules
 from tests.support.helpers import DEADLINE
 from tests.support.llm_server import ScriptedLLMServer
-from tests.support.processes import ROOT, free_port, offline_env, private_network_prefix
+from tests.support.processes import (
+    free_port,
+    offline_env,
+    private_network_prefix,
+    run_to_end,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -49,22 +54,8 @@ async def test_server_flow_as_written_with_the_default_ports(tmp_path: Path) -> 
             pytest.fail(f"{message} (CI=true: the README's defaults must be tested)")
         pytest.skip(message)
     argv = [*(prefix or []), sys.executable, "-m", "tests.support.readme_server_flow"]
-    process = await asyncio.create_subprocess_exec(
-        *argv,
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        async with asyncio.timeout(120):
-            output, _ = await process.communicate()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    text = output.decode(errors="replace")
-    assert process.returncode == 0, text[-4000:]
+    code, text = await run_to_end(argv, env, timeout=120)
+    assert code == 0, text[-4000:]
     # The Getting Started block's own local run, then the server flow's client and consumer.
     assert f"Result: {SECRET}" in text, text[-4000:]
     assert f"CLIENT RESULT: {SECRET}" in text, text[-4000:]

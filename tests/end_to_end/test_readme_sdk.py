@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from tests.conftest import _in_ci
-from tests.support.processes import ROOT, offline_env, private_network_prefix
+from tests.support.processes import offline_env, private_network_prefix, run_to_end
 
 
 def _blocks(text: str) -> dict[int, str]:
@@ -28,32 +28,18 @@ async def test_the_sdk_and_cli_blocks_run_as_written() -> None:
             pytest.fail(f"{message} (CI=true: the README's blocks must be tested)")
         pytest.skip(message)
     env = offline_env({"README_PRIVATE_NETWORK": "1"})
-    process = await asyncio.create_subprocess_exec(
-        *prefix,
-        sys.executable,
-        "-m",
-        "tests.support.readme_sdk_blocks",
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        async with asyncio.timeout(170):
-            output, _ = await process.communicate()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    text = output.decode(errors="replace")
-    assert process.returncode == 0, text[-4000:]
+    argv = [*prefix, sys.executable, "-m", "tests.support.readme_sdk_blocks"]
+    code, text = await run_to_end(argv, env, timeout=170)
+    assert code == 0, text[-4000:]
     blocks = _blocks(text)
     assert sorted(blocks) == [1, 2, 3], text[-4000:]
 
     # The workflow run: its events in order, the answer, the whole log read again.
     run = blocks[1].splitlines()
-    assert run[0] == "1 InputRequiredEvent " + run[0].split(" ", 2)[2], run
-    assert "Send this reply?" in run[0]
+    assert run[0] == (
+        "1 InputRequiredEvent {'prefix': \"Send this reply? 'Dear customer, about the late "
+        "invoice: it is fixed.' (yes/no)\"}"
+    ), run
     assert run[1].startswith("2 TaskFinished {'status': 'completed'"), run
     assert run[2] == "sent: Dear customer, about the late invoice: it is fixed.", run
     assert run[3] == "['InputRequiredEvent', 'TaskFinished']", run

@@ -149,3 +149,24 @@ def private_network_prefix() -> list[str] | None:
         return None
     probe = subprocess.run([unshare, "-rn", "true"], capture_output=True, timeout=30)
     return [unshare, "-rn"] if probe.returncode == 0 else None
+
+
+async def run_to_end(argv: list[str], env: dict[str, str], timeout: float) -> tuple[int, str]:
+    """Run `argv` from the project root to its end (killed after `timeout` seconds); its
+    exit code and its output, stdout and stderr together."""
+    process = await asyncio.create_subprocess_exec(
+        *argv,
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            output, _ = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode is not None
+    return process.returncode, output.decode(errors="replace")
