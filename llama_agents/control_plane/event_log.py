@@ -17,6 +17,8 @@ from llama_agents.messages.runs import StreamedEvent
 
 #: The type of the last event of every task's log.
 TASK_FINISHED = "TaskFinished"
+#: Its dedupe key: a task's log has one.
+FINISHED_KEY = "finished"
 
 
 def event_body(event: StreamedEvent, *, step_id: str | None = None) -> dict[str, Any]:
@@ -31,6 +33,11 @@ def event_body(event: StreamedEvent, *, step_id: str | None = None) -> dict[str,
     }
 
 
+def streamed_events(events: list[StreamedEvent], *, step_id: str) -> list[NewEvent]:
+    """A run's streamed events as log entries, keyed so a redelivered message adds nothing."""
+    return [NewEvent(event_body(e, step_id=step_id), dedupe_key=e.key) for e in events]
+
+
 def finished_body(status: str, result: Any, error: str | None) -> dict[str, Any]:
     """The terminal event: the task's final status, its result and error."""
     return {
@@ -43,22 +50,41 @@ def finished_body(status: str, result: Any, error: str | None) -> dict[str, Any]
     }
 
 
+#: Recent events kept in memory per followed task, so a woken reader need not read the store.
+_TAIL = 256
+
+
 class EventLog:
-    """Appends to the store and wakes the readers of the task."""
+    """Appends to the store and wakes the readers of the task.
+
+    The events just appended to a task that someone follows are also kept in memory (the
+    last `_TAIL`): a reader woken by them takes them from there when they continue exactly
+    where it stopped, and reads the store otherwise.
+    """
 
     def __init__(self, store: StateStore) -> None:
         self.store = store
         self._changed: dict[str, asyncio.Event] = {}
         self._readers: dict[str, int] = {}
+        self._tails: dict[str, list[EventRow]] = {}
 
     async def append(self, task_id: str, events: list[NewEvent]) -> list[EventRow]:
         """Store events (skipping known keys) and wake the task's readers."""
         if not events:
             return []
         appended = await self.store.append_events(task_id, events)
-        if appended:
-            self.wake(task_id)
+        self.appended(task_id, appended)
         return appended
+
+    def appended(self, task_id: str, rows: list[EventRow]) -> None:
+        """Events were committed to the task's log (here or with its record): wake readers."""
+        if not rows:
+            return
+        tail = self._tails.get(task_id)
+        if tail is not None:
+            tail.extend(rows)
+            del tail[:-_TAIL]
+        self.wake(task_id)
 
     def wake(self, task_id: str) -> None:
         changed = self._changed.pop(task_id, None)
@@ -74,6 +100,15 @@ class EventLog:
     @property
     def readers(self) -> int:
         return sum(self._readers.values())
+
+    async def _after(self, task_id: str, after: int) -> list[EventRow]:
+        """The events after `after`: from memory when it holds them all, else the store."""
+        tail = self._tails.get(task_id)
+        if tail and tail[0].sequence <= after + 1 <= tail[-1].sequence:
+            return [row for row in tail if row.sequence > after]
+        if tail and tail[-1].sequence <= after:
+            return []  # nothing new since (appends are in memory before readers wake)
+        return await self.store.read_events(task_id, after=after, limit=500)
 
     async def follow(
         self,
@@ -91,10 +126,11 @@ class EventLog:
         when `stopping` is set.
         """
         self._readers[task_id] = self._readers.get(task_id, 0) + 1
+        self._tails.setdefault(task_id, [])
         try:
             while not stopping.is_set():
                 changed = self._changed.setdefault(task_id, asyncio.Event())
-                rows = await self.store.read_events(task_id, after=after, limit=500)
+                rows = await self._after(task_id, after)
                 for row in rows:
                     after = row.sequence
                     yield row
@@ -119,3 +155,4 @@ class EventLog:
                 self._readers[task_id] = left
             else:
                 self._readers.pop(task_id, None)
+                self._tails.pop(task_id, None)

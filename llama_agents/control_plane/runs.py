@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, Protocol
 
 from llama_agents.control_plane.dispatch import Dispatcher
-from llama_agents.control_plane.event_log import EventLog, event_body
+from llama_agents.control_plane.event_log import EventLog, streamed_events
 from llama_agents.control_plane.registry import ServiceRegistry
 from llama_agents.control_plane.schemas import validate_event
 from llama_agents.control_plane.state import NewEvent, StateStore
@@ -55,7 +56,13 @@ class TaskHost(Protocol):
 
     async def get(self, task_id: str) -> TaskRecord: ...
 
-    async def save(self, record: TaskRecord) -> None: ...
+    async def save(
+        self,
+        record: TaskRecord,
+        *,
+        events: Sequence[NewEvent] = (),
+        checkpoint: dict[str, Any] | None = None,
+    ) -> None: ...
 
     async def flush(self, record: TaskRecord) -> None: ...
 
@@ -84,17 +91,7 @@ class RunCoordinator:
                     "late update for task %s step %s dropped", update.task_id, update.step_id
                 )
                 return
-            appending = (
-                m.log.append(
-                    record.task_id,
-                    [
-                        NewEvent(event_body(e, step_id=step.sent_id), dedupe_key=e.key)
-                        for e in update.events
-                    ],
-                )
-                if update.events
-                else None
-            )
+            events = streamed_events(update.events, step_id=step.sent_id)
             run = record.run
             if (
                 run is not None
@@ -104,24 +101,10 @@ class RunCoordinator:
                 # An older or repeated update: keep its events (an append is idempotent);
                 # finish what a first delivery cut short may have left undone, change
                 # nothing else.
-                if appending is not None:
-                    await appending
                 await self._deliver(record)
-                await m.save(record)
+                await m.save(record, events=events)
                 await m.flush(record)
                 return
-            checkpointing = (
-                m.store.save_checkpoint(
-                    record.task_id,
-                    {"step_id": step.sent_id, "sequence": update.sequence, **update.checkpoint},
-                )
-                if update.checkpoint is not None
-                else None
-            )
-            # Events and checkpoint are independent: they share one group commit. The record
-            # changes only once both are stored, so a failed write changes nothing and the
-            # redelivered update is applied again.
-            await asyncio.gather(*(w for w in (appending, checkpointing) if w is not None))
             if run is None or run.step_id != step.sent_id:
                 run = record.run = RunState(step_id=step.sent_id, service=step.service)
             run.last_update = update.sequence
@@ -140,7 +123,17 @@ class RunCoordinator:
                 None if run.waiting or not limit else utc_now() + timedelta(seconds=limit)
             )
             await self._deliver(record)
-            await m.save(record)
+            # Events, checkpoint and record in one transaction: a failed write changes
+            # nothing (the record is reloaded) and the redelivered update applies again.
+            await m.save(
+                record,
+                events=events,
+                checkpoint=(
+                    None
+                    if update.checkpoint is None
+                    else {"step_id": step.sent_id, "sequence": update.sequence, **update.checkpoint}
+                ),
+            )
             await m.flush(record)
 
     async def _deliver(self, record: TaskRecord) -> None:

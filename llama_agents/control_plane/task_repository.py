@@ -12,10 +12,11 @@ fenced by version: a record changed by someone else since it was read is refused
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from llama_agents.control_plane.state import StateStore, TaskPage, TaskRow
+from llama_agents.control_plane.state import EventRow, NewEvent, StateStore, TaskPage, TaskRow
 from llama_agents.errors import TaskExistsError, TaskNotFoundError
 from llama_agents.messages.envelope import utc_now
 from llama_agents.messages.records import TaskRecord, TaskStatus, TaskSummary
@@ -86,8 +87,17 @@ class TaskRepository:
         row = await self.store.load_task(task_id)
         return None if row is None else _record(row)
 
-    async def save(self, record: TaskRecord) -> None:
-        """Store the changed record; on any failure forget it, so readers reload the store's."""
+    async def save(
+        self,
+        record: TaskRecord,
+        *,
+        events: Sequence[NewEvent] = (),
+        checkpoint: dict[str, Any] | None = None,
+        sequence_of: tuple[str, str] | None = None,
+    ) -> list[EventRow]:
+        """Store the changed record, with events for its log and its run's checkpoint, in one
+        transaction (see `StateStore.save_task`); return the events appended. On any failure
+        forget the record, so readers reload the store's."""
         cached = self._cache.get(record.task_id)
         version = cached[1] if cached is not None and cached[0] is record else None
         if version is None:
@@ -100,12 +110,17 @@ class TaskRepository:
             # Only then is it done with: recovery looks at tasks without `finished_at`.
             record.finished_at = record.updated_at
         row = _row(record, version)
+        row.sequence_of = sequence_of
         try:
-            await self.store.save_task(row)
+            appended = await self.store.save_task(row, events=events, checkpoint=checkpoint)
         except BaseException:
             self.forget(record.task_id)
             raise
+        if sequence_of is not None:
+            # The store set the field to the logged event's sequence: the record says it too.
+            setattr(record, sequence_of[0], row.body.get(sequence_of[0]))
         self._remember(record, row)
+        return appended
 
     async def page(
         self,

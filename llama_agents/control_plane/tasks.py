@@ -19,7 +19,7 @@ import asyncio
 import logging
 import uuid
 import weakref
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -28,7 +28,12 @@ from llama_index.core.tools import BaseTool
 from llama_agents.control_plane.deadlines import Deadlines
 from llama_agents.control_plane.decisions import DecisionRunner
 from llama_agents.control_plane.dispatch import Dispatcher
-from llama_agents.control_plane.event_log import EventLog, finished_body
+from llama_agents.control_plane.event_log import (
+    FINISHED_KEY,
+    EventLog,
+    finished_body,
+    streamed_events,
+)
 from llama_agents.control_plane.events import ControlPlaneEvent, EventHub
 from llama_agents.control_plane.models import NewTask
 from llama_agents.control_plane.registry import ServiceRegistry
@@ -142,12 +147,22 @@ class TaskManager:
             raise TaskNotFoundError(task_id)
         return record
 
-    async def save(self, record: TaskRecord) -> None:
-        """Save, then wake whoever waits on the task and tell monitors.
+    async def save(
+        self,
+        record: TaskRecord,
+        *,
+        events: Sequence[NewEvent] = (),
+        checkpoint: dict[str, Any] | None = None,
+    ) -> None:
+        """Save, with events for the task's log and its run's checkpoint, all in one
+        transaction; then wake whoever waits on the task and tell monitors.
 
-        A task that ends gets its `TaskFinished` event first, so whoever sees it finished
-        finds its event log complete.
+        A task that ends gets its `TaskFinished` event in the same transaction, after the
+        others: whoever sees it finished finds its event log complete, and whoever sees its
+        terminal event finds it finished.
         """
+        logged = list(events)
+        sequence_of = None
         if record.status.finished and record.finished_event is None:
             result = record.result
             body = finished_body(
@@ -155,13 +170,12 @@ class TaskManager:
                 result.data.get("result", result.result) if result else None,
                 record.error,
             )
-            appended = await self.log.append(
-                record.task_id, [NewEvent(body, dedupe_key="finished")]
-            )
-            record.finished_event = (
-                appended[0].sequence if appended else await self.store.last_sequence(record.task_id)
-            )
-        await self.tasks.save(record)
+            logged.append(NewEvent(body, dedupe_key=FINISHED_KEY))
+            sequence_of = ("finished_event", FINISHED_KEY)
+        appended = await self.tasks.save(
+            record, events=logged, checkpoint=checkpoint, sequence_of=sequence_of
+        )
+        self.log.appended(record.task_id, appended)
         self._changed(record)
 
     def _changed(self, record: TaskRecord) -> None:
@@ -334,6 +348,7 @@ class TaskManager:
         after it saved and before it went on), so a task never stalls on it.
         """
         context, result.context = result.context, None
+        events, result.events = result.events, []
         async with self.lock(result.task_id):
             record = await self.tasks.load(result.task_id)
             if record is None:
@@ -365,7 +380,8 @@ class TaskManager:
                             self.complete(record, result)
                     else:
                         record.undecided.append(step.step_id)
-                await self.save(record)
+                # The run's last events come before its end (an append is idempotent).
+                await self.save(record, events=streamed_events(events, step_id=step.sent_id))
                 await self.flush(record)
         if record.status.finished:
             await self.after_finish(record)

@@ -10,7 +10,7 @@ from pydantic import Field
 from llama_agents.messages.chat import ChatMessage
 from llama_agents.messages.envelope import RoutingKey
 from llama_agents.messages.payload_base import Payload
-from llama_agents.messages.runs import RunResume
+from llama_agents.messages.runs import RunResume, StreamedEvent
 
 
 def _new_id() -> str:
@@ -60,6 +60,10 @@ class TaskResult(Payload):
     #: A session's run sends the context it ended with here; the control plane keeps it
     #: for the session's next task and drops it from the result.
     context: dict[str, Any] | None = None
+    #: A workflow run sends the events it streamed since its last update with its result
+    #: (one message, not two); the control plane appends them to the task's event log,
+    #: before its end, and drops them from the result.
+    events: list[StreamedEvent] = Field(default_factory=list)
 
 
 class ToolCallBundle(Payload):

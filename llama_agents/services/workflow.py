@@ -153,8 +153,10 @@ class WorkflowService(BaseService):
         if outcome.end in (RunEnd.RELEASED, RunEnd.CANCELLED):
             return
         result = await self.result_of(task, outcome)
-        if task.session_id is not None and followed and outcome.context is not None:
-            result.context = await snapshot(outcome.context, self.codec)
+        if followed:
+            result.events = outcome.events
+            if task.session_id is not None and outcome.context is not None:
+                result.context = await snapshot(outcome.context, self.codec)
         await self.send_result(message, result)
 
     async def run_task(self, task: TaskDefinition) -> TaskResult:

@@ -147,6 +147,12 @@ class WorkflowCodec:
         self.workflow = workflow
         self.start_event_class: type[StartEvent] = workflow.start_event_class
         self.stop_event_class: type[Any] = workflow.stop_event_class
+        #: How the runtime names a step's output (`str(type(event))`) when it ends the run.
+        self.stop_event_names = frozenset(
+            str(cls)
+            for cls in {StopEvent, self.stop_event_class, *workflow.events}
+            if isinstance(cls, type) and issubclass(cls, StopEvent)
+        )
         accepted: dict[str, type[Event]] = {}
         declared: list[type[Event]] = [
             *workflow.events,

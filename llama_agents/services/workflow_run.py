@@ -12,6 +12,12 @@ callback (`report`), in order:
 
 The caller acknowledges the step's message only after `run()` returned, so every checkpoint
 the run depends on was confirmed by the broker before that.
+
+A run reports nothing until it has something to say: the replica holding it is named by its
+first update (inputs sent before then wait at the control plane; cancels reach every
+replica). The step that ends the run is not checkpointed, and the events streamed since the
+last update travel with the result (`RunOutcome.events`): one message, not three. A replica
+dying before that result is out runs that last step again, like any step in progress.
 """
 
 from __future__ import annotations
@@ -65,6 +71,8 @@ class RunOutcome:
     error: str | None = None
     context: Context | None = None
     exception: BaseException | None = None
+    #: Events streamed since the last update: they go out with the result, in one message.
+    events: list[StreamedEvent] = field(default_factory=list)
 
 
 @dataclass
@@ -183,7 +191,6 @@ class WorkflowRun:
     async def run(self) -> RunOutcome:
         """Run (or resume) until the run ends, is released, or is cancelled."""
         handler = self._handler = self._start()
-        await self._send_update()  # tells the control plane who holds the run
         resume = self.task.resume
         for run_input in resume.inputs if resume is not None else []:
             self.send_input(run_input)
@@ -203,13 +210,13 @@ class WorkflowRun:
             await _finish(pump)
             if self._released.is_set():
                 return RunOutcome(RunEnd.RELEASED)
-            await self._flush()
             logger.warning("workflow run for task %s failed: %s", self.task_id, exc)
             return RunOutcome(
                 RunEnd.FAILED,
                 error=f"{type(exc).__name__}: {exc}",
                 context=handler.ctx,
                 exception=exc,
+                events=await self._take_rest(),
             )
         finally:
             self._stop_timers()
@@ -220,8 +227,9 @@ class WorkflowRun:
         await _finish(pump)
         if self._cancelled:
             return RunOutcome(RunEnd.CANCELLED, context=handler.ctx)
-        await self._flush()
-        return RunOutcome(RunEnd.COMPLETED, result=result, context=handler.ctx)
+        return RunOutcome(
+            RunEnd.COMPLETED, result=result, context=handler.ctx, events=await self._take_rest()
+        )
 
     async def _pump(self, handler: WorkflowHandler) -> None:
         async for event in handler.stream_events(expose_internal=True):
@@ -237,6 +245,8 @@ class WorkflowRun:
                 if event.step_state is StepState.RUNNING:
                     self._set_waiting(False)
                 elif event.step_state is StepState.NOT_RUNNING:
+                    if event.output_event_name in self.codec.stop_event_names:
+                        return  # the run ends: its result carries the rest, no checkpoint
                     await self._flush(checkpoint=True)
             elif isinstance(event, WorkflowIdleEvent):
                 self._set_waiting(True)
@@ -326,6 +336,19 @@ class WorkflowRun:
             if not checkpoint and not self._outbox.events:
                 return
             await self._send_update(checkpoint=checkpoint, released=released)
+
+    async def _take_rest(self) -> list[StreamedEvent]:
+        """The events not reported yet (after any update on its way), for the result."""
+        async with self._lock:
+            if self._flush_timer is not None:
+                self._flush_timer.cancel()
+                self._flush_timer = None
+            return self._outbox.take()
+
+    @property
+    def next_sequence(self) -> int:
+        """The sequence number of the run's next update (its final one carries the result)."""
+        return self._sequence
 
     async def _send_update(self, *, checkpoint: bool = False, released: bool = False) -> None:
         body = await self.checkpoint() if checkpoint else None

@@ -1,19 +1,22 @@
 """A stream that opens while a task's end is being saved still ends with `TaskFinished`.
 
-The task record (cached) says finished a moment before its terminal event is committed; a
-reader that trusted the status alone ended the stream without that event.
+The task record (cached) says finished a moment before its terminal event is committed (with
+the record, in one transaction); a reader that trusted the status alone ended the stream
+without that event.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from llama_agents import ControlPlaneServer, SimpleMessageQueue
 from llama_agents.control_plane import SqliteStateStore
-from llama_agents.control_plane.state import EventRow, NewEvent
+from llama_agents.control_plane.state import EventRow, NewEvent, TaskRow
 from tests.support.control_plane import Worker, serve, stop
 from tests.support.helpers import DEADLINE
 from tests.support.orchestrators import FanOutOrchestrator
@@ -21,7 +24,7 @@ from tests.support.streams import read_ndjson
 
 
 class SlowEndStore(SqliteStateStore):
-    """Holds the append of a `TaskFinished` event until the test opens the gate."""
+    """Holds the save that logs a `TaskFinished` event until the test opens the gate."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
@@ -29,11 +32,17 @@ class SlowEndStore(SqliteStateStore):
         self.gate = asyncio.Event()
         self.read_while_holding = asyncio.Event()
 
-    async def append_events(self, task_id: str, events: list[NewEvent]) -> list[EventRow]:
+    async def save_task(
+        self,
+        row: TaskRow,
+        *,
+        events: Sequence[NewEvent] = (),
+        checkpoint: dict[str, Any] | None = None,
+    ) -> list[EventRow]:
         if any(e.body.get("type") == "TaskFinished" for e in events):
             self.holding.set()
             await self.gate.wait()
-        return await super().append_events(task_id, events)
+        return await super().save_task(row, events=events, checkpoint=checkpoint)
 
     async def read_events(self, task_id: str, after: int = 0, limit: int = 1000) -> list[EventRow]:
         rows = await super().read_events(task_id, after, limit)

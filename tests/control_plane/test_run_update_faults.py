@@ -1,10 +1,11 @@
 """A run update whose checkpoint could not be stored is applied in full when it comes again:
-the task's record changes only once the update's events and checkpoint are stored (before,
-the first attempt advanced the run's update number, and the redelivery was taken for an old
-update: the run was never seen waiting)."""
+the task's record changes only once the update's events and checkpoint are stored, all in one
+transaction (before, the first attempt advanced the run's update number, and the redelivery
+was taken for an old update: the run was never seen waiting)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import httpx
 
 from llama_agents import ControlPlaneServer, SimpleMessageQueue, TaskStatus, WorkflowService
 from llama_agents.control_plane import SqliteStateStore
+from llama_agents.control_plane.state import EventRow, NewEvent, TaskRow
 from tests.support.control_plane import serve, stop
 from tests.support.helpers import DEADLINE
 from tests.support.orchestrators import FanOutOrchestrator
@@ -26,11 +28,17 @@ class CheckpointsFailOnce(SqliteStateStore):
         super().__init__(path)
         self.refused: set[int] = set()
 
-    async def save_checkpoint(self, task_id: str, body: dict[str, Any]) -> None:
-        if body["sequence"] not in self.refused:
-            self.refused.add(body["sequence"])
+    async def save_task(
+        self,
+        row: TaskRow,
+        *,
+        events: Sequence[NewEvent] = (),
+        checkpoint: dict[str, Any] | None = None,
+    ) -> list[EventRow]:
+        if checkpoint is not None and checkpoint["sequence"] not in self.refused:
+            self.refused.add(checkpoint["sequence"])
             raise OSError("injected by the test: no space left on device")
-        await super().save_checkpoint(task_id, body)
+        return await super().save_task(row, events=events, checkpoint=checkpoint)
 
 
 async def test_an_update_whose_checkpoint_failed_is_applied_when_redelivered(

@@ -13,6 +13,7 @@ can never both apply a decision. Events are idempotent by `dedupe_key`, and thei
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
@@ -32,6 +33,10 @@ class TaskRow:
     session_id: str | None = None
     #: Set once the task is done with (finished, its result delivered); retention uses it.
     finished_at: datetime | None = None
+    #: (body key, dedupe key): on save, set that key of the body to the sequence of the
+    #: event logged under that dedupe key, in the same transaction (a record naming its own
+    #: terminal event, appended with it).
+    sequence_of: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -105,10 +110,19 @@ class StateStore(ABC):
         """Add a new task (version 1); False, and nothing written, if its id exists."""
 
     @abstractmethod
-    async def save_task(self, row: TaskRow) -> None:
-        """Replace the task `row.version` says was read, then bump `row.version`.
+    async def save_task(
+        self,
+        row: TaskRow,
+        *,
+        events: Sequence[NewEvent] = (),
+        checkpoint: dict[str, Any] | None = None,
+    ) -> list[EventRow]:
+        """Replace the task `row.version` says was read, then bump `row.version`; in the same
+        transaction, append `events` to its log (as `append_events` does) and keep
+        `checkpoint` as its newest. Returns the events appended.
 
-        Raises `ConcurrentUpdateError` when the stored version is not `row.version`.
+        Raises `ConcurrentUpdateError` when the stored version is not `row.version` (and
+        nothing is written).
         """
 
     @abstractmethod

@@ -15,7 +15,7 @@ import base64
 import json
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -110,6 +110,41 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
 
 
 _Op = Callable[[sqlite3.Connection], Any]
+
+
+def _append(db: sqlite3.Connection, task_id: str, events: Sequence[NewEvent]) -> list[EventRow]:
+    """Append to a task's log, numbering on from its last event; known keys are skipped."""
+    if not events:
+        return []
+    (last,) = db.execute(
+        "SELECT COALESCE(MAX(seq), 0) FROM events WHERE task_id = ?", (task_id,)
+    ).fetchone()
+    appended: list[EventRow] = []
+    for event in events:
+        if (
+            event.dedupe_key is not None
+            and db.execute(
+                "SELECT 1 FROM events WHERE task_id = ? AND dedupe_key = ?",
+                (task_id, event.dedupe_key),
+            ).fetchone()
+        ):
+            continue
+        last += 1
+        db.execute(
+            "INSERT INTO events (task_id, seq, dedupe_key, body) VALUES (?, ?, ?, ?)",
+            (task_id, last, event.dedupe_key, _dumps(event.body)),
+        )
+        appended.append(EventRow(task_id, last, event.body))
+    return appended
+
+
+def _keep_checkpoint(db: sqlite3.Connection, task_id: str, body: dict[str, Any]) -> None:
+    db.execute(
+        "INSERT INTO checkpoints (task_id, updated_at, body) VALUES (?, ?, ?)"
+        " ON CONFLICT (task_id) DO UPDATE SET updated_at = excluded.updated_at,"
+        " body = excluded.body",
+        (task_id, _ts(datetime.now(UTC)), _dumps(body)),
+    )
 
 
 class SqliteStateStore(StateStore):
@@ -250,9 +285,26 @@ class SqliteStateStore(StateStore):
             row.version = 1
         return inserted
 
-    async def save_task(self, row: TaskRow) -> None:
-        def op(db: sqlite3.Connection) -> int:
-            return db.execute(
+    async def save_task(
+        self,
+        row: TaskRow,
+        *,
+        events: Sequence[NewEvent] = (),
+        checkpoint: dict[str, Any] | None = None,
+    ) -> list[EventRow]:
+        def op(db: sqlite3.Connection) -> tuple[int, list[EventRow]]:
+            appended = _append(db, row.task_id, events)
+            if checkpoint is not None:
+                _keep_checkpoint(db, row.task_id, checkpoint)
+            if row.sequence_of is not None:
+                key, dedupe_key = row.sequence_of
+                found = db.execute(
+                    "SELECT seq FROM events WHERE task_id = ? AND dedupe_key = ?",
+                    (row.task_id, dedupe_key),
+                ).fetchone()
+                if found is not None:
+                    row.body[key] = int(found[0])
+            changed = db.execute(
                 "UPDATE tasks SET status = ?, session_id = ?, updated_at = ?, finished_at = ?,"
                 " version = version + 1, body = ? WHERE task_id = ? AND version = ?",
                 (
@@ -265,12 +317,16 @@ class SqliteStateStore(StateStore):
                     row.version,
                 ),
             ).rowcount
+            if changed != 1:
+                # Nothing of this op may stay: its savepoint is rolled back.
+                raise ConcurrentUpdateError(
+                    f"task {row.task_id} changed since version {row.version} was read"
+                )
+            return changed, appended
 
-        if await self._write(op) != 1:
-            raise ConcurrentUpdateError(
-                f"task {row.task_id} changed since version {row.version} was read"
-            )
+        _, appended = await self._write(op)
         row.version += 1
+        return appended
 
     async def load_task(self, task_id: str) -> TaskRow | None:
         def op(db: sqlite3.Connection) -> TaskRow | None:
@@ -358,29 +414,7 @@ class SqliteStateStore(StateStore):
     # -- events -----------------------------------------------------------------------
 
     async def append_events(self, task_id: str, events: list[NewEvent]) -> list[EventRow]:
-        def op(db: sqlite3.Connection) -> list[EventRow]:
-            (last,) = db.execute(
-                "SELECT COALESCE(MAX(seq), 0) FROM events WHERE task_id = ?", (task_id,)
-            ).fetchone()
-            appended: list[EventRow] = []
-            for event in events:
-                if (
-                    event.dedupe_key is not None
-                    and db.execute(
-                        "SELECT 1 FROM events WHERE task_id = ? AND dedupe_key = ?",
-                        (task_id, event.dedupe_key),
-                    ).fetchone()
-                ):
-                    continue
-                last += 1
-                db.execute(
-                    "INSERT INTO events (task_id, seq, dedupe_key, body) VALUES (?, ?, ?, ?)",
-                    (task_id, last, event.dedupe_key, _dumps(event.body)),
-                )
-                appended.append(EventRow(task_id, last, event.body))
-            return appended
-
-        return await self._write(op)
+        return await self._write(lambda db: _append(db, task_id, events))
 
     async def read_events(self, task_id: str, after: int = 0, limit: int = 1000) -> list[EventRow]:
         def op(db: sqlite3.Connection) -> list[EventRow]:
@@ -404,18 +438,7 @@ class SqliteStateStore(StateStore):
     # -- checkpoints ------------------------------------------------------------------
 
     async def save_checkpoint(self, task_id: str, body: dict[str, Any]) -> None:
-        text = _dumps(body)
-        now = _ts(datetime.now(UTC))
-
-        def op(db: sqlite3.Connection) -> None:
-            db.execute(
-                "INSERT INTO checkpoints (task_id, updated_at, body) VALUES (?, ?, ?)"
-                " ON CONFLICT (task_id) DO UPDATE SET updated_at = excluded.updated_at,"
-                " body = excluded.body",
-                (task_id, now, text),
-            )
-
-        await self._write(op)
+        await self._write(lambda db: _keep_checkpoint(db, task_id, body))
 
     async def load_checkpoint(self, task_id: str) -> dict[str, Any] | None:
         def op(db: sqlite3.Connection) -> dict[str, Any] | None:
