@@ -8,6 +8,7 @@ poll: each append (and a task's end) wakes the streams waiting on that task.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -52,6 +53,8 @@ def finished_body(status: str, result: Any, error: str | None) -> dict[str, Any]
 
 #: Recent events kept in memory per followed task, so a woken reader need not read the store.
 _TAIL = 256
+#: How many logs' last sequence is remembered.
+_KNOWN_LOGS = 10_000
 
 
 class EventLog:
@@ -67,6 +70,19 @@ class EventLog:
         self._changed: dict[str, asyncio.Event] = {}
         self._readers: dict[str, int] = {}
         self._tails: dict[str, list[EventRow]] = {}
+        #: The last sequence of recently created or appended logs (this control plane is
+        #: their only writer): a reader already there need not read the store.
+        self._last: OrderedDict[str, int] = OrderedDict()
+
+    def created(self, task_id: str) -> None:
+        """A task was created here: its log is empty."""
+        self._note_last(task_id, 0)
+
+    def _note_last(self, task_id: str, sequence: int) -> None:
+        self._last[task_id] = sequence
+        self._last.move_to_end(task_id)
+        while len(self._last) > _KNOWN_LOGS:
+            self._last.popitem(last=False)
 
     async def append(self, task_id: str, events: list[NewEvent]) -> list[EventRow]:
         """Store events (skipping known keys) and wake the task's readers."""
@@ -80,6 +96,7 @@ class EventLog:
         """Events were committed to the task's log (here or with its record): wake readers."""
         if not rows:
             return
+        self._note_last(task_id, rows[-1].sequence)
         tail = self._tails.get(task_id)
         if tail is not None:
             tail.extend(rows)
@@ -108,6 +125,8 @@ class EventLog:
             return [row for row in tail if row.sequence > after]
         if tail and tail[-1].sequence <= after:
             return []  # nothing new since (appends are in memory before readers wake)
+        if self._last.get(task_id) == after:
+            return []
         return await self.store.read_events(task_id, after=after, limit=500)
 
     async def follow(
@@ -119,7 +138,27 @@ class EventLog:
         heartbeat: float,
         stopping: asyncio.Event,
     ) -> AsyncIterator[EventRow | None]:
-        """Events after `after`, as they are appended, until the task's terminal event.
+        """Events after `after`, one at a time (see `follow_batches`)."""
+        async for batch in self.follow_batches(
+            task_id, after, is_finished=is_finished, heartbeat=heartbeat, stopping=stopping
+        ):
+            if batch is None:
+                yield None
+                continue
+            for row in batch:
+                yield row
+
+    async def follow_batches(
+        self,
+        task_id: str,
+        after: int,
+        *,
+        is_finished: Any,
+        heartbeat: float,
+        stopping: asyncio.Event,
+    ) -> AsyncIterator[list[EventRow] | None]:
+        """Events after `after`, as they are appended, until the task's terminal event; each
+        batch holds the events available at once (a stream sends them in one write).
 
         Yields None after `heartbeat` seconds without an event (for keep-alives). Ends after
         the terminal event, when `is_finished()` says the task ended and nothing is left, or
@@ -131,12 +170,16 @@ class EventLog:
             while not stopping.is_set():
                 changed = self._changed.setdefault(task_id, asyncio.Event())
                 rows = await self._after(task_id, after)
-                for row in rows:
-                    after = row.sequence
-                    yield row
-                    if row.body.get("type") == TASK_FINISHED:
-                        return
                 if rows:
+                    ending = next(
+                        (i for i, r in enumerate(rows) if r.body.get("type") == TASK_FINISHED),
+                        None,
+                    )
+                    if ending is not None:
+                        yield rows[: ending + 1]
+                        return
+                    after = rows[-1].sequence
+                    yield rows
                     continue
                 if await is_finished():
                     # Its terminal event may have come since the read above: read again.

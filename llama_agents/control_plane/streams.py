@@ -48,18 +48,18 @@ async def task_events(
 
     if sse:
         yield ": connected\n\n"
-    async for row in manager.log.follow(
+    async for rows in manager.log.follow_batches(
         task_id,
         after,
         is_finished=finished,
         heartbeat=heartbeat,
         stopping=control_plane.stopping,
     ):
-        if row is None:
+        if rows is None:
             yield ": keep-alive\n\n" if sse else "\n"
             continue
-        payload = task_event(row.sequence, row.body).model_dump_json()
-        yield f"id: {row.sequence}\ndata: {payload}\n\n" if sse else payload + "\n"
+        # The events available at once go out in one write.
+        yield "".join(_framed(row.sequence, row.body, sse=sse) for row in rows)
 
 
 async def _logged_events(
@@ -80,8 +80,13 @@ async def _logged_events(
             return
         for row in rows:
             after = row.sequence
-            payload = task_event(row.sequence, row.body).model_dump_json()
-            yield f"id: {row.sequence}\ndata: {payload}\n\n" if sse else payload + "\n"
+            yield _framed(row.sequence, row.body, sse=sse)
+
+
+def _framed(sequence: int, body: dict[str, object], *, sse: bool) -> str:
+    """One event as a server-sent event, or as a JSON line."""
+    payload = task_event(sequence, body).model_dump_json()
+    return f"id: {sequence}\ndata: {payload}\n\n" if sse else payload + "\n"
 
 
 async def change_events(control_plane: ControlPlaneFace) -> AsyncIterator[str]:

@@ -227,15 +227,29 @@ class TaskManager:
             agent_id=new_task.agent_id,
             state=dict(new_task.state),
         )
+        direct = record.service is not None and record.session_id is None
+        if direct:
+            # Stored with its first step: one write, then the step is published.
+            assert record.service is not None
+            self.add_step(record, record.service, None)
+            record.status = TaskStatus.RUNNING
         async with self.lock(record.task_id):
             await self.tasks.insert(record)
+        self.log.created(record.task_id)
         self._changed(record)
+        if direct:
+            self.spawn(self._publish_first_step(record.task_id))
+            return record
         start_now = True
         if record.session_id is not None:
             start_now = await self.sessions.enqueue(record.session_id, record.task_id)
         if start_now:
             self.spawn(self.start(record.task_id))
         return record
+
+    async def _publish_first_step(self, task_id: str) -> None:
+        async with self.lock(task_id):
+            await self.flush(await self.get(task_id))
 
     async def start(self, task_id: str) -> None:
         """Send a new task's first step (a named service), or ask the orchestrator."""

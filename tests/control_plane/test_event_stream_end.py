@@ -17,6 +17,7 @@ import httpx
 from llama_agents import ControlPlaneServer, SimpleMessageQueue
 from llama_agents.control_plane import SqliteStateStore
 from llama_agents.control_plane.state import EventRow, NewEvent, TaskRow
+from llama_agents.messages.records import TaskRecord
 from tests.support.control_plane import Worker, serve, stop
 from tests.support.helpers import DEADLINE
 from tests.support.orchestrators import FanOutOrchestrator
@@ -44,13 +45,6 @@ class SlowEndStore(SqliteStateStore):
             await self.gate.wait()
         return await super().save_task(row, events=events, checkpoint=checkpoint)
 
-    async def read_events(self, task_id: str, after: int = 0, limit: int = 1000) -> list[EventRow]:
-        rows = await super().read_events(task_id, after, limit)
-        if self.holding.is_set() and not self.gate.is_set():
-            # The test wakes once the reader went on from here to its next wait (or end).
-            self.read_while_holding.set()
-        return rows
-
 
 async def test_a_stream_opened_while_the_end_is_saved_gets_the_terminal_event(
     tmp_path: Path,
@@ -59,6 +53,18 @@ async def test_a_stream_opened_while_the_end_is_saved_gets_the_terminal_event(
     queue = SimpleMessageQueue()
     control_plane = ControlPlaneServer(queue, FanOutOrchestrator(["worker"]), store, port=0)
     serving = await serve(control_plane)
+    tasks = control_plane.manager.tasks
+    snapshot = tasks.snapshot
+
+    async def watched_snapshot(task_id: str) -> TaskRecord | None:
+        record = await snapshot(task_id)
+        if store.holding.is_set() and not store.gate.is_set():
+            # The reader asked whether the task finished while its end was being saved:
+            # the test wakes once it went on from here to its next wait (or end).
+            store.read_while_holding.set()
+        return record
+
+    tasks.snapshot = watched_snapshot  # type: ignore[method-assign]
     try:
         worker = Worker(queue)
         await worker.start()
