@@ -18,6 +18,7 @@ from llama_agents.control_plane.body_limit import limit_request_bodies
 from llama_agents.control_plane.face import ControlPlaneFace
 from llama_agents.control_plane.models import NewTask, ServiceName
 from llama_agents.control_plane.streams import change_events, parse_last_event_id, task_events
+from llama_agents.control_plane.workflow_api import workflow_api_router, workflow_health_router
 from llama_agents.errors import (
     ConfigurationError,
     EventRejectedError,
@@ -101,9 +102,10 @@ def create_app(control_plane: ControlPlaneFace) -> FastAPI:
     @app.get("/health")
     async def health() -> JSONResponse:
         ready = control_plane.is_ready
+        # The workflow-server API's shape (its client checks `status`), plus ours.
         return JSONResponse(
             status_code=200 if ready else 503,
-            content={"status": "ok" if ready else "unavailable", "broker_connected": ready},
+            content={"status": "healthy" if ready else "unhealthy", "broker_connected": ready},
         )
 
     @api.get("/")
@@ -253,4 +255,12 @@ def create_app(control_plane: ControlPlaneFace) -> FastAPI:
         )
 
     app.include_router(api)
+    # LlamaIndex's workflow-server API (`llama-agents-client` drives it): at the root, and
+    # under `workflow_api_prefix` when one is set.
+    workflows = workflow_api_router(control_plane)
+    app.include_router(workflows)
+    prefix = control_plane.workflow_api_prefix
+    if prefix:
+        app.include_router(workflows, prefix=prefix)
+        app.include_router(workflow_health_router(control_plane), prefix=prefix)
     return app

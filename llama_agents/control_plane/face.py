@@ -24,6 +24,10 @@ class ControlPlaneFace(Protocol):
         """The largest request body accepted (413 above it)."""
 
     @property
+    def workflow_api_prefix(self) -> str | None:
+        """Where the workflow-server API is served besides the root (None: only there)."""
+
+    @property
     def is_ready(self) -> bool:
         """Started, and its broker connection is healthy."""
 

@@ -79,6 +79,9 @@ class ControlPlaneServer:
             default 1 MiB); larger ones get 413.
         publish_retry_for: seconds a step or result the broker refuses (down, unroutable)
             is retried before its task fails (`LLAMA_AGENTS_PUBLISH_RETRY_FOR`, default 120).
+        workflow_api_prefix: LlamaIndex's workflow-server API (what `llama-agents-client`'s
+            `WorkflowClient` speaks) is served at the root and, when set, under this path too
+            (`LLAMA_AGENTS_WORKFLOW_API_PREFIX`, for example `/workflow-server`).
     """
 
     def __init__(
@@ -98,6 +101,7 @@ class ControlPlaneServer:
         retention_days: float | None = None,
         max_request_bytes: int | None = None,
         publish_retry_for: float | None = None,
+        workflow_api_prefix: str | None = None,
     ) -> None:
         self.message_queue = message_queue
         self.orchestrator = orchestrator
@@ -127,6 +131,11 @@ class ControlPlaneServer:
         ):
             if value <= 0:
                 raise ConfigurationError(f"{name} must be positive, got {value}")
+        self.workflow_api_prefix = _prefix(
+            workflow_api_prefix
+            if workflow_api_prefix is not None
+            else env_str("WORKFLOW_API_PREFIX", "")
+        )
         self._store: StateStore | None = None
         self._manager: TaskManager | None = None
         self._consumer: BaseMessageQueueConsumer | None = None
@@ -388,3 +397,13 @@ class ControlPlaneServer:
             ),
             "event_stream_readers": manager.log.readers if manager else 0,
         }
+
+
+def _prefix(value: str) -> str | None:
+    """A URL path prefix as routers take it (`/a/b`), None for none; refused if malformed."""
+    cleaned = value.strip().strip("/")
+    if not cleaned:
+        return None
+    if any(c.isspace() or c in "?#" for c in cleaned):
+        raise ConfigurationError(f"workflow_api_prefix must be a URL path, got {value!r}")
+    return f"/{cleaned}"

@@ -15,6 +15,17 @@ from llama_agents.control_plane.face import ControlPlaneFace
 from llama_agents.messages.records import KEEPALIVE_SECONDS, TaskEvent
 
 
+async def log_complete(control_plane: ControlPlaneFace, task_id: str) -> bool:
+    """True once nothing more will be appended to the task's log: the stored record says
+    finished, and its terminal event is logged (`finished_event`; for a log from before it
+    existed, `finished_at`), or the task is gone."""
+    record = await control_plane.manager.tasks.snapshot(task_id)
+    if record is None:
+        return True
+    logged = record.finished_event is not None or record.finished_at is not None
+    return record.status.finished and logged
+
+
 def task_event(sequence: int, body: dict[str, object]) -> TaskEvent:
     return TaskEvent.model_validate({**body, "sequence": sequence})
 
@@ -37,14 +48,7 @@ async def task_events(
         return
 
     async def finished() -> bool:
-        # A stored record that says finished has its terminal event committed (save()
-        # appends it first); `finished_event` (or, for a log from before it existed,
-        # `finished_at`) says so.
-        record = await manager.tasks.snapshot(task_id)
-        if record is None:
-            return True
-        logged = record.finished_event is not None or record.finished_at is not None
-        return record.status.finished and logged
+        return await log_complete(control_plane, task_id)
 
     if sse:
         yield ": connected\n\n"

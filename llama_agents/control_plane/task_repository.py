@@ -149,6 +149,13 @@ class TaskRepository:
             records.append(record)
         return records
 
+    async def delete_finished(self, task_ids: Sequence[str]) -> int:
+        """Delete those of these tasks that finished, with their logs; return how many."""
+        deleted = await self.store.delete_finished_tasks(task_ids)
+        for task_id in task_ids:
+            self.forget(task_id)
+        return deleted
+
     async def purge(self, cutoff: datetime) -> int:
         """Delete tasks finished before `cutoff` (in batches); return how many."""
         total = 0

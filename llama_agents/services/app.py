@@ -83,7 +83,7 @@ def create_service_app(service: ServedService) -> FastAPI:
         ready = queue.is_healthy
         return JSONResponse(
             status_code=200 if ready else 503,
-            content={"status": "ok" if ready else "unavailable", **queue.health()},
+            content={"status": "healthy" if ready else "unhealthy", **queue.health()},
         )
 
     @app.post("/process_message")

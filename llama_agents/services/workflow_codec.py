@@ -10,6 +10,7 @@ which the workflows serializer skips, as plain chat messages.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -56,6 +57,9 @@ _AGENT_STATE_TYPES: tuple[type[Any], ...] = (
 
 #: Marks a chat memory in a checkpoint (the workflows serializer cannot encode one).
 _MEMORY_MARKER = "__llama_agents_memory"
+
+
+logger = logging.getLogger("llama_agents.services.workflow")
 
 
 class CheckpointSerializer(JsonSerializer):
@@ -256,7 +260,20 @@ class WorkflowCodec:
                 {"type": name, "types": event_types(cls), "schema": _schema(cls)}
                 for name, cls in sorted(self.events.items())
             ],
+            **self._graph(),
         }
+
+    def _graph(self) -> dict[str, Any]:
+        """The step graph (what the workflow-server API's `/representation` serves); left out
+        when the workflow's cannot be drawn."""
+        from workflows.representation import get_workflow_representation
+
+        try:
+            graph = get_workflow_representation(self.workflow)
+            return {"graph": graph.model_dump(mode="json")}
+        except Exception as exc:  # a drawing is never worth a service that does not start
+            logger.warning("no step graph for %s: %s", type(self.workflow).__name__, exc)
+            return {}
 
 
 def _schema(cls: type[Any]) -> dict[str, Any]:

@@ -30,6 +30,9 @@ EXPECTED = {
     "workflow_human_input.py": "After the restart the task is waiting_for_input\n"
     "The first step ran 1 time(s).\n"
     "Result: sent: Dear customer, about the late invoice: it is fixed.",
+    "workflow_client.py": "Asked: Send this reply? 'Dear customer, about the late invoice: it "
+    "is fixed.' (yes/no)\nEvent: StopEvent\nHandler completed: sent: Dear customer, about the "
+    "late invoice: it is fixed.\nThe same run in our API: task completed on replies",
     "chat_session.py": "Result: in the session the second turn saw 2 user messages, outside it 1",
 }
 

@@ -1,8 +1,9 @@
-"""The README's SDK and CLI blocks for workflow runs and sessions, run as written, against
+"""The README's SDK, CLI and `WorkflowClient` blocks, run as written, against
 the default ports they name (in a network namespace of their own where the machine allows)."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import re
 import sys
@@ -32,7 +33,7 @@ async def test_the_sdk_and_cli_blocks_run_as_written() -> None:
     code, text = await run_to_end(argv, env, timeout=170)
     assert code == 0, text[-4000:]
     blocks = _blocks(text)
-    assert sorted(blocks) == [1, 2, 3], text[-4000:]
+    assert sorted(blocks) == [1, 2, 3, 4], text[-4000:]
 
     # The workflow run: its events in order, the answer, the whole log read again.
     run = blocks[1].splitlines()
@@ -55,3 +56,12 @@ async def test_the_sdk_and_cli_blocks_run_as_written() -> None:
     assert "TaskFinished" in shell
     assert "sent: Dear customer, about the late invoice: it is fixed." in shell
     assert shell.rstrip().splitlines()[-1].startswith("{"), "--json prints JSON lines"
+
+    # LlamaIndex's WorkflowClient: the workflows, the run's events, the answer, the result.
+    client = blocks[4].splitlines()
+    assert sorted(ast.literal_eval(client[0])) == ["chat", "replies"], client
+    assert client[1:] == [
+        "InputRequiredEvent",
+        "StopEvent",
+        "completed sent: Dear customer, about the late invoice: it is fixed.",
+    ], client

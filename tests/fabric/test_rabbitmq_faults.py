@@ -202,7 +202,7 @@ async def test_control_plane_health_follows_the_broker_connection(
         try:
             down = await http.get("/health")
             assert down.status_code == 503
-            assert down.json() == {"status": "unavailable", "broker_connected": False}
+            assert down.json() == {"status": "unhealthy", "broker_connected": False}
         finally:
             await broker.start_app()
     await control_plane.close()

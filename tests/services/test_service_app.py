@@ -78,7 +78,7 @@ async def test_docs_and_schema_need_the_key(locked: str) -> None:
         assert (await http.get("/no-such-route", headers={"X-API-Key": KEY})).status_code == 404
 
         health = await http.get("/health")  # probes need no key
-        assert health.status_code == 200 and health.json()["status"] == "ok"
+        assert health.status_code == 200 and health.json()["status"] == "healthy"
 
 
 async def test_without_a_key_docs_are_open(open_service: str) -> None:

@@ -1,4 +1,4 @@
-"""The README's SDK and CLI blocks for workflow runs and sessions, run as written against the
+"""The README's SDK, CLI and `WorkflowClient` blocks, run as written against the
 system they name: a control plane on the README's default port (8000, the embedded queue on
 8001) serving the `replies` workflow of `examples/workflow_human_input.py` and a `chat`
 agent (offline LLM). Run by tests/end_to_end/test_readme_sdk.py
@@ -24,6 +24,7 @@ from pathlib import Path
 from tests.support.readme_server_flow import README, bring_loopback_up
 
 ROOT = README.parent
+WORKFLOW_CLIENT_HEADING = "### LlamaIndex's `WorkflowClient` drives the mesh"
 
 
 def section_blocks(heading: str, language: str) -> list[str]:
@@ -102,6 +103,8 @@ async def main() -> None:
             blocks = section_blocks("### The Python SDK", "python")[1:]  # [0]: test_readme_flows
             runs = [(_run_python, code) for code in blocks]
             runs += [(_run_bash, code) for code in section_blocks("### The CLI", "bash")]
+            client_blocks = section_blocks(WORKFLOW_CLIENT_HEADING, "python")
+            runs += [(_run_python, code) for code in client_blocks]
             for n, (run, code) in enumerate(runs, start=1):
                 output = await asyncio.to_thread(run, code)
                 print(f"=== BLOCK {n} ===\n{output}=== END {n} ===", flush=True)

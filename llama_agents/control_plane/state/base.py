@@ -153,6 +153,11 @@ class StateStore(ABC):
         """Delete up to `limit` tasks that finished before `cutoff`, with their events and
         checkpoints; return how many were deleted."""
 
+    @abstractmethod
+    async def delete_finished_tasks(self, task_ids: Sequence[str]) -> int:
+        """Delete those of these tasks that finished (completed, failed or cancelled), with
+        their events and checkpoints, in one transaction; return how many were deleted."""
+
     # -- events -----------------------------------------------------------------------
 
     @abstractmethod

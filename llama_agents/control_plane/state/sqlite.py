@@ -138,6 +138,17 @@ def _append(db: sqlite3.Connection, task_id: str, events: Sequence[NewEvent]) ->
     return appended
 
 
+def _delete_task(db: sqlite3.Connection, task_id: str) -> None:
+    """A task, its event log and its run's checkpoint."""
+    db.execute("DELETE FROM events WHERE task_id = ?", (task_id,))
+    db.execute("DELETE FROM checkpoints WHERE task_id = ?", (task_id,))
+    db.execute("DELETE FROM tasks WHERE task_id = ?", (task_id,))
+
+
+#: The statuses a task ends in (the store knows them as text only).
+_FINISHED = ("completed", "failed", "cancelled")
+
+
 def _keep_checkpoint(db: sqlite3.Connection, task_id: str, body: dict[str, Any]) -> None:
     db.execute(
         "INSERT INTO checkpoints (task_id, updated_at, body) VALUES (?, ?, ?)"
@@ -404,10 +415,23 @@ class SqliteStateStore(StateStore):
                 ).fetchall()
             ]
             for task_id in ids:
-                db.execute("DELETE FROM events WHERE task_id = ?", (task_id,))
-                db.execute("DELETE FROM checkpoints WHERE task_id = ?", (task_id,))
-                db.execute("DELETE FROM tasks WHERE task_id = ?", (task_id,))
+                _delete_task(db, task_id)
             return len(ids)
+
+        return await self._write(op)
+
+    async def delete_finished_tasks(self, task_ids: Sequence[str]) -> int:
+        def op(db: sqlite3.Connection) -> int:
+            deleted = 0
+            for task_id in task_ids:
+                found = db.execute(
+                    "SELECT 1 FROM tasks WHERE task_id = ? AND status IN (?, ?, ?)",
+                    (task_id, *_FINISHED),
+                ).fetchone()
+                if found is not None:
+                    _delete_task(db, task_id)
+                    deleted += 1
+            return deleted
 
         return await self._write(op)
 
