@@ -34,6 +34,7 @@ our class also derives from that builtin, so `except ValueError` and the like ke
     |   +-- SessionNotFoundError        (KeyError)
     |   +-- SessionExistsError
     |   +-- TaskFinishedError
+    |   +-- HandlerRunningError
     |   +-- UnknownResultKeyError       (ValueError)
     |   +-- RequestTooLargeError
     +-- OrchestratorError
@@ -299,6 +300,10 @@ class SessionExistsError(ControlPlaneError):
 
 class TaskFinishedError(ControlPlaneError):
     """The task already ended: nothing can be sent into it any more."""
+
+
+class HandlerRunningError(ControlPlaneError):
+    """A workflow-server API run named a handler whose current run has not finished (409)."""
 
 
 class UnknownResultKeyError(ControlPlaneError, ValueError):

@@ -29,16 +29,17 @@ from llama_agents.control_plane.models import NewTask
 from llama_agents.control_plane.tasks import TaskManager
 from llama_agents.control_plane.workflow_api.envelopes import WorkflowShape, result_envelope
 from llama_agents.control_plane.workflow_api.models import HandlerData, HandlerStatus
-from llama_agents.errors import SessionExistsError, SessionNotFoundError, TaskExistsError
+from llama_agents.errors import (
+    HandlerRunningError,
+    SessionExistsError,
+    SessionNotFoundError,
+    TaskExistsError,
+)
 from llama_agents.messages import ServiceDefinition
 from llama_agents.messages.records import TaskRecord, TaskStatus
 
 #: Handlers `GET /handlers` reads at most (newest first).
 MAX_LISTED = 1000
-
-
-class HandlerRunningError(Exception):
-    """A run was asked for on a handler whose current run has not finished (409)."""
 
 
 def is_workflow(definition: ServiceDefinition | None) -> bool:

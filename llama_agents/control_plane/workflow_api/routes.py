@@ -23,7 +23,6 @@ from llama_agents.control_plane.workflow_api.envelopes import (
 )
 from llama_agents.control_plane.workflow_api.graph import workflow_graph
 from llama_agents.control_plane.workflow_api.handlers import (
-    HandlerRunningError,
     Handlers,
     handler_data,
     is_workflow,
@@ -33,6 +32,7 @@ from llama_agents.control_plane.workflow_api.models import HandlerData, Handlers
 from llama_agents.control_plane.workflow_api.streams import from_wire, run_events
 from llama_agents.errors import (
     EventRejectedError,
+    HandlerRunningError,
     TaskFinishedError,
     TaskNotFoundError,
     WorkflowInputError,
