@@ -1,8 +1,9 @@
 """`WorkflowService`: any llama-index `Workflow` served on the mesh; each step is one run.
 
 The run streams its events to the control plane as they happen, checkpoints its context after
-every step and whenever it waits, and is released from memory after `idle_release_s` of
-waiting for input: the answer, whenever it comes, resumes it on whichever replica takes it.
+every step (but the one that ends it, whose result carries what is left) and whenever it
+waits, and is released from memory after `idle_release_s` of waiting for input: the answer,
+whenever it comes, resumes it on whichever replica takes it.
 At most `max_concurrent_runs` runs are held per replica (its consumer's prefetch); more wait
 in the broker's queue, not in memory.
 
