@@ -206,7 +206,8 @@ def create_app(control_plane: ControlPlaneFace) -> FastAPI:
         """The task's events: server-sent events (`id:` is the sequence; resume with
         `Last-Event-ID` or `?after=`), or JSON lines with `?format=ndjson`; with
         `?follow=false`, only those logged when the request came, then the stream ends."""
-        await control_plane.manager.read(task_id)  # 404 before the stream starts
+        if await control_plane.manager.tasks.stored(task_id) is None:
+            raise TaskNotFoundError(task_id)  # 404 before the stream starts
         start = after if after is not None else parse_last_event_id(last_event_id) or 0
         sse = format == "sse"
         return StreamingResponse(

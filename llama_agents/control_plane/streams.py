@@ -12,18 +12,18 @@ import json
 from collections.abc import AsyncIterator
 
 from llama_agents.control_plane.face import ControlPlaneFace
-from llama_agents.messages.records import KEEPALIVE_SECONDS, TaskEvent
+from llama_agents.messages.records import KEEPALIVE_SECONDS, TaskEvent, TaskStatus
 
 
 async def log_complete(control_plane: ControlPlaneFace, task_id: str) -> bool:
     """True once nothing more will be appended to the task's log: the stored record says
     finished, and its terminal event is logged (`finished_event`; for a log from before it
     existed, `finished_at`), or the task is gone."""
-    record = await control_plane.manager.tasks.snapshot(task_id)
-    if record is None:
+    body = await control_plane.manager.tasks.stored(task_id)
+    if body is None:
         return True
-    logged = record.finished_event is not None or record.finished_at is not None
-    return record.status.finished and logged
+    logged = body.get("finished_event") is not None or body.get("finished_at") is not None
+    return TaskStatus(body["status"]).finished and logged
 
 
 def task_event(sequence: int, body: dict[str, object]) -> TaskEvent:

@@ -87,6 +87,15 @@ class TaskRepository:
         row = await self.store.load_task(task_id)
         return None if row is None else _record(row)
 
+    async def stored(self, task_id: str) -> dict[str, Any] | None:
+        """The task's record as the store holds it, as JSON (read it, never change it): for
+        readers that need a field or two, not a whole record."""
+        cached = self._cache.get(task_id)
+        if cached is not None:
+            return cached[2]
+        row = await self.store.load_task(task_id)
+        return None if row is None else row.body
+
     async def save(
         self,
         record: TaskRecord,

@@ -17,7 +17,6 @@ import httpx
 from llama_agents import ControlPlaneServer, SimpleMessageQueue
 from llama_agents.control_plane import SqliteStateStore
 from llama_agents.control_plane.state import EventRow, NewEvent, TaskRow
-from llama_agents.messages.records import TaskRecord
 from tests.support.control_plane import Worker, serve, stop
 from tests.support.helpers import DEADLINE
 from tests.support.orchestrators import FanOutOrchestrator
@@ -54,17 +53,17 @@ async def test_a_stream_opened_while_the_end_is_saved_gets_the_terminal_event(
     control_plane = ControlPlaneServer(queue, FanOutOrchestrator(["worker"]), store, port=0)
     serving = await serve(control_plane)
     tasks = control_plane.manager.tasks
-    snapshot = tasks.snapshot
+    stored = tasks.stored
 
-    async def watched_snapshot(task_id: str) -> TaskRecord | None:
-        record = await snapshot(task_id)
+    async def watched_stored(task_id: str) -> dict[str, Any] | None:
+        body = await stored(task_id)
         if store.holding.is_set() and not store.gate.is_set():
             # The reader asked whether the task finished while its end was being saved:
             # the test wakes once it went on from here to its next wait (or end).
             store.read_while_holding.set()
-        return record
+        return body
 
-    tasks.snapshot = watched_snapshot  # type: ignore[method-assign]
+    tasks.stored = watched_stored  # type: ignore[method-assign]
     try:
         worker = Worker(queue)
         await worker.start()

@@ -87,7 +87,7 @@ def create_app(queue: ServableQueue, api_key: str | None = None) -> FastAPI:
 
     @app.get("/health")
     async def health() -> dict[str, str]:
-        return {"status": "ok"}
+        return {"status": "healthy"}
 
     @app.post("/publish")
     async def publish(request: Request) -> dict[str, str]:
