@@ -16,6 +16,7 @@ from typing import Any
 import uvicorn
 
 from llama_agents.errors import ConfigurationError
+from llama_agents.logs import is_configured
 
 
 class _Server(uvicorn.Server):
@@ -90,6 +91,9 @@ class HttpServer:
             host=self.host,
             port=self.port,
             log_level="warning",
+            # Once the process's logging is set up (JSON lines, say), uvicorn's lines go
+            # through it rather than through uvicorn's own text handlers.
+            log_config=None if is_configured() else uvicorn.config.LOGGING_CONFIG,
             lifespan="on",
             timeout_graceful_shutdown=5,
         )

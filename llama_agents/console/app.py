@@ -14,8 +14,13 @@ import click
 
 from llama_agents import __version__
 from llama_agents.console._group import LazyCommand, LazyGroup
+from llama_agents.logs import configure_logging
 
 COMMANDS = {
+    "dead-letters": LazyCommand(
+        "llama_agents.console.dead_letters:dead_letters",
+        "List, show, replay and purge dead letters (messages taken off their queues for good).",
+    ),
     "demo": LazyCommand(
         "llama_agents.console.demo:demo",
         "Run the Getting Started multi-agent system and ask it a question.",
@@ -54,10 +59,8 @@ COMMANDS = {
 )
 def main(verbose: bool) -> None:
     """Run llama-index agents as services on a RabbitMQ mesh."""
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    # Text, or JSON lines with LLAMA_AGENTS_LOG_FORMAT=json; secrets redacted either way.
+    configure_logging(logging.INFO if verbose else logging.WARNING)
     if verbose:
         # A failed command logs its traceback here at DEBUG (see `_failures`).
         logging.getLogger("llama_agents.console").setLevel(logging.DEBUG)

@@ -259,6 +259,8 @@ class MonitorApp(App[None]):
             self.humans.want(changes.fetch_humans, settle=changes.settle_humans)
         for name in sorted(changes.fetch_services):
             self._fetch_service(name)
+        if changes.count_dead_letters:
+            self._count_dead_letters()
         if changes.unfollow:
             self.workers.cancel_group(self, "task-events")
         if changes.follow is not None:
@@ -391,6 +393,17 @@ class MonitorApp(App[None]):
         if isinstance(info, ServiceInfo):
             self.state.service_fetched(info)
             self._update()
+
+    # Exclusive: a newer count replaces one still on its way.
+    @work(group="dead-letters", exclusive=True)
+    async def _count_dead_letters(self) -> None:
+        """Read how many dead letters wait (a failed task may be a dead-lettered step)."""
+        try:
+            count = await self.client.count_dead_letters()
+        except LlamaAgentsError:
+            return  # unreachable, or an older control plane: the count stays as it was
+        self.state.dead_letters_counted(count)
+        self._update()
 
     # -- the selected task's events -------------------------------------------------------
 

@@ -202,6 +202,10 @@ def status_line(state: MonitorState, url: str) -> Text:
     line = Text.assemble(("● ", style), (state.connection.value, style), f"  {url}")
     if state.problem:
         line.append(f"  {state.problem}", style="red")
+    if state.dead_letters is not None:
+        line.append("  │  ")
+        style = "red" if state.dead_letters else ""
+        line.append(f"dead letters: {state.dead_letters}", style=style)
     if state.message:
         line.append("  │  ")
         line.append(state.message, style="red" if state.message_is_error else "")

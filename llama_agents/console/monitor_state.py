@@ -81,6 +81,7 @@ class Changes:
     follow: str | None = None  # follow this task's events (replacing any other follower)
     unfollow: bool = False  # stop following (no task is selected any more)
     fetch_services: set[str] = field(default_factory=set)  # read these services' liveness
+    count_dead_letters: bool = False  # ask the control plane how many dead letters wait
 
 
 class MonitorState:
@@ -98,6 +99,7 @@ class MonitorState:
         self.problem = ""  # why the event stream is down; shown until it is back
         self.message = ""  # the last action's outcome; shown until the next action
         self.message_is_error = False
+        self.dead_letters: int | None = None  # how many wait (None: not known)
         self._changes = Changes()
         self._touched_tasks: set[str] = set()  # changed by events while the lists load
         self._touched_services: set[str] = set()
@@ -150,6 +152,7 @@ class MonitorState:
             self.put_service(definition)
         self.want_humans()
         self._refresh_details()
+        self._changes.count_dead_letters = True
 
     def apply(self, event: ControlPlaneEvent) -> None:
         """Merge one pushed change."""
@@ -157,6 +160,9 @@ class MonitorState:
             self._changes.reload = True  # the control plane dropped events for us
         elif event.kind == "task" and event.task is not None:
             self._touched_tasks.add(event.task.task_id)
+            if event.task.status is TaskStatus.FAILED or self.dead_letters:
+                # A dead-lettered step fails its task; a replayed one resumes it.
+                self._changes.count_dead_letters = True
             self.put_task(event.task)
             # A step may have been sent to a human service, or answered.
             self.want_humans(settle=True)
@@ -387,6 +393,11 @@ class MonitorState:
         self.connection = connection
         self.problem = problem
         self._changes.status = True
+
+    def dead_letters_counted(self, count: int | None) -> None:
+        if count != self.dead_letters:
+            self.dead_letters = count
+            self._changes.status = True
 
     def say(self, message: str, *, error: bool = False) -> None:
         self.message = message

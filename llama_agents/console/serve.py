@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from llama_agents._runtime import run
+from llama_agents.logs import configure_logging, is_configured
 
 
 @click.group()
@@ -18,8 +19,8 @@ def serve() -> None:
     # A server says what it does: startup, readiness, shutdown (at INFO).
     for name in ("llama_agents", "llama_agents.process"):
         logging.getLogger(name).setLevel(logging.INFO)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not is_configured():
+        configure_logging()
 
 
 @serve.command("control-plane")

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from llama_agents._auth import require_api_key
 from llama_agents.control_plane.body_limit import limit_request_bodies
+from llama_agents.control_plane.dead_letter_routes import dead_letter_router
 from llama_agents.control_plane.face import ControlPlaneFace
 from llama_agents.control_plane.models import NewTask, ServiceName
 from llama_agents.control_plane.streams import change_events, parse_last_event_id, task_events
@@ -256,6 +257,7 @@ def create_app(control_plane: ControlPlaneFace) -> FastAPI:
         )
 
     app.include_router(api)
+    app.include_router(dead_letter_router(control_plane))
     # LlamaIndex's workflow-server API (`llama-agents-client` drives it): at the root, and
     # under `workflow_api_prefix` when one is set.
     workflows = workflow_api_router(control_plane)

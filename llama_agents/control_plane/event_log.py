@@ -18,8 +18,11 @@ from llama_agents.messages.runs import StreamedEvent
 
 #: The type of the last event of every task's log.
 TASK_FINISHED = "TaskFinished"
-#: Its dedupe key: a task's log has one.
+#: Its dedupe key (a reopened task's later ends add `:<n>`).
 FINISHED_KEY = "finished"
+#: The event a dead-letter replay logs when it reopens an ended task: the `TaskFinished`
+#: before it is superseded, and streams skip it.
+TASK_REOPENED = "TaskReopened"
 
 
 def event_body(event: StreamedEvent, *, step_id: str | None = None) -> dict[str, Any]:
@@ -37,6 +40,23 @@ def event_body(event: StreamedEvent, *, step_id: str | None = None) -> dict[str,
 def streamed_events(events: list[StreamedEvent], *, step_id: str) -> list[NewEvent]:
     """A run's streamed events as log entries, keyed so a redelivered message adds nothing."""
     return [NewEvent(event_body(e, step_id=step_id), dedupe_key=e.key) for e in events]
+
+
+def finished_key(reopened: int) -> str:
+    """The dedupe key of a task's `TaskFinished` after `reopened` reopenings."""
+    return FINISHED_KEY if reopened == 0 else f"{FINISHED_KEY}:{reopened}"
+
+
+def reopened_body(step_id: str, reason: str) -> dict[str, Any]:
+    """The event of a task reopened after it ended (its step's dead letter was replayed)."""
+    return {
+        "type": TASK_REOPENED,
+        "types": [TASK_REOPENED],
+        "data": {"step_id": step_id, "reason": reason},
+        "qualified_name": None,
+        "created_at": datetime.now(UTC).isoformat(),
+        "step_id": step_id,
+    }
 
 
 def finished_body(status: str, result: Any, error: str | None) -> dict[str, Any]:
@@ -118,6 +138,12 @@ class EventLog:
     def readers(self) -> int:
         return sum(self._readers.values())
 
+    async def _last_in_log(self, task_id: str, sequence: int) -> bool:
+        """True when no event follows `sequence` in the task's log."""
+        if self._last.get(task_id) == sequence:
+            return True
+        return not await self.store.read_events(task_id, after=sequence, limit=1)
+
     async def _after(self, task_id: str, after: int) -> list[EventRow]:
         """The events after `after`: from memory when it holds them all, else the store."""
         tail = self._tails.get(task_id)
@@ -171,15 +197,15 @@ class EventLog:
                 changed = self._changed.setdefault(task_id, asyncio.Event())
                 rows = await self._after(task_id, after)
                 if rows:
-                    ending = next(
-                        (i for i, r in enumerate(rows) if r.body.get("type") == TASK_FINISHED),
-                        None,
-                    )
-                    if ending is not None:
-                        yield rows[: ending + 1]
-                        return
                     after = rows[-1].sequence
-                    yield rows
+                    ended = rows[-1].body.get("type") == TASK_FINISHED
+                    if ended and not await self._last_in_log(task_id, after):
+                        ended = False  # a reopening follows it: it is superseded
+                    shown = [r for i, r in enumerate(rows) if not _superseded(rows, i, ended)]
+                    if shown:
+                        yield shown
+                    if ended:
+                        return
                     continue
                 if await is_finished():
                     # Its terminal event may have come since the read above: read again.
@@ -199,3 +225,11 @@ class EventLog:
             else:
                 self._readers.pop(task_id, None)
                 self._tails.pop(task_id, None)
+
+
+def _superseded(rows: list[EventRow], index: int, ended: bool) -> bool:
+    """A `TaskFinished` that a reopening undid: any but the log's last one (which ends the
+    stream when `ended`)."""
+    if rows[index].body.get("type") != TASK_FINISHED:
+        return False
+    return index < len(rows) - 1 or not ended

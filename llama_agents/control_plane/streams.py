@@ -11,6 +11,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 
+from llama_agents.control_plane.event_log import TASK_FINISHED
 from llama_agents.control_plane.face import ControlPlaneFace
 from llama_agents.messages.records import KEEPALIVE_SECONDS, TaskEvent, TaskStatus
 
@@ -84,6 +85,8 @@ async def _logged_events(
             return
         for row in rows:
             after = row.sequence
+            if row.body.get("type") == TASK_FINISHED and row.sequence < last:
+                continue  # an end a reopening undid (see EventLog.follow_batches)
             yield _framed(row.sequence, row.body, sse=sse)
 
 

@@ -29,9 +29,9 @@ from llama_agents.control_plane.deadlines import Deadlines
 from llama_agents.control_plane.decisions import DecisionRunner
 from llama_agents.control_plane.dispatch import Dispatcher
 from llama_agents.control_plane.event_log import (
-    FINISHED_KEY,
     EventLog,
     finished_body,
+    finished_key,
     streamed_events,
 )
 from llama_agents.control_plane.events import ControlPlaneEvent, EventHub
@@ -170,8 +170,9 @@ class TaskManager:
                 result.data.get("result", result.result) if result else None,
                 record.error,
             )
-            logged.append(NewEvent(body, dedupe_key=FINISHED_KEY))
-            sequence_of = ("finished_event", FINISHED_KEY)
+            key = finished_key(record.reopened)
+            logged.append(NewEvent(body, dedupe_key=key))
+            sequence_of = ("finished_event", key)
         appended = await self.tasks.save(
             record, events=logged, checkpoint=checkpoint, sequence_of=sequence_of
         )

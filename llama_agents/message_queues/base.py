@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
+from collections.abc import Collection
 from types import TracebackType
 from typing import Any, Self
 
+from llama_agents.errors import ConfigurationError
 from llama_agents.message_consumers.base import BaseMessageQueueConsumer, StartConsumingCallable
 from llama_agents.message_queues.delivery import DeadLetter
+from llama_agents.message_queues.replay import ReplayOutcome
 from llama_agents.messages import QueueMessage, validate_routing_key
 from llama_agents.messages.envelope import CONTROL_PLANE_MESSAGE_TYPE as CONTROL_PLANE_MESSAGE_TYPE
 from llama_agents.messages.envelope import HUMAN_MESSAGE_TYPE as HUMAN_MESSAGE_TYPE
@@ -109,6 +112,25 @@ class BaseMessageQueue(ABC):
         a `TimeoutError`, after `timeout` seconds): the wait is driven by the dead letters
         arriving, not by polling.
         """
+
+    async def dead_letter_count(self) -> int | None:
+        """How many dead letters wait now (None: this queue cannot tell)."""
+        return None
+
+    async def replay_dead_letters(
+        self, ids: Collection[str] | None = None, *, reason: str | None = None
+    ) -> ReplayOutcome:
+        """Put dead letters back on their original routing key, their attempt count reset.
+
+        `ids` (None: every one) and `reason` (a substring of the dead-letter reason) select
+        them. A letter leaves the dead-letter queue only once its copy was taken (at least
+        once); one that cannot be published stays, and is listed in `failed`.
+        """
+        raise ConfigurationError(f"{type(self).__name__} cannot replay dead letters")
+
+    async def purge_dead_letters(self) -> int:
+        """Delete every dead letter; return how many were deleted."""
+        raise ConfigurationError(f"{type(self).__name__} cannot purge dead letters")
 
     @abstractmethod
     async def launch_local(self) -> asyncio.Task[None]:

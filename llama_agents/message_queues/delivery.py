@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from llama_agents.errors import ConfigurationError, MessageDecodeError, NonRetryableMessageError
+from llama_agents.logs.context import message_ids, set_log_context
 from llama_agents.message_consumers.base import BaseMessageQueueConsumer
 from llama_agents.messages import QueueMessage
 from llama_agents.messages.envelope import utc_now
@@ -95,6 +97,18 @@ class DeadLetter(BaseModel):
     headers: dict[str, Any] = Field(default_factory=dict)
     dead_lettered_at: datetime | None = None
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def id(self) -> str:
+        """A stable id for this dead letter: a digest of what it is, so every reader of the
+        queue (and every process) names it the same without the broker storing an id."""
+        stamp = self.dead_lettered_at.isoformat() if self.dead_lettered_at else ""
+        digest = hashlib.sha256()
+        for part in (self.routing_key, self.queue, self.reason, stamp, self.body):
+            digest.update(part.encode(errors="replace"))
+            digest.update(b"\0")
+        return digest.hexdigest()[:16]
+
     def message(self) -> QueueMessage:
         """The original message, decoded (raises `MessageDecodeError` for a poison message)."""
         return QueueMessage.decode(self.body.encode())
@@ -125,9 +139,11 @@ async def deliver(
         return Outcome(Verdict.DEAD_LETTER, attempts, f"undecodable: {exc}")
 
     message.stats.redelivered = redelivered
-    outcome = await _run(consumer, message, attempts=attempts, policy=policy)
-    if outcome.verdict is Verdict.DEAD_LETTER:
-        await _tell(consumer, message, outcome.reason or "dead-lettered")
+    # Every line logged while this message is handled names its task, step and consumer.
+    with set_log_context(service=consumer.message_type, **message_ids(message.data)):
+        outcome = await _run(consumer, message, attempts=attempts, policy=policy)
+        if outcome.verdict is Verdict.DEAD_LETTER:
+            await _tell(consumer, message, outcome.reason or "dead-lettered")
     return outcome
 
 

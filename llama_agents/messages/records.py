@@ -152,6 +152,9 @@ class TaskRecord(BaseModel):
     error: str | None = None
     #: The sequence of the `TaskFinished` event in its log, once appended.
     finished_event: int | None = None
+    #: How many times a dead-letter replay reopened the task after it ended: each end logs
+    #: its own `TaskFinished`, and each reopening a `TaskReopened` after the one it undoes.
+    reopened: int = 0
 
     @property
     def definition(self) -> TaskDefinition:

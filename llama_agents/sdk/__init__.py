@@ -3,6 +3,7 @@
 
 from llama_agents.sdk._async import AsyncLlamaAgentsClient
 from llama_agents.sdk._async_streams import AsyncEventStream, AsyncTaskEventStream
+from llama_agents.sdk._dead_letters import DeadLetterInfo, DeadLetterPage, ReplayReport
 from llama_agents.sdk._errors import ControlPlaneResponseError
 from llama_agents.sdk._sessions import AsyncSession, Session
 from llama_agents.sdk._sync import LlamaAgentsClient
@@ -14,8 +15,11 @@ __all__ = [
     "AsyncSession",
     "AsyncTaskEventStream",
     "ControlPlaneResponseError",
+    "DeadLetterInfo",
+    "DeadLetterPage",
     "EventStream",
     "LlamaAgentsClient",
+    "ReplayReport",
     "Session",
     "TaskEventStream",
 ]

@@ -24,9 +24,10 @@ from llama_agents.messages.records import (
     TaskSummary,
 )
 
+from . import _dead_letters, _sessions, _task_events
 from . import _protocol as api
-from . import _sessions, _task_events
 from ._config import DEFAULT_TIMEOUT, ClientConfig
+from ._dead_letters import DeadLetterInfo, DeadLetterPage, ReplayReport
 from ._errors import translated_errors
 from ._plans import ResultWait, TaskPages
 from ._sessions import Session
@@ -259,6 +260,31 @@ class LlamaAgentsClient:
 
     def deregister_service(self, name: str) -> None:
         self._send(api.deregister_service(name))
+
+    # -- dead letters -------------------------------------------------------------------
+
+    def list_dead_letters(self, limit: int = 100) -> DeadLetterPage:
+        """How many dead letters wait, and the oldest `limit` of them (none is removed)."""
+        return self._send(_dead_letters.list_dead_letters(limit))
+
+    def count_dead_letters(self) -> int | None:
+        """How many dead letters wait (None: the system's queue cannot tell)."""
+        return self._send(_dead_letters.count_dead_letters())
+
+    def get_dead_letter(self, letter_id: str) -> DeadLetterInfo:
+        """One dead letter by its id (or a unique prefix of it)."""
+        return self._send(_dead_letters.get_dead_letter(letter_id))
+
+    def replay_dead_letters(
+        self, ids: list[str] | None = None, *, all: bool = False, reason: str | None = None
+    ) -> ReplayReport:
+        """Put dead letters back on their routing keys, attempts reset; the tasks their
+        steps failed are reopened first, so they complete once the letters are handled."""
+        return self._send(_dead_letters.replay_dead_letters(ids, all=all, reason=reason))
+
+    def purge_dead_letters(self) -> int:
+        """Delete every dead letter; how many were deleted."""
+        return self._send(_dead_letters.purge_dead_letters())
 
     # -- the control plane --------------------------------------------------------------
 

@@ -108,3 +108,16 @@ async def delete_exchange_if_unused(connection: AbstractRobustConnection, name: 
         with contextlib.suppress(Exception):
             await channel.close()
     return True
+
+
+async def message_count(connection: AbstractRobustConnection, name: str) -> int:
+    """How many messages wait, ready, in the queue named `name` (0 when there is none)."""
+    channel = await _plain_channel(connection)
+    try:
+        declared = await channel.queue_declare(name, passive=True)
+    except ChannelNotFoundEntity:
+        return 0
+    finally:
+        with contextlib.suppress(Exception):
+            await channel.close()
+    return int(declared.message_count or 0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Collection
 from typing import Any
 
 import aio_pika
@@ -46,7 +47,7 @@ from llama_agents.message_queues.delivery import (
     DeadLetter,
     DeliveryPolicy,
 )
-from llama_agents.message_queues.rabbitmq import dead_letters, ownership
+from llama_agents.message_queues.rabbitmq import dead_letter_admin, dead_letters, ownership
 from llama_agents.message_queues.rabbitmq.connection import connect, redact
 from llama_agents.message_queues.rabbitmq.subscription import Subscription
 from llama_agents.message_queues.rabbitmq.topology import (
@@ -56,6 +57,7 @@ from llama_agents.message_queues.rabbitmq.topology import (
     queue_arguments,
     queue_name,
 )
+from llama_agents.message_queues.replay import ReplayOutcome
 from llama_agents.messages import QueueMessage, validate_routing_key
 from llama_agents.messages.envelope import SCHEMA_VERSION, utc_now
 
@@ -502,6 +504,17 @@ class RabbitMQMessageQueue(BaseMessageQueue):
         finally:
             with contextlib.suppress(Exception):
                 await channel.close()
+
+    async def dead_letter_count(self) -> int | None:
+        return await dead_letter_admin.count(self)
+
+    async def replay_dead_letters(
+        self, ids: Collection[str] | None = None, *, reason: str | None = None
+    ) -> ReplayOutcome:
+        return await dead_letter_admin.replay(self, ids, reason)
+
+    async def purge_dead_letters(self) -> int:
+        return await dead_letter_admin.purge(self)
 
     # -- lifecycle --------------------------------------------------------------------
 

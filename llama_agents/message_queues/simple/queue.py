@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,12 @@ from llama_agents.message_queues.delivery import (
     deliver,
     drain,
     read_attempts,
+)
+from llama_agents.message_queues.replay import (
+    ReplayFailure,
+    ReplayOutcome,
+    replay_headers,
+    selects,
 )
 from llama_agents.messages import QueueMessage, validate_routing_key
 from llama_agents.messages.envelope import utc_now
@@ -319,6 +326,32 @@ class EmbeddedQueue(BaseMessageQueue):
             for _ in range(count):
                 self._dead_letters.popleft()
         return letters
+
+    async def dead_letter_count(self) -> int | None:
+        return len(self._dead_letters)
+
+    async def replay_dead_letters(
+        self, ids: Collection[str] | None = None, *, reason: str | None = None
+    ) -> ReplayOutcome:
+        outcome = ReplayOutcome()
+        for letter in [d for d in self._dead_letters if selects(d, ids, reason)]:
+            try:
+                await self.publish_raw(
+                    letter.body.encode(), letter.routing_key, replay_headers(letter.headers)
+                )
+            except UnroutableMessageError as exc:
+                outcome.failed.append(
+                    ReplayFailure(id=letter.id, routing_key=letter.routing_key, error=str(exc))
+                )
+                continue
+            self._dead_letters.remove(letter)
+            outcome.replayed.append(letter)
+        return outcome
+
+    async def purge_dead_letters(self) -> int:
+        count = len(self._dead_letters)
+        self._dead_letters.clear()
+        return count
 
     @property
     def dead_letter_type(self) -> str:
