@@ -62,19 +62,20 @@ def api_key_guard(api_key: str | None) -> Callable[[Request], Awaitable[None]]:
 
 
 class ApiKeyMiddleware:
-    """ASGI middleware refusing any request without the key, but to `OPEN_PATHS`.
+    """ASGI middleware refusing any request without the key, but to `open_paths`.
 
     HTTP gets a 401; a websocket is closed before it is accepted (the server answers 403).
     """
 
-    def __init__(self, app: ASGIApp, api_key: str) -> None:
+    def __init__(self, app: ASGIApp, api_key: str, open_paths: frozenset[str] = OPEN_PATHS) -> None:
         self.app = app
         self.api_key = api_key
+        self.open_paths = open_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
             scope["type"] not in ("http", "websocket")
-            or scope["path"] in OPEN_PATHS
+            or scope["path"] in self.open_paths
             or carries_key(Headers(scope=scope), self.api_key)
         ):
             await self.app(scope, receive, send)
@@ -85,7 +86,10 @@ class ApiKeyMiddleware:
             await refused(scope, receive, send)
 
 
-def require_api_key(app: FastAPI, api_key: str | None) -> None:
-    """Make every request to `app` but `/health` need `api_key`; with None, change nothing."""
+def require_api_key(
+    app: FastAPI, api_key: str | None, *, also_open: frozenset[str] = frozenset()
+) -> None:
+    """Make every request to `app` but `/health` (and `also_open`) need `api_key`; with
+    None, change nothing."""
     if api_key is not None:
-        app.add_middleware(ApiKeyMiddleware, api_key=api_key)
+        app.add_middleware(ApiKeyMiddleware, api_key=api_key, open_paths=OPEN_PATHS | also_open)

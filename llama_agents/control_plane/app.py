@@ -24,6 +24,7 @@ from llama_agents.errors import (
     ConfigurationError,
     EventRejectedError,
     NonRetryableMessageError,
+    NotStartedError,
     ServiceNotFoundError,
     SessionExistsError,
     SessionNotFoundError,
@@ -46,6 +47,8 @@ from llama_agents.messages.records import (
     TaskStatus,
     TaskSummary,
 )
+from llama_agents.metrics import MetricSet, add_metrics_route
+from llama_agents.metrics.http import open_paths
 
 #: The most tasks one `GET /tasks` page holds.
 MAX_PAGE = 1000
@@ -89,7 +92,7 @@ _ERROR_STATUS: dict[type[Exception], int] = {
 def create_app(control_plane: ControlPlaneFace) -> FastAPI:
     """The control plane's API; `/health` is open (for orchestrators' probes)."""
     app = FastAPI(title="llama-agents control plane")
-    require_api_key(app, control_plane.api_key)
+    require_api_key(app, control_plane.api_key, also_open=open_paths(control_plane.metrics_open))
     limit_request_bodies(app, control_plane.max_request_bytes)
     api = APIRouter()
 
@@ -256,6 +259,15 @@ def create_app(control_plane: ControlPlaneFace) -> FastAPI:
             headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
         )
 
+    async def metric_sets() -> list[MetricSet]:
+        try:
+            manager = control_plane.manager
+        except NotStartedError as exc:
+            raise HTTPException(503, str(exc)) from exc
+        await manager.metrics.refresh(manager.tasks.counts)
+        return [manager.metrics, manager.message_queue.metrics]
+
+    add_metrics_route(app, metric_sets)
     app.include_router(api)
     app.include_router(dead_letter_router(control_plane))
     # LlamaIndex's workflow-server API (`llama-agents-client` drives it): at the root, and

@@ -27,6 +27,10 @@ class EventHub:
     def has_subscribers(self) -> bool:
         return bool(self._subscribers)
 
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
     def publish(self, event: ControlPlaneEvent) -> None:
         for queue in self._subscribers:
             if queue.full():

@@ -20,6 +20,10 @@ class ControlPlaneFace(Protocol):
         """The key every route but `/health` asks for; None: no key."""
 
     @property
+    def metrics_open(self) -> bool:
+        """Whether `/metrics` answers without the API key (a scraper on a private network)."""
+
+    @property
     def max_request_bytes(self) -> int:
         """The largest request body accepted (413 above it)."""
 

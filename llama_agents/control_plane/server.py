@@ -45,6 +45,7 @@ from llama_agents.messages import (
 from llama_agents.messages.envelope import utc_now
 from llama_agents.messages.records import TaskRecord, TaskStatus, TaskSummary
 from llama_agents.messages.runs import RunBounce, RunUpdate
+from llama_agents.metrics import metrics_open as metrics_open_setting
 from llama_agents.orchestrators.base import BaseOrchestrator
 
 logger = logging.getLogger("llama_agents.control_plane")
@@ -82,6 +83,8 @@ class ControlPlaneServer:
         workflow_api_prefix: LlamaIndex's workflow-server API (what `llama-agents-client`'s
             `WorkflowClient` speaks) is served at the root and, when set, under this path too
             (`LLAMA_AGENTS_WORKFLOW_API_PREFIX`, for example `/workflow-server`).
+        metrics_open: serve `GET /metrics` without the API key, for a scraper on a private
+            network (`LLAMA_AGENTS_METRICS_OPEN`, default no).
     """
 
     def __init__(
@@ -102,6 +105,7 @@ class ControlPlaneServer:
         max_request_bytes: int | None = None,
         publish_retry_for: float | None = None,
         workflow_api_prefix: str | None = None,
+        metrics_open: bool | None = None,
     ) -> None:
         self.message_queue = message_queue
         self.orchestrator = orchestrator
@@ -111,6 +115,7 @@ class ControlPlaneServer:
         self.result_key = result_key
         self.prefetch = prefetch
         self.api_key = configured_api_key(api_key)
+        self.metrics_open = metrics_open_setting(metrics_open)
         timeout = step_timeout if step_timeout is not None else env_float("STEP_TIMEOUT", 600.0)
         self.step_timeout = timeout if timeout > 0 else None
         self.decision_timeout = decision_timeout

@@ -60,6 +60,7 @@ from llama_agents.messages.records import (
     TaskRecord,
     TaskStatus,
 )
+from llama_agents.metrics.control_plane import ControlPlaneMetrics
 from llama_agents.orchestrators.base import BaseOrchestrator, is_final
 from llama_agents.orchestrators.service_tool import ServiceTool
 
@@ -105,7 +106,10 @@ class TaskManager:
         self.sessions = SessionManager(store)
         self.log = EventLog(store)
         self.dispatch = Dispatcher(message_queue, store, self.sessions)
-        self.decisions = DecisionRunner(self._decide, concurrency=max_concurrent_decisions)
+        self.metrics = ControlPlaneMetrics.of(self)
+        self.decisions = DecisionRunner(
+            self.metrics.timed_decisions(self._decide), concurrency=max_concurrent_decisions
+        )
         self.deadlines = Deadlines(lambda task_id: self.spawn(self._expire(task_id)))
         self.step_timeout = step_timeout
         self.decision_timeout = decision_timeout
@@ -177,6 +181,8 @@ class TaskManager:
             record, events=logged, checkpoint=checkpoint, sequence_of=sequence_of
         )
         self.log.appended(record.task_id, appended)
+        if sequence_of is not None:
+            self.metrics.task_finished(record)
         self._changed(record)
 
     def _changed(self, record: TaskRecord) -> None:
@@ -237,6 +243,7 @@ class TaskManager:
         async with self.lock(record.task_id):
             await self.tasks.insert(record)
         self.log.created(record.task_id)
+        self.metrics.task_created(record)
         self._changed(record)
         if direct:
             self.spawn(self._publish_first_step(record.task_id))

@@ -6,7 +6,7 @@ import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Collection
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from llama_agents.errors import ConfigurationError
 from llama_agents.message_consumers.base import BaseMessageQueueConsumer, StartConsumingCallable
@@ -16,6 +16,9 @@ from llama_agents.messages import QueueMessage, validate_routing_key
 from llama_agents.messages.envelope import CONTROL_PLANE_MESSAGE_TYPE as CONTROL_PLANE_MESSAGE_TYPE
 from llama_agents.messages.envelope import HUMAN_MESSAGE_TYPE as HUMAN_MESSAGE_TYPE
 from llama_agents.messages.envelope import utc_now
+
+if TYPE_CHECKING:
+    from llama_agents.metrics.fabric import FabricMetrics
 
 
 class BaseMessageQueue(ABC):
@@ -29,6 +32,17 @@ class BaseMessageQueue(ABC):
 
     #: True when queued messages outlive this process (a broker keeps them on disk).
     durable: bool = True
+    _metrics: FabricMetrics | None = None
+
+    @property
+    def metrics(self) -> FabricMetrics:
+        """This queue object's fabric metrics (publish confirms, redeliveries, dead letters),
+        made on first use: the HTTP APIs of its owners serve them."""
+        if self._metrics is None:
+            from llama_agents.metrics.fabric import FabricMetrics  # the server side only
+
+            self._metrics = FabricMetrics()
+        return self._metrics
 
     @property
     def is_connected(self) -> bool:

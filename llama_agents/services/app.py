@@ -16,6 +16,8 @@ from fastapi.responses import JSONResponse
 from llama_agents._auth import require_api_key
 from llama_agents.errors import NonRetryableMessageError
 from llama_agents.messages import QueueMessage
+from llama_agents.metrics import MetricSet, add_metrics_route
+from llama_agents.metrics.http import open_paths
 
 
 class Connectivity(Protocol):
@@ -28,6 +30,9 @@ class Connectivity(Protocol):
     def is_healthy(self) -> bool: ...
 
     def health(self) -> dict[str, Any]: ...
+
+    @property
+    def metrics(self) -> MetricSet: ...
 
 
 class ServedService(Protocol):
@@ -45,6 +50,14 @@ class ServedService(Protocol):
 
     @property
     def message_queue(self) -> Connectivity: ...
+
+    @property
+    def metrics(self) -> MetricSet:
+        """Its own metrics (served with its message queue's at `/metrics`)."""
+
+    @property
+    def metrics_open(self) -> bool:
+        """Whether `/metrics` answers without the API key."""
 
     def status(self) -> dict[str, Any]:
         """What `GET /` answers."""
@@ -66,7 +79,7 @@ def create_service_app(service: ServedService) -> FastAPI:
         title=f"llama-agents service {service.service_name}",
         description=service.description,
     )
-    require_api_key(app, service.api_key)
+    require_api_key(app, service.api_key, also_open=open_paths(service.metrics_open))
 
     @app.exception_handler(NonRetryableMessageError)
     async def _bad_message(_: Request, exc: NonRetryableMessageError) -> JSONResponse:
@@ -93,5 +106,9 @@ def create_service_app(service: ServedService) -> FastAPI:
         await service.handle_message(message)
         return {"id_": message.id_, "status": "processed"}
 
+    async def metric_sets() -> list[MetricSet]:
+        return [service.metrics, service.message_queue.metrics]
+
+    add_metrics_route(app, metric_sets)
     service.add_routes(app)
     return app

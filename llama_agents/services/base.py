@@ -47,6 +47,7 @@ from llama_agents.messages import (
 from llama_agents.messages.envelope import CONTROL_PLANE_PUBLISHER, utc_now
 from llama_agents.messages.expiry import expires_at, is_expired
 from llama_agents.messages.runs import RunBounce, RunCancel, RunInput
+from llama_agents.metrics import ServiceMetrics, metrics_open
 
 logger = logging.getLogger("llama_agents.services")
 
@@ -124,6 +125,10 @@ class BaseService(ABC):
         self._app: FastAPI | None = None
         self._serving = asyncio.Event()
         self.counters = {"received": 0, "succeeded": 0, "failed": 0, "in_flight": 0}
+        #: Its Prometheus metrics (`GET /metrics`, with its message queue's).
+        self.metrics = ServiceMetrics(self.service_name)
+        #: Whether `/metrics` answers without the API key (`LLAMA_AGENTS_METRICS_OPEN`).
+        self.metrics_open = metrics_open()
         self.step_timeout = step_timeout
         #: This replica's id: its control address and its run updates name it.
         self.replica_id = uuid.uuid4().hex[:12]
@@ -208,6 +213,7 @@ class BaseService(ABC):
         task = TaskDefinition.from_data(message.data)
         if result.step_id is None:
             result.step_id = task.step_id
+        self.metrics.answered(failed=result.error is not None)
         answer = QueueMessage(
             type=message.reply_to or CONTROL_PLANE_MESSAGE_TYPE,
             action=ActionTypes.COMPLETED_TASK,
@@ -340,7 +346,8 @@ class BaseService(ABC):
         self.counters["received"] += 1
         self.counters["in_flight"] += 1
         try:
-            await self.process_message(message, **kwargs)
+            with self.metrics.step():
+                await self.process_message(message, **kwargs)
         except BaseException:
             self.counters["failed"] += 1
             raise

@@ -18,6 +18,7 @@ import llama_agents.services.app as app_module
 import llama_agents.services.base as base_module
 from llama_agents import ActionTypes, BaseService, QueueMessage, SimpleMessageQueue
 from llama_agents.messages import TaskDefinition, TaskResult
+from llama_agents.metrics import FabricMetrics, ServiceMetrics
 from llama_agents.services.app import create_service_app
 from tests.support.helpers import DEADLINE
 
@@ -94,6 +95,8 @@ class Look:
         is_connected = False
         is_healthy = False
 
+        metrics = FabricMetrics()
+
         def health(self) -> dict[str, Any]:
             return {"healthy": False, "broker_connected": False}
 
@@ -101,6 +104,8 @@ class Look:
     description = "Only looks like a service."
     api_key: str | None = None
     message_queue = Queue()
+    metrics = ServiceMetrics("lookalike")
+    metrics_open = False
 
     def __init__(self) -> None:
         self.handled: list[QueueMessage] = []
@@ -128,6 +133,7 @@ async def test_the_face_serves_anything_shaped_like_a_service() -> None:
         assert [m.id_ for m in look.handled] == [message.id_]
         assert (await http.get("/")).json() == {"service_name": "lookalike", "handled": 1}
         assert (await http.get("/extra")).json() == "mine"
+        assert "llama_agents_steps_in_flight" in (await http.get("/metrics")).text
         health = await http.get("/health")  # its queue is down: not ready
         assert health.status_code == 503 and health.json()["broker_connected"] is False
         bad = await http.post("/process_message", content=b"not a message")

@@ -258,7 +258,9 @@ class RabbitMQMessageQueue(BaseMessageQueue):
                 if to_queue:
                     assert self._publish_channel is not None
                     exchange = self._publish_channel.default_exchange
-                await self._publish_until_confirmed(exchange, message, routing_key)
+                await self.metrics.timed_publish(
+                    self._publish_until_confirmed(exchange, message, routing_key)
+                )
         except TimeoutError:
             raise PublishTimeoutError(
                 f"the broker at {redact(self.url)} did not confirm a message to "
@@ -418,6 +420,7 @@ class RabbitMQMessageQueue(BaseMessageQueue):
                 dead_letter=self._dead_letter,
                 start_timeout=self.connect_timeout + self.max_reconnect_interval,
                 on_settle_failed=self._count_settle_failure,
+                metrics=self.metrics,
             )
             self._subscriptions[consumer.id_] = subscription
             self._consumers[consumer.id_] = consumer

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
@@ -29,6 +29,9 @@ from llama_agents.message_queues.delivery import (
     notify_dead_letter,
     read_attempts,
 )
+
+if TYPE_CHECKING:
+    from llama_agents.metrics.fabric import FabricMetrics
 
 logger = logging.getLogger("llama_agents.rabbitmq")
 
@@ -75,6 +78,7 @@ class Subscription:
         dead_letter: DeadLetterFn,
         start_timeout: float = 30.0,
         on_settle_failed: SettleFailedFn | None = None,
+        metrics: FabricMetrics | None = None,
     ) -> None:
         self.consumer = consumer
         self.channel = channel
@@ -88,6 +92,7 @@ class Subscription:
         self.stopped = asyncio.Event()
         self.start_timeout = start_timeout
         self._on_settle_failed = on_settle_failed
+        self.metrics = metrics
         #: Why consuming ended other than by `stop()` (the broker refused a reconnect).
         self.error: MessageQueueError | None = None
         self._failing_since: float | None = None
@@ -179,12 +184,15 @@ class Subscription:
             await notify_dead_letter(self.consumer, incoming.body, reason)
             await self._settle(incoming, Outcome(Verdict.DEAD_LETTER, redeliveries, reason))
             return
+        redelivered = bool(incoming.redelivered) or redeliveries > 0
+        if self.metrics is not None:
+            self.metrics.delivered(self.consumer.message_type, redelivered)
         outcome = await deliver(
             self.consumer,
             incoming.body,
             attempts=read_attempts(headers),
             policy=self.policy,
-            redelivered=bool(incoming.redelivered) or redeliveries > 0,
+            redelivered=redelivered,
         )
         await self._settle(incoming, outcome)
 
@@ -201,6 +209,8 @@ class Subscription:
         except Exception as exc:
             await self._give_back(incoming, outcome, exc)
             return
+        if self.metrics is not None:
+            self.metrics.settled(self.consumer.message_type, outcome)
         if outcome.verdict is not Verdict.ACK:
             # A retry or dead letter went through: the settle path works again.
             self._failing_since = None
