@@ -25,9 +25,15 @@ ENV_EXAMPLE = ROOT / "compose" / ".env.example"
 SECRET = "The secret fact is: A baby llama is called a 'Cria'."
 
 
-def compose_services() -> dict[str, dict[str, Any]]:
+def all_compose_services() -> dict[str, dict[str, Any]]:
+    """Every service of the file, those behind a profile (`--profile observability`) too."""
     services: dict[str, dict[str, Any]] = yaml.safe_load(COMPOSE.read_text())["services"]
     return services
+
+
+def compose_services() -> dict[str, dict[str, Any]]:
+    """The services `docker compose up` starts: those behind no profile."""
+    return {name: s for name, s in all_compose_services().items() if not s.get("profiles")}
 
 
 def dockerfile_env() -> dict[str, str]:
@@ -107,6 +113,8 @@ class LocalCompose:
         self.control_plane_port = free_port()
         self.control_plane_url = f"http://127.0.0.1:{self.control_plane_port}"
         self.group = ProcessGroup()
+        #: The environment each started service got (its local ports among it).
+        self.envs: dict[str, dict[str, str]] = {}
 
     def env_for(self, name: str) -> dict[str, str]:
         # As compose does: ${...} come from compose/.env (here: a copy of the example).
@@ -138,7 +146,8 @@ class LocalCompose:
     async def up(self) -> None:
         for name in start_order(self.services):
             command = [str(part) for part in self.services[name]["command"]]
-            await self.group.start(name, [CLI, *command], self.env_for(name), ready_marker=" ready")
+            self.envs[name] = self.env_for(name)
+            await self.group.start(name, [CLI, *command], self.envs[name], ready_marker=" ready")
 
 
 @pytest.fixture
