@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import Coroutine
 from typing import Any
 
+from llama_agents._auth import configured_api_key
 from llama_agents._retry import with_backoff
-from llama_agents._settings import env_float, env_str
+from llama_agents._serving import HttpServer
+from llama_agents._settings import env_float, env_int, env_str
 from llama_agents.control_plane.server import ControlPlaneServer
 from llama_agents.errors import BrokerUnavailableError, ConfigurationError
 from llama_agents.message_consumers.base import BaseMessageQueueConsumer
@@ -149,8 +152,31 @@ async def _consume(consumer: BaseMessageQueueConsumer, stop: asyncio.Event) -> N
     await wait_for_broker(queue)
     start = await queue.register_consumer(consumer)
     consuming = asyncio.create_task(start())
+    metrics = _consumer_metrics(queue)
+    serving = asyncio.create_task(metrics.serve()) if metrics is not None else None
     logger.info("consumer of %r ready", consumer.message_type)
-    await stop.wait()
-    await queue.deregister_consumer(consumer)
-    consuming.cancel()
-    await queue.close()
+    try:
+        await stop.wait()
+    finally:
+        if metrics is not None and serving is not None:
+            metrics.stop()
+            await asyncio.gather(serving, return_exceptions=True)
+        await queue.deregister_consumer(consumer)
+        consuming.cancel()
+        await queue.close()
+
+
+def _consumer_metrics(queue: RabbitMQMessageQueue) -> HttpServer | None:
+    """A bare consumer has no HTTP API: with `LLAMA_AGENTS_SERVICE_PORT` set, it serves its
+    queue's `/metrics` there (with the API key, like every route), for a scraper."""
+    port = os.environ.get("LLAMA_AGENTS_SERVICE_PORT")
+    if not port:
+        return None
+    from llama_agents.metrics.http import metrics_server
+
+    return metrics_server(
+        queue.metrics,
+        host=env_str("SERVICE_HOST", "127.0.0.1"),
+        port=env_int("SERVICE_PORT", 0),
+        api_key=configured_api_key(),
+    )

@@ -233,7 +233,13 @@ def test_prometheus_scrapes_every_service_of_the_compose_file_on_its_port() -> N
         assert auth["credentials_file"] in " ".join(prometheus["entrypoint"])
     # Every service with an HTTP API is scraped (a new one needs a target), and the broker.
     served = {name for name, s in compose_services().items() if http_port(s) is not None}
-    assert served == {"control-plane", "secret-fact-tools", "secret-fact-agent", "dumb-fact-agent"}
+    assert served == {
+        "control-plane",
+        "secret-fact-tools",
+        "secret-fact-agent",
+        "dumb-fact-agent",
+        "human-results",  # a bare consumer: its queue's metrics only
+    }
     assert scraped == served | {"rabbitmq"}
     # The key Prometheus sends is the system's: compose refuses to start without it.
     key = prometheus["environment"]["LLAMA_AGENTS_API_KEY"]
