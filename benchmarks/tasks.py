@@ -37,11 +37,19 @@ It measures, each printed as one JSON line on stdout (progress goes to stderr):
 pstats``) or with py-spy if it is installed (``--profiler py-spy``; ``DIR/<role>.txt``,
 collapsed stacks of every thread). Profiling slows the children: CPU figures then say so.
 
+``--tracing on`` runs the same measurement with the children tracing (OpenTelemetry, set by
+its standard ``OTEL_*`` variables: ``parentbased_traceidratio`` at ``SAMPLE_RATIO`` = 0.1,
+OTLP over HTTP to a local sink the script starts, ``_otlp_sink.py``); ``--tracing both``
+runs it off, then on (two systems, one after the other), tags every line with
+``"tracing": "off"|"on"``, counts the spans the sink received (``otlp_sink``) and prints
+``tracing_cost``: the system's CPU ms per task both ways and the overhead in percent.
+
 Run it from the project root::
 
     .venv/bin/python benchmarks/tasks.py
     .venv/bin/python benchmarks/tasks.py --repeat 3 --tasks 500
     .venv/bin/python benchmarks/tasks.py --profile-dir /tmp/prof
+    .venv/bin/python benchmarks/tasks.py --tracing both --repeat 3
 
 The broker is ``--url``, by default ``LLAMA_AGENTS_AMQP_URL`` or the local broker. The
 script reports figures only: it never passes or fails. Everything it declared on the broker
@@ -112,6 +120,8 @@ TARGETS: dict[str, Any] = {
     "idle_latency_ms_max": 10,
     "original_llama_agents_0_0_14": {"tasks_per_s": 8, "idle_latency_ms": 260},
 }
+#: The sampler's ratio when tracing (`--tracing on|both`): parentbased_traceidratio.
+SAMPLE_RATIO = 0.1
 SCRIPT = os.path.abspath(__file__)
 OUT = Output(BENCH)
 log, emit = OUT.log, OUT.emit
@@ -348,6 +358,7 @@ class Settings:
     repeat: int
     profile_dir: str | None
     profiler: str
+    tracing: str = "off"
 
 
 def burst_record(run: BurstRun, runs: list[BurstRun], settings: Settings) -> dict[str, Any]:
@@ -402,10 +413,17 @@ def cpu_record(run: BurstRun, children: list[Child], settings: Settings) -> dict
 
 
 async def start_system(
-    settings: Settings, exchange: str, state_dir: str, children: list[Child]
+    settings: Settings,
+    exchange: str,
+    state_dir: str,
+    children: list[Child],
+    otel: dict[str, str] | None = None,
 ) -> str:
-    """Start the control plane, then the services; return the control plane's URL."""
-    env = dict(os.environ)
+    """Start the control plane, then the services; return the control plane's URL.
+
+    `otel`: the OpenTelemetry variables the children trace with (None: tracing off)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env.update(otel or {})
     env["LLAMA_AGENTS_STATE_PATH"] = os.path.join(state_dir, "control_plane.sqlite3")
     common = [f"--url={settings.url}", f"--exchange={exchange}"]
 
@@ -415,7 +433,8 @@ async def start_system(
         return []
 
     extra = common + profile_args("control-plane")
-    control_plane = await spawn(OUT, SCRIPT, "control-plane", extra, env)
+    cp_env = {**env, "OTEL_SERVICE_NAME": "control_plane"} if otel else env
+    control_plane = await spawn(OUT, SCRIPT, "control-plane", extra, cp_env)
     children.append(control_plane)
     base_url = await wait_ready(control_plane, START_TIMEOUT)
     log(f"control plane pid {control_plane.pid} at {base_url}")
@@ -423,7 +442,8 @@ async def start_system(
     for name, suffix in STEPS:
         extra = [*common, f"--service={name}", f"--suffix={suffix}"]
         extra += [f"--control-plane={base_url}", *profile_args(name)]
-        child = await spawn(OUT, SCRIPT, "service", extra, env, name=name)
+        child_env = {**env, "OTEL_SERVICE_NAME": name} if otel else env
+        child = await spawn(OUT, SCRIPT, "service", extra, child_env, name=name)
         children.append(child)
         services.append(child)
     await asyncio.gather(*(wait_ready(child, START_TIMEOUT) for child in services))
@@ -441,8 +461,15 @@ async def check_ready(client: Client) -> None:
         raise RuntimeError(f"services not registered: {sorted(missing)}")
 
 
-async def measure(settings: Settings, client: Client, children: list[Child]) -> None:
-    """The idle phase, then the bursts; prints their lines and the summary."""
+async def measure(
+    settings: Settings, client: Client, children: list[Child], mode: str
+) -> dict[str, Any]:
+    """The idle phase, then the bursts; prints their lines (each saying whether the system
+    traced) and the summary; returns the CPU line."""
+
+    def emit(record: dict[str, Any]) -> None:
+        OUT.emit({**record, "tracing": mode})
+
     log(f"idle: {settings.warmup} warm-up, then {settings.idle} tasks one at a time")
     async with asyncio.timeout(PHASE_TIMEOUT):
         idle = await idle_phase(client, settings.idle, settings.warmup)
@@ -472,7 +499,8 @@ async def measure(settings: Settings, client: Client, children: list[Child]) -> 
             await stop_profiling(children, settings.profiler)
     median = sorted(runs, key=lambda r: r.tasks_per_s)[(len(runs) - 1) // 2]
     emit(burst_record(median, runs, settings))
-    emit(cpu_record(median, children, settings))
+    cpu = cpu_record(median, children, settings)
+    emit(cpu)
     emit(
         {
             "bench": BENCH,
@@ -482,6 +510,7 @@ async def measure(settings: Settings, client: Client, children: list[Child]) -> 
             "targets": TARGETS,
         }
     )
+    return cpu
 
 
 def queues(exchange: str) -> list[str]:
@@ -493,17 +522,41 @@ def queues(exchange: str) -> list[str]:
     return [*names, dead_letter_queue_name(exchange)]
 
 
-async def main_async(settings: Settings) -> None:
+async def main_async(settings: Settings, mode: str = "off") -> dict[str, Any] | None:
+    """One system, measured; `mode` "on": its children trace (see `SAMPLE_RATIO`) to a sink
+    started here. Returns the CPU line (None if it failed)."""
     exchange = f"bench_tasks_{uuid.uuid4().hex[:8]}"
     children: list[Child] = []
+    cpu: dict[str, Any] | None = None
     with tempfile.TemporaryDirectory(prefix="bench_tasks_") as state_dir:
         try:
-            base_url = await start_system(settings, exchange, state_dir, children)
-            # Every burst task holds one connection for its POST, then for its long poll.
             async with AsyncExitStack() as stack:
+                otel = None
+                sink = None
+                if mode == "on":
+                    from _otlp_sink import running_sink
+
+                    sink = await stack.enter_async_context(running_sink())
+                    otel = sink.env(SAMPLE_RATIO)
+                base_url = await start_system(settings, exchange, state_dir, children, otel)
+                # Every burst task holds one connection for its POST, then for its long poll.
                 client = await Client.open(base_url, max(settings.tasks, 10), stack)
                 await check_ready(client)
-                await measure(settings, client, children)
+                cpu = await measure(settings, client, children, mode)
+                if sink is not None:
+                    # Children export what they still hold on their way out: counted below.
+                    for child in reversed(children):
+                        await stop_child(child, STOP_TIMEOUT)
+                    emit(
+                        {
+                            "bench": BENCH,
+                            "case": "otlp_sink",
+                            "tracing": mode,
+                            "sample_ratio": SAMPLE_RATIO,
+                            "exports": sink.exports,
+                            "spans": sink.spans,
+                        }
+                    )
         except Exception as exc:
             log(f"failed: {type(exc).__name__}: {exc}")
             emit({"bench": BENCH, "case": "error", "error": f"{type(exc).__name__}: {exc}"})
@@ -519,6 +572,21 @@ async def main_async(settings: Settings) -> None:
                     log(f"deleted what the children left: {', '.join(leftovers)}")
     if settings.profile_dir:
         log(f"profiles in {settings.profile_dir}")
+    return cpu
+
+
+def compare(off: dict[str, Any], on: dict[str, Any]) -> dict[str, Any]:
+    """Tracing's cost: the system's CPU ms per task, off and on."""
+    before, after = off["system_cpu_ms_per_task"], on["system_cpu_ms_per_task"]
+    return {
+        "bench": BENCH,
+        "case": "tracing_cost",
+        "sample_ratio": SAMPLE_RATIO,
+        "off_cpu_ms_per_task": before,
+        "on_cpu_ms_per_task": after,
+        "overhead_pct": round((after - before) / before * 100.0, 1) if before else None,
+        "target_overhead_pct_max": 10,
+    }
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -528,6 +596,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--idle", type=positive, default=50, help="tasks one at a time")
     parser.add_argument("--warmup", type=int, default=5, help="warm-up tasks before idle")
     parser.add_argument("--repeat", type=positive, default=1, help="bursts (median reported)")
+    parser.add_argument(
+        "--tracing",
+        choices=("off", "on", "both"),
+        default="off",
+        help="trace the children (OpenTelemetry, sampled at 10%%, to a local sink); "
+        "both: measure off, then on, and print the cost",
+    )
     parser.add_argument(
         "--profile-dir", default=None, help="profile the children during the bursts, here"
     )
@@ -571,11 +646,16 @@ def main(argv: list[str] | None = None) -> None:
         repeat=args.repeat,
         profile_dir=args.profile_dir,
         profiler=args.profiler,
+        tracing=args.tracing,
     )
     if settings.profile_dir:
         Path(settings.profile_dir).mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    run(main_async(settings))
+    modes = ("off", "on") if settings.tracing == "both" else (settings.tracing,)
+    cpu = {mode: run(main_async(settings, mode)) for mode in modes}
+    off, on = cpu.get("off"), cpu.get("on")
+    if off is not None and on is not None:
+        emit(compare(off, on))
     log(f"wall time {time.perf_counter() - started:.1f} s")
 
 

@@ -13,6 +13,7 @@ from fastapi import APIRouter, FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
+from llama_agents import tracing
 from llama_agents._auth import require_api_key
 from llama_agents.control_plane.body_limit import limit_request_bodies
 from llama_agents.control_plane.dead_letter_routes import dead_letter_router
@@ -94,6 +95,7 @@ def create_app(control_plane: ControlPlaneFace) -> FastAPI:
     app = FastAPI(title="llama-agents control plane")
     require_api_key(app, control_plane.api_key, also_open=open_paths(control_plane.metrics_open))
     limit_request_bodies(app, control_plane.max_request_bytes)
+    tracing.instrument_app(app)
     api = APIRouter()
 
     for error, status in _ERROR_STATUS.items():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from llama_agents import tracing
 from llama_agents.errors import UnroutableMessageError
 from llama_agents.message_queues.base import BaseMessageQueue
 from llama_agents.messages import ActionTypes, QueueMessage, TaskDefinition
@@ -78,18 +79,20 @@ class Dispatcher:
         )
 
     async def publish_step(self, record: TaskRecord, step: StepRecord) -> None:
-        await self.queue.publish(await self.step_message(record, step))
+        with tracing.task_context(record.trace_context):
+            await self.queue.publish(await self.step_message(record, step))
 
     async def publish_result(self, record: TaskRecord) -> None:
         assert record.result is not None
-        await self.queue.publish(
-            QueueMessage(
-                type=record.result_key,
-                action=ActionTypes.COMPLETED_TASK,
-                publisher_id=CONTROL_PLANE_PUBLISHER,
-                data=record.result.model_dump(mode="json"),
+        with tracing.task_context(record.trace_context):
+            await self.queue.publish(
+                QueueMessage(
+                    type=record.result_key,
+                    action=ActionTypes.COMPLETED_TASK,
+                    publisher_id=CONTROL_PLANE_PUBLISHER,
+                    data=record.result.model_dump(mode="json"),
+                )
             )
-        )
 
     async def send_inputs(self, run: RunState, inputs: list[RunInput]) -> bool:
         """Send inputs to the replica holding the run; False when it is gone."""

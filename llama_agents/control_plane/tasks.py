@@ -25,6 +25,7 @@ from typing import Any
 
 from llama_index.core.tools import BaseTool
 
+from llama_agents import tracing
 from llama_agents.control_plane.deadlines import Deadlines
 from llama_agents.control_plane.decisions import DecisionRunner
 from llama_agents.control_plane.dispatch import Dispatcher
@@ -240,6 +241,7 @@ class TaskManager:
             assert record.service is not None
             self.add_step(record, record.service, None)
             record.status = TaskStatus.RUNNING
+        tracing.start_task(record)
         async with self.lock(record.task_id):
             await self.tasks.insert(record)
         self.log.created(record.task_id)
@@ -310,6 +312,11 @@ class TaskManager:
         record = await self.tasks.snapshot(task_id)
         if record is None or record.status.finished:
             return
+        with tracing.decision(record, type(self.orchestrator).__name__):
+            await self._decide_on(record)
+
+    async def _decide_on(self, record: TaskRecord) -> None:
+        task_id = record.task_id
         folded = list(record.undecided)
         results = [s.result for s in (record.step(sid) for sid in folded) if s and s.result]
         definition = record.definition

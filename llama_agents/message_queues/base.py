@@ -8,6 +8,7 @@ from collections.abc import Collection
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
+from llama_agents import tracing
 from llama_agents.errors import ConfigurationError
 from llama_agents.message_consumers.base import BaseMessageQueueConsumer, StartConsumingCallable
 from llama_agents.message_queues.delivery import DeadLetter
@@ -32,6 +33,8 @@ class BaseMessageQueue(ABC):
 
     #: True when queued messages outlive this process (a broker keeps them on disk).
     durable: bool = True
+    #: `messaging.system` on this queue's trace spans.
+    messaging_system: str = "llama_agents"
     _metrics: FabricMetrics | None = None
 
     @property
@@ -74,7 +77,8 @@ class BaseMessageQueue(ABC):
         queue exists for that type.
         """
         message.stats.publish_time = utc_now()
-        await self._publish(message, **kwargs)
+        with tracing.publishing(self, message):
+            await self._publish(message, **kwargs)
 
     @abstractmethod
     async def _publish(self, message: QueueMessage, **kwargs: Any) -> None:

@@ -11,12 +11,14 @@ import asyncio
 import enum
 import hashlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field, computed_field
 
+from llama_agents import tracing
 from llama_agents.errors import ConfigurationError, MessageDecodeError, NonRetryableMessageError
 from llama_agents.logs.context import message_ids, set_log_context
 from llama_agents.message_consumers.base import BaseMessageQueueConsumer
@@ -121,6 +123,9 @@ async def deliver(
     attempts: int,
     policy: DeliveryPolicy,
     redelivered: bool = False,
+    headers: Mapping[str, Any] | None = None,
+    system: str = "llama_agents",
+    destination: str | None = None,
 ) -> Outcome:
     """Decode `body` and run `consumer` on it; never raises for a consumer's failure.
 
@@ -130,7 +135,8 @@ async def deliver(
     undecodable message, and one whose handler raised `NonRetryableMessageError`, is
     dead-lettered at once: retrying it cannot help. A message dead-lettered here is reported
     to the consumer's `on_dead_letter`, so whoever waits for its outcome learns why it will
-    never come.
+    never come. The transport's `headers`, its `system` and the queue (`destination`) are
+    for the delivery's trace span: it continues the trace context the publisher put there.
     """
     try:
         message = QueueMessage.decode(body)
@@ -140,8 +146,14 @@ async def deliver(
 
     message.stats.redelivered = redelivered
     # Every line logged while this message is handled names its task, step and consumer.
-    with set_log_context(service=consumer.message_type, **message_ids(message.data)):
+    with (
+        set_log_context(service=consumer.message_type, **message_ids(message.data)),
+        tracing.consuming(
+            message, consumer.message_type, system=system, destination=destination, headers=headers
+        ) as settled,
+    ):
         outcome = await _run(consumer, message, attempts=attempts, policy=policy)
+        settled(outcome.verdict.value, outcome.reason)
         if outcome.verdict is Verdict.DEAD_LETTER:
             await _tell(consumer, message, outcome.reason or "dead-lettered")
     return outcome

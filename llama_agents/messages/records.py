@@ -155,6 +155,9 @@ class TaskRecord(BaseModel):
     #: How many times a dead-letter replay reopened the task after it ended: each end logs
     #: its own `TaskFinished`, and each reopening a `TaskReopened` after the one it undoes.
     reopened: int = 0
+    #: The task's W3C trace context (`traceparent`, `tracestate`) while tracing: its later
+    #: steps, results and resumed runs join the trace its creation began.
+    trace_context: dict[str, str] = Field(default_factory=dict)
 
     @property
     def definition(self) -> TaskDefinition:

@@ -8,6 +8,7 @@ from typing import Any, Self, TypeVar
 
 import httpx
 
+from llama_agents import tracing
 from llama_agents.errors import ControlPlaneUnavailableError
 from llama_agents.messages import ServiceDefinition, TaskResult
 from llama_agents.messages.records import (
@@ -54,6 +55,7 @@ class AsyncLlamaAgentsClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._config = ClientConfig.build(control_plane_url, api_key, timeout)
+        tracing.enabled()  # client spans and `traceparent` on requests, when tracing
         self._http = httpx.AsyncClient(
             base_url=self._config.base_url,
             headers=self._config.headers,

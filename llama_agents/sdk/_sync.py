@@ -13,6 +13,7 @@ from typing import Any, Self, TypeVar
 
 import httpx
 
+from llama_agents import tracing
 from llama_agents.errors import ControlPlaneUnavailableError
 from llama_agents.messages import ServiceDefinition, TaskResult
 from llama_agents.messages.records import (
@@ -59,6 +60,7 @@ class LlamaAgentsClient:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self._config = ClientConfig.build(control_plane_url, api_key, timeout)
+        tracing.enabled()  # client spans and `traceparent` on requests, when tracing
         self._http = httpx.Client(
             base_url=self._config.base_url,
             headers=self._config.headers,

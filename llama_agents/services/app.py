@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from llama_agents import tracing
 from llama_agents._auth import require_api_key
 from llama_agents.errors import NonRetryableMessageError
 from llama_agents.messages import QueueMessage
@@ -80,6 +81,7 @@ def create_service_app(service: ServedService) -> FastAPI:
         description=service.description,
     )
     require_api_key(app, service.api_key, also_open=open_paths(service.metrics_open))
+    tracing.instrument_app(app)
 
     @app.exception_handler(NonRetryableMessageError)
     async def _bad_message(_: Request, exc: NonRetryableMessageError) -> JSONResponse:

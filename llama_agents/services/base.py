@@ -19,6 +19,7 @@ import httpx
 from fastapi import FastAPI
 from llama_index.core.llms import ChatMessage
 
+from llama_agents import tracing
 from llama_agents._auth import auth_headers, configured_api_key
 from llama_agents._retry import with_backoff
 from llama_agents._serving import HttpServer
@@ -346,7 +347,7 @@ class BaseService(ABC):
         self.counters["received"] += 1
         self.counters["in_flight"] += 1
         try:
-            with self.metrics.step():
+            with self.metrics.step(), tracing.step(self.service_name, message):
                 await self.process_message(message, **kwargs)
         except BaseException:
             self.counters["failed"] += 1

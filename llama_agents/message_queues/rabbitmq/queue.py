@@ -25,6 +25,7 @@ from aio_pika.abc import (
 )
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS, ChannelPreconditionFailed
 
+from llama_agents import tracing
 from llama_agents._settings import DEFAULT_AMQP_URL, DEFAULT_EXCHANGE, env_str
 from llama_agents.errors import (
     BrokerAuthenticationError,
@@ -87,6 +88,8 @@ class RabbitMQMessageQueue(BaseMessageQueue):
         reconnect_interval / max_reconnect_interval: the reconnect backoff's first and
             largest delay, in seconds.
     """
+
+    messaging_system = "rabbitmq"
 
     def __init__(
         self,
@@ -230,7 +233,7 @@ class RabbitMQMessageQueue(BaseMessageQueue):
             type=message.action.value if message.action else None,
             app_id=message.publisher_id,
             timestamp=message.stats.publish_time,
-            headers={"x-llama-schema": SCHEMA_VERSION},
+            headers={"x-llama-schema": SCHEMA_VERSION, **tracing.amqp_headers(message)},
         )
         await self._publish_amqp(amqp_message, message.type)
 

@@ -193,6 +193,9 @@ class Subscription:
             attempts=read_attempts(headers),
             policy=self.policy,
             redelivered=redelivered,
+            headers=headers,
+            system="rabbitmq",
+            destination=self.queue.name,
         )
         await self._settle(incoming, outcome)
 

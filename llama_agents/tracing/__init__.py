@@ -1,0 +1,208 @@
+"""OpenTelemetry tracing: one trace per task, across every process and hop.
+
+Configured only by OpenTelemetry's own environment variables (`OTEL_TRACES_EXPORTER`,
+`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_SERVICE_NAME`, `OTEL_TRACES_SAMPLER(_ARG)`, ...) and
+installed with the `otel` extra. This module is the only part the rest of the code imports:
+it imports nothing of OpenTelemetry, and while tracing is off (the variable unset or `none`,
+or the extra missing) every hook returns a shared no-op, so the hot path pays one function
+call and one flag test. The first hook called decides, once per process.
+
+The hooks, each one line where it is used:
+
+- `publishing` / `amqp_headers`: a producer span per publish, its W3C context injected in
+  the message's headers (and the AMQP headers);
+- `consuming`: a consumer span per delivery, continuing the publisher's context;
+- `start_task` / `task_context` / `decision`: a task's trace context, kept in its record,
+  so its steps, results handled later and resumed runs join one trace;
+- `step`: a service's step (llama-index's own spans, bridged, sit under it);
+- `instrument_app`: the HTTP server spans of a FastAPI app.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from llama_agents.message_queues.base import BaseMessageQueue
+    from llama_agents.messages import QueueMessage
+    from llama_agents.messages.records import TaskRecord
+
+logger = logging.getLogger("llama_agents.tracing")
+
+#: The W3C trace context headers a message carries.
+TRACE_HEADERS = ("traceparent", "tracestate")
+
+
+class Settled(Protocol):
+    """Told how a delivery ended (the consumer span records it)."""
+
+    def __call__(self, verdict: str, reason: str | None = None) -> None: ...
+
+
+def _settled_noop(verdict: str, reason: str | None = None) -> None:
+    return None
+
+
+_OFF: AbstractContextManager[None] = contextlib.nullcontext()
+_OFF_CONSUMING: AbstractContextManager[Settled] = contextlib.nullcontext(_settled_noop)
+
+_enabled: bool | None = None
+_lock = threading.Lock()
+
+
+def _wanted() -> bool:
+    """Whether the environment asks for traces (without importing OpenTelemetry)."""
+    exporters = os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if exporters in ("", "none"):
+        return False
+    return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() != "true"
+
+
+def enabled() -> bool:
+    """True when this process traces; the first call decides and sets OpenTelemetry up."""
+    global _enabled
+    if _enabled is not None:
+        return _enabled
+    with _lock:
+        if _enabled is None:
+            _enabled = _start()
+    return _enabled
+
+
+def _start() -> bool:
+    if not _wanted():
+        return False
+    if importlib.util.find_spec("opentelemetry.sdk") is None:
+        logger.warning(
+            "OTEL_TRACES_EXPORTER is set but OpenTelemetry is not installed: no traces "
+            "(pip install 'llama-agents[otel]')"
+        )
+        return False
+    from llama_agents.tracing import _setup
+
+    try:
+        _setup.configure()
+    except Exception:
+        logger.exception("could not set OpenTelemetry tracing up: no traces")
+        return False
+    return True
+
+
+# -- the hooks ------------------------------------------------------------------------
+
+
+def publishing(queue: BaseMessageQueue, message: QueueMessage) -> AbstractContextManager[None]:
+    """A producer span around one publish; injects its context in `message.headers`."""
+    if not enabled():
+        return _OFF
+    from llama_agents.tracing import _spans
+
+    return _spans.publishing(queue, message)
+
+
+def amqp_headers(message: QueueMessage) -> dict[str, str]:
+    """The trace context headers `publishing` put on `message`, for the transport's own
+    headers (empty while tracing is off)."""
+    headers = message.headers
+    if not headers:
+        return {}
+    return {name: headers[name] for name in TRACE_HEADERS if name in headers}
+
+
+def consuming(
+    message: QueueMessage,
+    consumer_type: str,
+    *,
+    system: str,
+    destination: str | None = None,
+    headers: Mapping[str, Any] | None = None,
+) -> AbstractContextManager[Settled]:
+    """A consumer span around handling one delivery, continuing the publisher's context
+    (from the transport's `headers`, else the message's own)."""
+    if not enabled():
+        return _OFF_CONSUMING
+    from llama_agents.tracing import _spans
+
+    return _spans.consuming(
+        message, consumer_type, system=system, destination=destination, headers=headers
+    )
+
+
+def start_task(record: TaskRecord) -> None:
+    """Give a new task its trace: a span under the current one (the HTTP request that
+    created it), or a new trace; its context is kept in `record.trace_context`."""
+    if enabled():
+        from llama_agents.tracing import _spans
+
+        _spans.start_task(record)
+
+
+def task_context(carrier: Mapping[str, str] | None) -> AbstractContextManager[None]:
+    """Work for a task runs in its trace: the stored context, unless the current span is
+    already in that trace (a result being handled)."""
+    if not carrier or not enabled():
+        return _OFF
+    from llama_agents.tracing import _spans
+
+    return _spans.task_context(carrier)
+
+
+def decision(record: TaskRecord, orchestrator: str) -> AbstractContextManager[None]:
+    """A span around an orchestrator's decision for a task (its LLM call sits under it)."""
+    if not enabled():
+        return _OFF
+    from llama_agents.tracing import _llama_index, _spans
+
+    _llama_index.install()
+    return _spans.decision(record, orchestrator)
+
+
+def step(service: str, message: QueueMessage) -> AbstractContextManager[None]:
+    """A span around a service's step (the agent's LLM and tool calls sit under it)."""
+    if not enabled():
+        return _OFF
+    from llama_agents.tracing import _llama_index, _spans
+
+    _llama_index.install()
+    return _spans.step(service, message)
+
+
+def instrument_app(app: FastAPI) -> None:
+    """HTTP server spans for `app`, continuing a caller's `traceparent` (when tracing)."""
+    if enabled():
+        from llama_agents.tracing import _setup
+
+        _setup.instrument_app(app)
+
+
+def shutdown() -> None:
+    """Export the spans still buffered (a process on its way out)."""
+    if _enabled:
+        from llama_agents.tracing import _setup
+
+        _setup.shutdown()
+
+
+__all__ = [
+    "TRACE_HEADERS",
+    "Settled",
+    "amqp_headers",
+    "consuming",
+    "decision",
+    "enabled",
+    "instrument_app",
+    "publishing",
+    "shutdown",
+    "start_task",
+    "step",
+    "task_context",
+]

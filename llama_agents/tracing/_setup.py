@@ -1,0 +1,117 @@
+"""Setting OpenTelemetry up from its own environment variables, once per process.
+
+Nothing here is a setting of ours: the tracer provider reads the sampler
+(`OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`), the resource reads `OTEL_SERVICE_NAME` and
+`OTEL_RESOURCE_ATTRIBUTES`, the batch processor `OTEL_BSP_*`, the exporters
+`OTEL_EXPORTER_OTLP_*`; `OTEL_TRACES_EXPORTER` names exporters by their entry points
+(`opentelemetry_traces_exporter`), as the SDK's own auto-configuration does. `otlp` means the
+protocol `OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL` names, else the OTLP exporter installed
+(the `otel` extra installs the HTTP one).
+
+A process that already has a tracer provider (`opentelemetry-instrument`, or the
+application's own) keeps it: only the instrumentation is added.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+logger = logging.getLogger("llama_agents.tracing")
+
+_GROUP = "opentelemetry_traces_exporter"
+_BY_PROTOCOL = {"grpc": "otlp_proto_grpc", "http/protobuf": "otlp_proto_http"}
+#: Paths whose requests make no spans unless OTEL_PYTHON_FASTAPI_EXCLUDED_URLS says otherwise:
+#: probes and scrapes would bury the tasks' traces.
+_QUIET_PATHS = "/health,/metrics"
+
+_provider: TracerProvider | None = None
+
+
+def _exporter_names() -> list[str]:
+    names = os.environ.get("OTEL_TRACES_EXPORTER", "")
+    return [name.strip() for name in names.split(",") if name.strip() not in ("", "none")]
+
+
+def _resolve(name: str) -> str:
+    if name != "otlp":
+        return name
+    protocol = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_PROTOCOL"
+    )
+    if protocol:
+        return _BY_PROTOCOL.get(protocol.strip(), "otlp_proto_http")
+    installed = {point.name for point in entry_points(group=_GROUP)}
+    return "otlp_proto_http" if "otlp_proto_http" in installed else "otlp_proto_grpc"
+
+
+def _exporters() -> list[SpanExporter]:
+    found = {point.name: point for point in entry_points(group=_GROUP)}
+    exporters: list[SpanExporter] = []
+    for name in _exporter_names():
+        point = found.get(_resolve(name))
+        if point is None:
+            logger.warning("no OpenTelemetry trace exporter named %r is installed", name)
+            continue
+        exporters.append(point.load()())
+    return exporters
+
+
+def configure() -> None:
+    """The tracer provider, its exporters, and the instrumentation (once per process)."""
+    global _provider
+    current = trace.get_tracer_provider()
+    if isinstance(current, TracerProvider):
+        _provider = current  # someone set tracing up already: keep theirs
+    else:
+        exporters = _exporters()
+        # The sampler comes from OTEL_TRACES_SAMPLER(_ARG), the resource from
+        # OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES: the SDK reads them itself.
+        provider = TracerProvider(resource=Resource.create())
+        for exporter in exporters:
+            provider.add_span_processor(BatchSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+        _provider = provider
+    _instrument_httpx()
+
+
+def _instrument_httpx() -> None:
+    """Client spans for every httpx request (the SDK's, a service's, an LLM client's), with
+    the `traceparent` header that lets the server continue the trace."""
+    try:
+        from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+    except ImportError:
+        return
+    instrumentor: Any = HTTPXClientInstrumentor()
+    if not instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.instrument()
+
+
+def instrument_app(app: FastAPI) -> None:
+    try:
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    except ImportError:
+        logger.info("opentelemetry-instrumentation-fastapi is not installed: no HTTP spans")
+        return
+    excluded = os.environ.get("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS") or os.environ.get(
+        "OTEL_PYTHON_EXCLUDED_URLS"
+    )
+    # One span per request: not one more per ASGI message sent or received.
+    FastAPIInstrumentor.instrument_app(
+        app, excluded_urls=excluded or _QUIET_PATHS, exclude_spans=["receive", "send"]
+    )
+
+
+def shutdown() -> None:
+    if _provider is not None:
+        _provider.force_flush()

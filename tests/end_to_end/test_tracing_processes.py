@@ -1,0 +1,188 @@
+"""OpenTelemetry across processes: a control plane and two services, each its own process,
+export OTLP over HTTP to a collector in the test process. Every task is one trace holding
+spans of all three; each consume span's parent is its publish span; the agent's LLM calls
+sit under its step; a broker restart mid-run breaks no trace."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from llama_agents import AsyncLlamaAgentsClient
+from tests.support import broker
+from tests.support.helpers import DEADLINE
+from tests.support.llm_server import RuleBook, ScriptedLLMServer, answer
+from tests.support.llm_server import scripted_llm_fixture as scripted_llm  # noqa: F401
+from tests.support.otlp import OtlpCollector, SpanRecord, running_collector
+from tests.support.processes import CLI, ProcessGroup, free_port, offline_env
+
+pytestmark = pytest.mark.rabbitmq
+
+TASKS = 20
+SYSTEM = "tests/support/tracing_system.py"
+SERVICES = {"agent": f"{SYSTEM}:build_agent", "shout": f"{SYSTEM}:build_shout"}
+PROCESSES = {"control_plane", *SERVICES}
+TASK_ID = "llama_agents.task_id"
+
+
+class TracedSystem:
+    def __init__(
+        self, amqp_url: str, exchange: str, tmp_path: Path, otlp: OtlpCollector, llm_base: str
+    ) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.otlp = otlp
+        self.extra = {
+            "LLAMA_AGENTS_AMQP_URL": amqp_url,
+            "LLAMA_AGENTS_EXCHANGE": exchange,
+            "LLAMA_AGENTS_CONTROL_PLANE_URL": self.url,
+            "LLAMA_AGENTS_STATE_PATH": str(tmp_path / "control_plane.sqlite3"),
+            "LLAMA_AGENTS_TEST_LLM_BASE": llm_base,
+        }
+        self.group = ProcessGroup()
+
+    async def up(self) -> None:
+        argv = [CLI, "serve", "control-plane", "--orchestrator", f"{SYSTEM}:build_orchestrator"]
+        await self.group.start(
+            "control_plane",
+            [*argv, "--port", str(self.port)],
+            offline_env({**self.extra, **self.otlp.env("control_plane")}),
+            ready_marker="control plane ready",
+        )
+        for name, target in SERVICES.items():
+            await self.group.start(
+                name,
+                [CLI, "serve", "service", target, "--port", str(free_port())],
+                offline_env({**self.extra, **self.otlp.env(name)}),
+                ready_marker=" ready at",
+            )
+
+
+@pytest.fixture
+async def system(
+    amqp_url: str,
+    exchange_name: str,
+    tmp_path: Path,
+    scripted_llm: ScriptedLLMServer,  # noqa: F811
+) -> AsyncIterator[TracedSystem]:
+    scripted_llm.respond = RuleBook([], default=answer("a cria"))
+    async with running_collector() as otlp:
+        running = TracedSystem(amqp_url, exchange_name, tmp_path, otlp, scripted_llm.base_url)
+        try:
+            await running.up()
+            yield running
+        finally:
+            await running.group.close()
+            await broker.delete_system(amqp_url, exchange_name)
+
+
+def traces_of(spans: list[SpanRecord]) -> dict[str, set[str]]:
+    """Task id -> the trace ids of the spans naming it."""
+    found: dict[str, set[str]] = defaultdict(set)
+    for span in spans:
+        task_id = span.attributes.get(TASK_ID)
+        if isinstance(task_id, str):
+            found[task_id].add(span.trace_id)
+    return found
+
+
+def problems(task_id: str, spans: list[SpanRecord]) -> list[str]:
+    """What the task's trace lacks or gets wrong (empty: all is well)."""
+    trace_ids = traces_of(spans).get(task_id, set())
+    if len(trace_ids) != 1:
+        return [f"{len(trace_ids)} trace ids"]
+    (trace_id,) = trace_ids
+    trace = [s for s in spans if s.trace_id == trace_id]
+    by_id = {s.span_id: s for s in trace}
+    found = []
+    missing = PROCESSES - {s.service for s in trace}
+    if missing:
+        found.append(f"no spans from {sorted(missing)}")
+    consumes = [s for s in trace if s.kind == "SPAN_KIND_CONSUMER"]
+    # The agent's and shout's steps, and their two results at the control plane.
+    if len(consumes) < 4:
+        found.append(f"{len(consumes)} consume spans")
+    for span in consumes:
+        parent = by_id.get(span.parent_id or "")
+        if parent is None or parent.kind != "SPAN_KIND_PRODUCER":
+            found.append(f"{span.name} ({span.service}) has no publish span as parent")
+        elif parent.attributes.get("messaging.message.id") != span.attributes.get(
+            "messaging.message.id"
+        ):
+            found.append(f"{span.name}: its parent publish is another message's")
+        elif span.attributes.get("messaging.system") != "rabbitmq":
+            found.append(f"{span.name}: messaging.system {span.attributes.get('messaging.system')}")
+    llm_calls = [s for s in trace if s.attributes.get("gen_ai.operation.name") == "chat"]
+    if not llm_calls:
+        found.append("no LLM call span")
+    for span in llm_calls:
+        ancestor = by_id.get(span.parent_id or "")
+        while ancestor is not None and ancestor.name != "step agent":
+            ancestor = by_id.get(ancestor.parent_id or "")
+        if ancestor is None:
+            found.append(f"LLM span {span.name} is not under the agent's step")
+    names = {(s.service, s.name) for s in trace}
+    for wanted in [
+        ("control_plane", "create task"),
+        ("control_plane", "decide"),
+        ("control_plane", "publish human"),
+        ("agent", "step agent"),
+        ("shout", "step shout"),
+    ]:
+        if wanted not in names:
+            found.append(f"no {wanted[1]!r} span from {wanted[0]}")
+    return found
+
+
+async def all_traced(otlp: OtlpCollector, task_ids: list[str]) -> dict[str, list[str]]:
+    """Wait (at each export) until every task's trace is complete; then what is still wrong."""
+    with contextlib.suppress(TimeoutError):
+        await otlp.wait_until(
+            lambda spans: not any(problems(t, spans) for t in task_ids), timeout=DEADLINE
+        )
+    return {t: p for t in task_ids if (p := problems(t, list(otlp.spans)))}
+
+
+async def submit(client: AsyncLlamaAgentsClient, count: int) -> list[str]:
+    return list(await asyncio.gather(*(client.create_task("who?") for _ in range(count))))
+
+
+async def test_every_task_is_one_trace_across_three_processes(system: TracedSystem) -> None:
+    async with AsyncLlamaAgentsClient(system.url) as client:
+        task_ids = await submit(client, TASKS)
+        results = await asyncio.gather(
+            *(client.wait_for_result(t, timeout=DEADLINE) for t in task_ids)
+        )
+    assert [r.result for r in results] == ["A CRIA"] * TASKS
+
+    assert await all_traced(system.otlp, task_ids) == {}
+    # One trace per task, none shared.
+    assert len({next(iter(traces_of(system.otlp.spans)[t])) for t in task_ids}) == TASKS
+
+
+@pytest.mark.broker_restart
+async def test_a_broker_restart_mid_run_breaks_no_trace(
+    system: TracedSystem, broker_control: None
+) -> None:
+    async with AsyncLlamaAgentsClient(system.url) as client:
+        task_ids = await submit(client, TASKS)
+        waits = {
+            t: asyncio.ensure_future(client.wait_for_result(t, timeout=DEADLINE * 3))
+            for t in task_ids
+        }
+        async with asyncio.timeout(DEADLINE):
+            await next(asyncio.as_completed(list(waits.values())))
+        before = {t for t, w in waits.items() if w.done()}
+        await broker.stop_app()
+        await broker.start_app()
+        results = await asyncio.gather(*waits.values())
+    assert [r.result for r in results] == ["A CRIA"] * TASKS
+    after = set(task_ids) - before
+    assert after, "every task finished before the broker went down"
+
+    assert await all_traced(system.otlp, sorted(after)) == {}

@@ -1,0 +1,92 @@
+"""Tracing is off and free unless `OTEL_TRACES_EXPORTER` asks for it; on, the embedded queue
+carries the trace context in the message's own headers. Each case runs in a fresh
+interpreter: what gets imported, and the process-wide tracer provider, are only visible there."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from typing import Any
+
+from tests.support.helpers import DEADLINE
+
+#: Publishes one message on the embedded queue and has it consumed; prints what it saw.
+SCRIPT = """
+import asyncio, json, sys
+# FastAPI imports OpenTelemetry's API by itself when it is installed: the SDK, the exporters,
+# the instrumentation and our own span code are what tracing would load.
+HEAVY = ("opentelemetry.sdk", "opentelemetry.exporter", "opentelemetry.instrumentation",
+         "llama_agents.tracing._")
+from llama_agents import SimpleMessageQueue, QueueMessage
+from tests.support.helpers import Collector
+
+async def main():
+    queue = SimpleMessageQueue()
+    collector = Collector()
+    start = await queue.register_consumer(collector.consumer("work"))
+    consuming = asyncio.create_task(start())
+    await queue.publish(QueueMessage(type="work", data={"task_id": "t-1"}))
+    (message,) = await collector.wait_for(1)
+    consuming.cancel()
+    await queue.close()
+    return message.headers
+
+headers = asyncio.run(main())
+if "opentelemetry.sdk" in sys.modules:
+    from opentelemetry import trace
+    trace.get_tracer_provider().force_flush()
+print("RESULT " + json.dumps({"headers": headers,
+      "otel": sorted(m for m in sys.modules if m.startswith(HEAVY))}), file=sys.stderr)
+"""
+
+
+async def run(env: dict[str, str]) -> tuple[dict[str, Any], str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        SCRIPT,
+        env={**clean, **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(DEADLINE * 2):
+        out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    line = next(line for line in err.decode().splitlines() if line.startswith("RESULT "))
+    return json.loads(line.removeprefix("RESULT ")), out.decode()
+
+
+def spans_in(text: str) -> list[dict[str, Any]]:
+    """The spans the console exporter printed (JSON objects one after another)."""
+    decoder, spans, at = json.JSONDecoder(), [], 0
+    while (at := text.find("{", at)) != -1:
+        span, at = decoder.raw_decode(text, at)
+        spans.append(span)
+    return spans
+
+
+async def test_without_otel_variables_nothing_is_imported_or_carried() -> None:
+    seen, out = await run({})
+    assert seen["otel"] == []
+    assert "traceparent" not in seen["headers"]
+    assert out == ""
+
+
+async def test_exporter_none_is_off_too() -> None:
+    seen, _ = await run({"OTEL_TRACES_EXPORTER": "none"})
+    assert seen["otel"] == []
+
+
+async def test_on_the_consume_span_continues_the_publish_span() -> None:
+    seen, out = await run({"OTEL_TRACES_EXPORTER": "console", "OTEL_SERVICE_NAME": "unit"})
+    assert "traceparent" in seen["headers"]
+    spans = {span["name"]: span for span in spans_in(out)}
+    publish, process = spans["publish work"], spans["process work"]
+    assert publish["kind"] == "SpanKind.PRODUCER" and process["kind"] == "SpanKind.CONSUMER"
+    assert process["parent_id"] == publish["context"]["span_id"]
+    assert process["context"]["trace_id"] == publish["context"]["trace_id"]
+    assert process["attributes"]["llama_agents.task_id"] == "t-1"
+    assert process["resource"]["attributes"]["service.name"] == "unit"
