@@ -359,6 +359,7 @@ class Settings:
     profile_dir: str | None
     profiler: str
     tracing: str = "off"
+    sample_ratio: float = SAMPLE_RATIO
 
 
 def burst_record(run: BurstRun, runs: list[BurstRun], settings: Settings) -> dict[str, Any]:
@@ -537,7 +538,7 @@ async def main_async(settings: Settings, mode: str = "off") -> dict[str, Any] | 
                     from _otlp_sink import running_sink
 
                     sink = await stack.enter_async_context(running_sink())
-                    otel = sink.env(SAMPLE_RATIO)
+                    otel = sink.env(settings.sample_ratio)
                 base_url = await start_system(settings, exchange, state_dir, children, otel)
                 # Every burst task holds one connection for its POST, then for its long poll.
                 client = await Client.open(base_url, max(settings.tasks, 10), stack)
@@ -552,7 +553,7 @@ async def main_async(settings: Settings, mode: str = "off") -> dict[str, Any] | 
                             "bench": BENCH,
                             "case": "otlp_sink",
                             "tracing": mode,
-                            "sample_ratio": SAMPLE_RATIO,
+                            "sample_ratio": settings.sample_ratio,
                             "exports": sink.exports,
                             "spans": sink.spans,
                         }
@@ -575,18 +576,26 @@ async def main_async(settings: Settings, mode: str = "off") -> dict[str, Any] | 
     return cpu
 
 
-def compare(off: dict[str, Any], on: dict[str, Any]) -> dict[str, Any]:
+def compare(off: dict[str, Any], on: dict[str, Any], sample_ratio: float) -> dict[str, Any]:
     """Tracing's cost: the system's CPU ms per task, off and on."""
     before, after = off["system_cpu_ms_per_task"], on["system_cpu_ms_per_task"]
     return {
         "bench": BENCH,
         "case": "tracing_cost",
-        "sample_ratio": SAMPLE_RATIO,
+        "sample_ratio": sample_ratio,
         "off_cpu_ms_per_task": before,
         "on_cpu_ms_per_task": after,
         "overhead_pct": round((after - before) / before * 100.0, 1) if before else None,
         "target_overhead_pct_max": 10,
     }
+
+
+def ratio(text: str) -> float:
+    """An argparse type: a number from 0 to 1."""
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a ratio from 0 to 1, got {text}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -602,6 +611,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="off",
         help="trace the children (OpenTelemetry, sampled at 10%%, to a local sink); "
         "both: measure off, then on, and print the cost",
+    )
+    parser.add_argument(
+        "--sample-ratio",
+        type=ratio,
+        default=SAMPLE_RATIO,
+        help="with --tracing: the share of tasks traced (parentbased_traceidratio)",
     )
     parser.add_argument(
         "--profile-dir", default=None, help="profile the children during the bursts, here"
@@ -647,6 +662,7 @@ def main(argv: list[str] | None = None) -> None:
         profile_dir=args.profile_dir,
         profiler=args.profiler,
         tracing=args.tracing,
+        sample_ratio=args.sample_ratio,
     )
     if settings.profile_dir:
         Path(settings.profile_dir).mkdir(parents=True, exist_ok=True)
@@ -655,7 +671,7 @@ def main(argv: list[str] | None = None) -> None:
     cpu = {mode: run(main_async(settings, mode)) for mode in modes}
     off, on = cpu.get("off"), cpu.get("on")
     if off is not None and on is not None:
-        emit(compare(off, on))
+        emit(compare(off, on, settings.sample_ratio))
     log(f"wall time {time.perf_counter() - started:.1f} s")
 
 

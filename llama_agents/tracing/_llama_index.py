@@ -62,6 +62,11 @@ class OpenTelemetrySpanHandler(BaseSpanHandler[_Bridged]):
         **kwargs: Any,
     ) -> _Bridged | None:
         parent = self.open_spans.get(parent_span_id) if parent_span_id else None
+        under: Span = parent.otel if parent is not None else trace.get_current_span()
+        if under.get_span_context().is_valid and not under.is_recording():
+            # Its trace was not sampled: nothing under it is recorded either, so no span
+            # (an agent's run opens dozens; their children fall back here too).
+            return None
         context = trace.set_span_in_context(parent.otel) if parent is not None else None
         span = _tracer.start_span(_span_name(id_), context=context)
         if span.is_recording():
