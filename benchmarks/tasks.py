@@ -44,12 +44,19 @@ runs it off, then on (two systems, one after the other), tags every line with
 ``"tracing": "off"|"on"``, counts the spans the sink received (``otlp_sink``) and prints
 ``tracing_cost``: the system's CPU ms per task both ways and the overhead in percent.
 
+``--observability`` measures three systems one after the other, in one run: metrics and
+tracing off (``LLAMA_AGENTS_METRICS=0``), metrics on, metrics and tracing on (sampled at
+``--sample-ratio``, default 0.1); every line says ``"metrics"`` and ``"tracing"``, and
+``observability_cost`` gives the system's CPU ms per task each way and the overheads next to
+the issue's targets (metrics under 5%, tracing at 10% under 10%).
+
 Run it from the project root::
 
     .venv/bin/python benchmarks/tasks.py
     .venv/bin/python benchmarks/tasks.py --repeat 3 --tasks 500
     .venv/bin/python benchmarks/tasks.py --profile-dir /tmp/prof
     .venv/bin/python benchmarks/tasks.py --tracing both --repeat 3
+    .venv/bin/python benchmarks/tasks.py --observability --repeat 3 --tasks 500
 
 The broker is ``--url``, by default ``LLAMA_AGENTS_AMQP_URL`` or the local broker. The
 script reports figures only: it never passes or fails. Everything it declared on the broker
@@ -70,7 +77,7 @@ import tempfile
 import time
 import uuid
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -360,6 +367,10 @@ class Settings:
     profiler: str
     tracing: str = "off"
     sample_ratio: float = SAMPLE_RATIO
+    #: The children count metrics (`LLAMA_AGENTS_METRICS`); `--observability` turns it off
+    #: for its first system.
+    metrics: bool = True
+    observability: bool = False
 
 
 def burst_record(run: BurstRun, runs: list[BurstRun], settings: Settings) -> dict[str, Any]:
@@ -425,6 +436,7 @@ async def start_system(
     `otel`: the OpenTelemetry variables the children trace with (None: tracing off)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     env.update(otel or {})
+    env["LLAMA_AGENTS_METRICS"] = "1" if settings.metrics else "0"
     env["LLAMA_AGENTS_STATE_PATH"] = os.path.join(state_dir, "control_plane.sqlite3")
     common = [f"--url={settings.url}", f"--exchange={exchange}"]
 
@@ -469,7 +481,7 @@ async def measure(
     traced) and the summary; returns the CPU line."""
 
     def emit(record: dict[str, Any]) -> None:
-        OUT.emit({**record, "tracing": mode})
+        OUT.emit({**record, "tracing": mode, "metrics": "on" if settings.metrics else "off"})
 
     log(f"idle: {settings.warmup} warm-up, then {settings.idle} tasks one at a time")
     async with asyncio.timeout(PHASE_TIMEOUT):
@@ -576,6 +588,30 @@ async def main_async(settings: Settings, mode: str = "off") -> dict[str, Any] | 
     return cpu
 
 
+def observability_cost(
+    measured: dict[str, dict[str, Any] | None], sample_ratio: float
+) -> dict[str, Any]:
+    """What metrics, then metrics and tracing, cost: the system's CPU ms per task each way."""
+    figures = {
+        name: None if cpu is None else cpu["system_cpu_ms_per_task"]
+        for name, cpu in measured.items()
+    }
+    base = figures["none"]
+    line: dict[str, Any] = {
+        "bench": BENCH,
+        "case": "observability_cost",
+        "sample_ratio": sample_ratio,
+        "cpu_ms_per_task": figures,
+        "targets_overhead_pct_max": {"metrics": 5, "metrics_and_tracing": 10},
+    }
+    for name in ("metrics", "metrics_and_tracing"):
+        value = figures[name]
+        line[f"{name}_overhead_pct"] = (
+            round((value - base) / base * 100.0, 1) if base and value is not None else None
+        )
+    return line
+
+
 def compare(off: dict[str, Any], on: dict[str, Any], sample_ratio: float) -> dict[str, Any]:
     """Tracing's cost: the system's CPU ms per task, off and on."""
     before, after = off["system_cpu_ms_per_task"], on["system_cpu_ms_per_task"]
@@ -611,6 +647,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="off",
         help="trace the children (OpenTelemetry, sampled at 10%%, to a local sink); "
         "both: measure off, then on, and print the cost",
+    )
+    parser.add_argument(
+        "--observability",
+        action="store_true",
+        help="measure three systems in one run: metrics and tracing off, metrics on, both on; "
+        "print what each costs",
     )
     parser.add_argument(
         "--sample-ratio",
@@ -663,15 +705,24 @@ def main(argv: list[str] | None = None) -> None:
         profiler=args.profiler,
         tracing=args.tracing,
         sample_ratio=args.sample_ratio,
+        observability=args.observability,
     )
     if settings.profile_dir:
         Path(settings.profile_dir).mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    modes = ("off", "on") if settings.tracing == "both" else (settings.tracing,)
-    cpu = {mode: run(main_async(settings, mode)) for mode in modes}
-    off, on = cpu.get("off"), cpu.get("on")
-    if off is not None and on is not None:
-        emit(compare(off, on, settings.sample_ratio))
+    if settings.observability:
+        measured = {
+            "none": run(main_async(replace(settings, metrics=False), "off")),
+            "metrics": run(main_async(settings, "off")),
+            "metrics_and_tracing": run(main_async(settings, "on")),
+        }
+        emit(observability_cost(measured, settings.sample_ratio))
+    else:
+        modes = ("off", "on") if settings.tracing == "both" else (settings.tracing,)
+        cpu = {mode: run(main_async(settings, mode)) for mode in modes}
+        off, on = cpu.get("off"), cpu.get("on")
+        if off is not None and on is not None:
+            emit(compare(off, on, settings.sample_ratio))
     log(f"wall time {time.perf_counter() - started:.1f} s")
 
 
