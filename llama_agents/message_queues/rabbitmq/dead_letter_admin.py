@@ -84,16 +84,4 @@ async def purge(queue: RabbitMQMessageQueue) -> int:
 
 def _fresh(incoming: AbstractIncomingMessage) -> aio_pika.Message:
     """The letter as a new persistent message: same body and properties, no death."""
-    return aio_pika.Message(
-        body=incoming.body,
-        headers=replay_headers(dict(incoming.headers or {})),
-        content_type=incoming.content_type,
-        content_encoding=incoming.content_encoding,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        correlation_id=incoming.correlation_id,
-        reply_to=incoming.reply_to,
-        message_id=incoming.message_id,
-        timestamp=incoming.timestamp,
-        type=incoming.type,
-        app_id=incoming.app_id,
-    )
+    return dead_letters.persistent_copy(incoming, replay_headers(dict(incoming.headers or {})))

@@ -461,7 +461,9 @@ class RabbitMQMessageQueue(BaseMessageQueue):
         self, subscription: Subscription, incoming: AbstractIncomingMessage, headers: dict[str, Any]
     ) -> None:
         """Put a failed message back at the tail of the queue it came from."""
-        await self._publish_amqp(_copy(incoming, headers), subscription.queue.name, to_queue=True)
+        await self._publish_amqp(
+            dead_letters.persistent_copy(incoming, headers), subscription.queue.name, to_queue=True
+        )
 
     async def _dead_letter(
         self,
@@ -482,7 +484,9 @@ class RabbitMQMessageQueue(BaseMessageQueue):
             }
         )
         await self._publish_amqp(
-            _copy(incoming, headers), dead_letter_queue_name(self.exchange_name), to_queue=True
+            dead_letters.persistent_copy(incoming, headers),
+            dead_letter_queue_name(self.exchange_name),
+            to_queue=True,
         )
 
     async def fetch_dead_letters(
@@ -575,20 +579,3 @@ class RabbitMQMessageQueue(BaseMessageQueue):
         if connection is not None:
             with contextlib.suppress(Exception):
                 await connection.close()
-
-
-def _copy(incoming: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:
-    """A persistent copy of a received message with new headers."""
-    return aio_pika.Message(
-        body=incoming.body,
-        headers=headers,
-        content_type=incoming.content_type,
-        content_encoding=incoming.content_encoding,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        correlation_id=incoming.correlation_id,
-        reply_to=incoming.reply_to,
-        message_id=incoming.message_id,
-        timestamp=incoming.timestamp,
-        type=incoming.type,
-        app_id=incoming.app_id,
-    )
