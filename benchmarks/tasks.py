@@ -43,6 +43,8 @@ OTLP over HTTP to a local sink the script starts, ``_otlp_sink.py``); ``--tracin
 runs it off, then on (two systems, one after the other), tags every line with
 ``"tracing": "off"|"on"``, counts the spans the sink received (``otlp_sink``) and prints
 ``tracing_cost``: the system's CPU ms per task both ways and the overhead in percent.
+``--rounds N`` measures off and on N times each, alternated, and compares the median runs
+(this machine's speed drifts by more than the overhead being measured).
 
 ``--observability`` measures three systems one after the other, in one run: metrics and
 tracing off (``LLAMA_AGENTS_METRICS=0``), metrics on, metrics and tracing on (sampled at
@@ -371,6 +373,8 @@ class Settings:
     #: for its first system.
     metrics: bool = True
     observability: bool = False
+    #: With `--tracing both`: how many times off and on are measured, alternated.
+    rounds: int = 1
 
 
 def burst_record(run: BurstRun, runs: list[BurstRun], settings: Settings) -> dict[str, Any]:
@@ -612,6 +616,14 @@ def observability_cost(
     return line
 
 
+def _median_run(runs: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+    """The CPU line of the median run (by the system's CPU per task)."""
+    if not runs:
+        return None
+    ordered = sorted(runs, key=lambda cpu: cpu["system_cpu_ms_per_task"])
+    return ordered[len(ordered) // 2]
+
+
 def compare(off: dict[str, Any], on: dict[str, Any], sample_ratio: float) -> dict[str, Any]:
     """Tracing's cost: the system's CPU ms per task, off and on."""
     before, after = off["system_cpu_ms_per_task"], on["system_cpu_ms_per_task"]
@@ -647,6 +659,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="off",
         help="trace the children (OpenTelemetry, sampled at 10%%, to a local sink); "
         "both: measure off, then on, and print the cost",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=positive,
+        default=1,
+        help="with --tracing both: measure off and on this many times, alternated (medians)",
     )
     parser.add_argument(
         "--observability",
@@ -706,6 +724,7 @@ def main(argv: list[str] | None = None) -> None:
         tracing=args.tracing,
         sample_ratio=args.sample_ratio,
         observability=args.observability,
+        rounds=args.rounds,
     )
     if settings.profile_dir:
         Path(settings.profile_dir).mkdir(parents=True, exist_ok=True)
@@ -719,8 +738,14 @@ def main(argv: list[str] | None = None) -> None:
         emit(observability_cost(measured, settings.sample_ratio))
     else:
         modes = ("off", "on") if settings.tracing == "both" else (settings.tracing,)
-        cpu = {mode: run(main_async(settings, mode)) for mode in modes}
-        off, on = cpu.get("off"), cpu.get("on")
+        # Alternated, `--rounds` times: a machine whose speed drifts favours neither.
+        runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
+        for _ in range(settings.rounds):
+            for mode in modes:
+                measured = run(main_async(settings, mode))
+                if measured is not None:
+                    runs[mode].append(measured)
+        off, on = _median_run(runs.get("off")), _median_run(runs.get("on"))
         if off is not None and on is not None:
             emit(compare(off, on, settings.sample_ratio))
     log(f"wall time {time.perf_counter() - started:.1f} s")

@@ -63,7 +63,8 @@ class OpenTelemetrySpanHandler(BaseSpanHandler[_Bridged]):
     ) -> _Bridged | None:
         parent = self.open_spans.get(parent_span_id) if parent_span_id else None
         under: Span = parent.otel if parent is not None else trace.get_current_span()
-        if under.get_span_context().is_valid and not under.is_recording():
+        under_context = under.get_span_context()
+        if under_context.is_valid and not under_context.trace_flags.sampled:
             # Its trace was not sampled: nothing under it is recorded either, so no span
             # (an agent's run opens dozens; their children fall back here too).
             return None

@@ -17,7 +17,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from llama_agents.tracing import Settled
+from llama_agents.tracing import Settled, _settled_noop
 
 if TYPE_CHECKING:
     from llama_agents.message_queues.base import BaseMessageQueue
@@ -61,8 +61,38 @@ def _messaging(
     return attributes
 
 
+def _dropped() -> bool:
+    """The current trace is one the sampler dropped: spans under it would record nothing,
+    so the hooks make none (the context still travels, so nothing downstream starts a
+    trace of its own)."""
+    context = trace.get_current_span().get_span_context()
+    return context.is_valid and not context.trace_flags.sampled
+
+
+def _sampled(carrier: Mapping[str, str]) -> bool:
+    """Whether a W3C `traceparent` says its trace is sampled (its flags' lowest bit)."""
+    parent = carrier.get("traceparent", "")
+    try:
+        return bool(int(parent[-2:], 16) & 1)
+    except ValueError:
+        return True  # not ours to judge: let the propagator read it
+
+
+@contextlib.contextmanager
+def _within(carrier: Mapping[str, str]) -> Iterator[None]:
+    token = otel_context.attach(propagate.extract(carrier))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
+
+
 @contextlib.contextmanager
 def publishing(queue: BaseMessageQueue, message: QueueMessage) -> Iterator[None]:
+    if _dropped():
+        _inject(message)
+        yield
+        return
     system = queue.messaging_system
     with _tracer.start_as_current_span(
         f"publish {message.type}", kind=SpanKind.PRODUCER, record_exception=True
@@ -71,10 +101,15 @@ def publishing(queue: BaseMessageQueue, message: QueueMessage) -> Iterator[None]
             destination = getattr(queue, "exchange_name", None)
             span.set_attributes(_messaging(system, "publish", "send", message, destination))
             span.set_attributes(_ids(message.data))
-        carrier: dict[str, str] = {}
-        propagate.inject(carrier)
-        message.headers.update(carrier)
+        _inject(message)
         yield
+
+
+def _inject(message: QueueMessage) -> None:
+    """The current trace context into the message's headers."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    message.headers.update(carrier)
 
 
 @contextlib.contextmanager
@@ -87,6 +122,10 @@ def consuming(
     headers: Mapping[str, Any] | None,
 ) -> Iterator[Settled]:
     carrier = _carrier(headers) or _carrier(message.headers)
+    if carrier and not _sampled(carrier):
+        with _within(carrier):
+            yield _settled_noop
+        return
     parent = propagate.extract(carrier) if carrier else None
     with _tracer.start_as_current_span(
         f"process {message.type}", context=parent, kind=SpanKind.CONSUMER
@@ -159,18 +198,22 @@ def task_context(carrier: Mapping[str, str]) -> Iterator[None]:
 
 @contextlib.contextmanager
 def decision(record: TaskRecord, orchestrator: str) -> Iterator[None]:
-    with (
-        task_context(record.trace_context),
-        _tracer.start_as_current_span("decide", record_exception=True) as span,
-    ):
-        if span.is_recording():
-            span.set_attributes(_task_attributes(record))
-            span.set_attribute("llama_agents.orchestrator", orchestrator)
-        yield
+    with task_context(record.trace_context):
+        if _dropped():
+            yield
+            return
+        with _tracer.start_as_current_span("decide", record_exception=True) as span:
+            if span.is_recording():
+                span.set_attributes(_task_attributes(record))
+                span.set_attribute("llama_agents.orchestrator", orchestrator)
+            yield
 
 
 @contextlib.contextmanager
 def step(service: str, message: QueueMessage) -> Iterator[None]:
+    if _dropped():
+        yield
+        return
     with _tracer.start_as_current_span(f"step {service}", record_exception=True) as span:
         if span.is_recording():
             span.set_attributes(_ids(message.data))

@@ -32,12 +32,19 @@ TASK_ID = "llama_agents.task_id"
 
 class TracedSystem:
     def __init__(
-        self, amqp_url: str, exchange: str, tmp_path: Path, otlp: OtlpCollector, llm_base: str
+        self,
+        amqp_url: str,
+        exchange: str,
+        tmp_path: Path,
+        otlp: OtlpCollector,
+        llm_base: str,
+        sampler: dict[str, str] | None = None,
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.otlp = otlp
         self.extra = {
+            **(sampler or {}),
             "LLAMA_AGENTS_AMQP_URL": amqp_url,
             "LLAMA_AGENTS_EXCHANGE": exchange,
             "LLAMA_AGENTS_CONTROL_PLANE_URL": self.url,
@@ -64,15 +71,24 @@ class TracedSystem:
 
 
 @pytest.fixture
+def sampler() -> dict[str, str]:
+    """The OTEL_TRACES_SAMPLER variables of every process (none: the SDK's default, all)."""
+    return {}
+
+
+@pytest.fixture
 async def system(
     amqp_url: str,
     exchange_name: str,
     tmp_path: Path,
     scripted_llm: ScriptedLLMServer,  # noqa: F811
+    sampler: dict[str, str],
 ) -> AsyncIterator[TracedSystem]:
     scripted_llm.respond = RuleBook([], default=answer("a cria"))
     async with running_collector() as otlp:
-        running = TracedSystem(amqp_url, exchange_name, tmp_path, otlp, scripted_llm.base_url)
+        running = TracedSystem(
+            amqp_url, exchange_name, tmp_path, otlp, scripted_llm.base_url, sampler
+        )
         try:
             await running.up()
             yield running
@@ -163,6 +179,30 @@ async def test_every_task_is_one_trace_across_three_processes(system: TracedSyst
     assert await all_traced(system.otlp, task_ids) == {}
     # One trace per task, none shared.
     assert len({next(iter(traces_of(system.otlp.spans)[t])) for t in task_ids}) == TASKS
+
+
+@pytest.mark.parametrize(
+    "sampler",
+    [{"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.5"}],
+)
+async def test_a_task_the_sampler_dropped_leaves_no_span_anywhere(system: TracedSystem) -> None:
+    """Half the tasks are traced, whole; the others leave no span in any process (their
+    context still travels, dropped, so no hop starts a trace of its own)."""
+    async with AsyncLlamaAgentsClient(system.url) as client:
+        task_ids = await submit(client, TASKS)
+        results = await asyncio.gather(
+            *(client.wait_for_result(t, timeout=DEADLINE) for t in task_ids)
+        )
+    assert [r.result for r in results] == ["A CRIA"] * TASKS
+    # Stop every process: each exports what it still holds on its way out.
+    await system.group.close()
+    traced = traces_of(system.otlp.spans)
+    kept = [t for t in task_ids if t in traced]
+    assert 0 < len(kept) < TASKS, "a ratio of 0.5 keeps some tasks, not all"
+    assert {t: p for t in kept if (p := problems(t, list(system.otlp.spans)))} == {}
+    dropped = set(task_ids) - set(kept)
+    orphans = [s for s in system.otlp.spans if s.attributes.get(TASK_ID) in dropped]
+    assert orphans == []
 
 
 @pytest.mark.broker_restart
