@@ -107,7 +107,11 @@ class TaskManager:
         self.sessions = SessionManager(store)
         self.log = EventLog(store)
         self.dispatch = Dispatcher(message_queue, store, self.sessions)
-        self.metrics = ControlPlaneMetrics.of(self)
+        self.metrics = ControlPlaneMetrics(
+            type(orchestrator).__name__,
+            task_stream_readers=lambda: self.log.readers,
+            change_stream_readers=lambda: self.events.subscriber_count,
+        )
         self.decisions = DecisionRunner(
             self.metrics.timed_decisions(self._decide), concurrency=max_concurrent_decisions
         )

@@ -77,7 +77,9 @@ class BaseMessageQueue(ABC):
         queue exists for that type.
         """
         message.stats.publish_time = utc_now()
-        with tracing.publishing(self, message):
+        with tracing.publishing(
+            message, self.messaging_system, getattr(self, "exchange_name", None)
+        ):
             await self._publish(message, **kwargs)
 
     @abstractmethod

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -18,9 +17,6 @@ from llama_agents.messages.records import TaskRecord, TaskStatus
 from llama_agents.metrics._base import DURATION_BUCKETS, MetricSet
 from llama_agents.metrics.llm import current_sink, install_token_handler
 from llama_agents.metrics.service import TokenCounter, token_counter
-
-if TYPE_CHECKING:
-    from llama_agents.control_plane.tasks import TaskManager
 
 #: The `service` label of the orchestrator's own LLM tokens.
 ORCHESTRATOR_CALLER = "control_plane"
@@ -84,15 +80,6 @@ class ControlPlaneMetrics(MetricSet):
         self._labels: dict[str | None, tuple[str, str]] = {}
         if self.enabled:
             install_token_handler()
-
-    @classmethod
-    def of(cls, manager: TaskManager) -> ControlPlaneMetrics:
-        """The metrics of `manager`, watching its event log and its change hub."""
-        return cls(
-            type(manager.orchestrator).__name__,
-            task_stream_readers=lambda: manager.log.readers,
-            change_stream_readers=lambda: manager.events.subscriber_count,
-        )
 
     def _task_labels(self, record: TaskRecord) -> tuple[str, str]:
         labels = self._labels.get(record.service)

@@ -12,7 +12,6 @@ from typing import TypeVar
 
 from prometheus_client import Counter, Histogram
 
-from llama_agents.message_queues.delivery import Outcome, Verdict
 from llama_agents.metrics._base import CONFIRM_BUCKETS, MetricSet
 
 T = TypeVar("T")
@@ -81,11 +80,12 @@ class FabricMetrics(MetricSet):
         if redelivered and self.enabled:
             self.redeliveries.labels(queue).inc()
 
-    def settled(self, queue: str, outcome: Outcome) -> None:
-        """A delivery was settled with the broker as `outcome` says."""
-        if not self.enabled or outcome.verdict is Verdict.ACK:
+    def settled(self, queue: str, verdict: str, reason: str | None = None) -> None:
+        """A delivery was settled with the broker: acknowledged (`ack`), put back for a retry
+        (`retry`) or dead-lettered (`dead_letter`, for `reason`)."""
+        if not self.enabled or verdict == "ack":
             return
-        if outcome.verdict is Verdict.RETRY:
+        if verdict == "retry":
             self.retries.labels(queue).inc()
         else:
-            self.dead_letters.labels(queue, reason_label(outcome.reason or "")).inc()
+            self.dead_letters.labels(queue, reason_label(reason or "")).inc()

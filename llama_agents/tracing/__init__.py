@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from llama_agents.message_queues.base import BaseMessageQueue
     from llama_agents.messages import QueueMessage
     from llama_agents.messages.records import TaskRecord
 
@@ -100,13 +99,16 @@ def _start() -> bool:
 # -- the hooks ------------------------------------------------------------------------
 
 
-def publishing(queue: BaseMessageQueue, message: QueueMessage) -> AbstractContextManager[None]:
-    """A producer span around one publish; injects its context in `message.headers`."""
+def publishing(
+    message: QueueMessage, system: str, destination: str | None = None
+) -> AbstractContextManager[None]:
+    """A producer span around one publish (on `system`, to `destination`: an exchange, or
+    the message's type); injects its context in `message.headers`."""
     if not enabled():
         return _OFF
     from llama_agents.tracing import _spans
 
-    return _spans.publishing(queue, message)
+    return _spans.publishing(message, system, destination)
 
 
 def amqp_headers(message: QueueMessage) -> dict[str, str]:

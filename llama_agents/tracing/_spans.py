@@ -20,7 +20,6 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from llama_agents.tracing import Settled, _settled_noop
 
 if TYPE_CHECKING:
-    from llama_agents.message_queues.base import BaseMessageQueue
     from llama_agents.messages import QueueMessage
     from llama_agents.messages.records import TaskRecord
 
@@ -88,17 +87,15 @@ def _within(carrier: Mapping[str, str]) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def publishing(queue: BaseMessageQueue, message: QueueMessage) -> Iterator[None]:
+def publishing(message: QueueMessage, system: str, destination: str | None) -> Iterator[None]:
     if _dropped():
         _inject(message)
         yield
         return
-    system = queue.messaging_system
     with _tracer.start_as_current_span(
         f"publish {message.type}", kind=SpanKind.PRODUCER, record_exception=True
     ) as span:
         if span.is_recording():
-            destination = getattr(queue, "exchange_name", None)
             span.set_attributes(_messaging(system, "publish", "send", message, destination))
             span.set_attributes(_ids(message.data))
         _inject(message)

@@ -1,4 +1,4 @@
-"""The operator's tools on `<exchange>.dead_letter`: count, replay, purge.
+"""The operator's replay of `<exchange>.dead_letter` (the queue counts and purges it itself).
 
 The dead-letter queue is an ordinary (quorum or classic) queue, so reading it means taking
 its messages. Every tool here takes them unacknowledged on a channel of its own and settles
@@ -10,16 +10,13 @@ held: nothing is lost, at worst a letter is replayed twice (at least once).
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Collection
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Collection
 
 import aio_pika
-from aio_pika.abc import AbstractIncomingMessage
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
 from llama_agents.errors import LlamaAgentsError
-from llama_agents.message_queues.rabbitmq import dead_letters, ownership
-from llama_agents.message_queues.rabbitmq.topology import dead_letter_queue_name
+from llama_agents.message_queues.rabbitmq import dead_letters
 from llama_agents.message_queues.replay import (
     ReplayFailure,
     ReplayOutcome,
@@ -27,59 +24,33 @@ from llama_agents.message_queues.replay import (
     selects,
 )
 
-if TYPE_CHECKING:
-    from llama_agents.message_queues.rabbitmq.queue import RabbitMQMessageQueue
-
-
-async def count(queue: RabbitMQMessageQueue) -> int:
-    """Dead letters ready in the queue (one being read by another tool right now is not)."""
-    await queue.connect()
-    assert queue._connection is not None
-    return await ownership.message_count(
-        queue._connection, dead_letter_queue_name(queue.exchange_name)
-    )
+#: Publishes a message to a routing key and returns once the broker confirmed it.
+Publish = Callable[[aio_pika.Message, str], Awaitable[None]]
 
 
 async def replay(
-    queue: RabbitMQMessageQueue, ids: Collection[str] | None, reason: str | None
+    dlq: AbstractQueue, publish: Publish, ids: Collection[str] | None, reason: str | None
 ) -> ReplayOutcome:
-    """Publish the selected letters back to their routing keys, then remove them."""
+    """Publish the selected letters of `dlq` (taken on a channel of the caller's, which it
+    closes after) back to their routing keys, then remove them."""
     outcome = ReplayOutcome()
-    channel = await queue._open_channel()
-    try:
-        dlq = await queue._declare_dead_letter_queue(channel)
-        held = await dead_letters.take(dlq, limit=None, wait_for=0, timeout=0)
-        for incoming in held:
-            letter = dead_letters.record(incoming, dlq.name)
-            if not selects(letter, ids, reason):
-                await incoming.nack(requeue=True)
-                continue
-            try:
-                await queue._publish_amqp(_fresh(incoming), letter.routing_key)
-            except LlamaAgentsError as exc:
-                await incoming.nack(requeue=True)
-                outcome.failed.append(
-                    ReplayFailure(id=letter.id, routing_key=letter.routing_key, error=str(exc))
-                )
-                continue
-            await incoming.ack()
-            outcome.replayed.append(letter)
-    finally:
-        with contextlib.suppress(Exception):
-            await channel.close()
+    held = await dead_letters.take(dlq, limit=None, wait_for=0, timeout=0)
+    for incoming in held:
+        letter = dead_letters.record(incoming, dlq.name)
+        if not selects(letter, ids, reason):
+            await incoming.nack(requeue=True)
+            continue
+        try:
+            await publish(_fresh(incoming), letter.routing_key)
+        except LlamaAgentsError as exc:
+            await incoming.nack(requeue=True)
+            outcome.failed.append(
+                ReplayFailure(id=letter.id, routing_key=letter.routing_key, error=str(exc))
+            )
+            continue
+        await incoming.ack()
+        outcome.replayed.append(letter)
     return outcome
-
-
-async def purge(queue: RabbitMQMessageQueue) -> int:
-    """Delete every dead letter ready in the queue; return how many."""
-    channel = await queue._open_channel()
-    try:
-        dlq = await queue._declare_dead_letter_queue(channel)
-        purged = await dlq.purge()
-        return int(purged.message_count or 0)
-    finally:
-        with contextlib.suppress(Exception):
-            await channel.close()
 
 
 def _fresh(incoming: AbstractIncomingMessage) -> aio_pika.Message:

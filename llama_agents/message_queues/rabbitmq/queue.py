@@ -516,15 +516,33 @@ class RabbitMQMessageQueue(BaseMessageQueue):
                 await channel.close()
 
     async def dead_letter_count(self) -> int | None:
-        return await dead_letter_admin.count(self)
+        """Dead letters ready in the queue (one being read by a tool right now is not)."""
+        await self.connect()
+        assert self._connection is not None
+        name = dead_letter_queue_name(self.exchange_name)
+        return await ownership.message_count(self._connection, name)
 
     async def replay_dead_letters(
         self, ids: Collection[str] | None = None, *, reason: str | None = None
     ) -> ReplayOutcome:
-        return await dead_letter_admin.replay(self, ids, reason)
+        # Taken unacknowledged on a channel of their own: a crash midway requeues them all.
+        channel = await self._open_channel()
+        try:
+            dlq = await self._declare_dead_letter_queue(channel)
+            return await dead_letter_admin.replay(dlq, self._publish_amqp, ids, reason)
+        finally:
+            with contextlib.suppress(Exception):
+                await channel.close()
 
     async def purge_dead_letters(self) -> int:
-        return await dead_letter_admin.purge(self)
+        channel = await self._open_channel()
+        try:
+            dlq = await self._declare_dead_letter_queue(channel)
+            purged = await dlq.purge()
+            return int(purged.message_count or 0)
+        finally:
+            with contextlib.suppress(Exception):
+                await channel.close()
 
     # -- lifecycle --------------------------------------------------------------------
 

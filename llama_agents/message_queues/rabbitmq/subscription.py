@@ -213,7 +213,7 @@ class Subscription:
             await self._give_back(incoming, outcome, exc)
             return
         if self.metrics is not None:
-            self.metrics.settled(self.consumer.message_type, outcome)
+            self.metrics.settled(self.consumer.message_type, outcome.verdict.value, outcome.reason)
         if outcome.verdict is not Verdict.ACK:
             # A retry or dead letter went through: the settle path works again.
             self._failing_since = None
