@@ -33,6 +33,10 @@ EXPECTED = {
     "workflow_client.py": "Asked: Send this reply? 'Dear customer, about the late invoice: it "
     "is fixed.' (yes/no)\nEvent: StopEvent\nHandler completed: sent: Dear customer, about the "
     "late invoice: it is fixed.\nThe same run in our API: task completed on replies",
+    "dead_letter_replay.py": "Dead letter: inventory, 2 attempts: handler failed: "
+    "RuntimeError: the inventory database is down\nReplayed 1; tasks resumed: 1\n"
+    "Task completed: 12 blue mugs in stock\nDead letters left: 0\n"
+    "Failed tasks counted in /metrics: 1",
     "chat_session.py": "Result: in the session the second turn saw 2 user messages, outside it 1",
 }
 
