@@ -46,17 +46,22 @@ async def queue_exists(connection: AbstractRobustConnection, name: str) -> bool:
     return True
 
 
-async def consumer_count(connection: AbstractRobustConnection, name: str) -> int:
-    """How many consumers the queue named `name` has (0 when there is no such queue)."""
+async def _counts(connection: AbstractRobustConnection, name: str) -> tuple[int, int]:
+    """(ready messages, consumers) of the queue named `name`; (0, 0) when there is none."""
     channel = await _plain_channel(connection)
     try:
         declared = await channel.queue_declare(name, passive=True)
     except ChannelNotFoundEntity:
-        return 0
+        return 0, 0
     finally:
         with contextlib.suppress(Exception):
             await channel.close()
-    return int(declared.consumer_count or 0)
+    return int(declared.message_count or 0), int(declared.consumer_count or 0)
+
+
+async def consumer_count(connection: AbstractRobustConnection, name: str) -> int:
+    """How many consumers the queue named `name` has (0 when there is no such queue)."""
+    return (await _counts(connection, name))[1]
 
 
 async def delete_queue_if_idle(
@@ -112,12 +117,4 @@ async def delete_exchange_if_unused(connection: AbstractRobustConnection, name: 
 
 async def message_count(connection: AbstractRobustConnection, name: str) -> int:
     """How many messages wait, ready, in the queue named `name` (0 when there is none)."""
-    channel = await _plain_channel(connection)
-    try:
-        declared = await channel.queue_declare(name, passive=True)
-    except ChannelNotFoundEntity:
-        return 0
-    finally:
-        with contextlib.suppress(Exception):
-            await channel.close()
-    return int(declared.message_count or 0)
+    return (await _counts(connection, name))[0]
