@@ -37,6 +37,7 @@ our class also derives from that builtin, so `except ValueError` and the like ke
     |   +-- HandlerRunningError
     |   +-- UnknownResultKeyError       (ValueError)
     |   +-- RequestTooLargeError
+    |   +-- StateStoreUnavailableError
     +-- OrchestratorError
     +-- TaskFailedError
     +-- TaskTimeoutError                (TimeoutError)
@@ -324,3 +325,13 @@ class RequestTooLargeError(ControlPlaneError):
     def __init__(self, limit: int) -> None:
         self.limit = limit
         super().__init__(f"request body larger than {limit:,} bytes")
+
+
+class StateStoreUnavailableError(ControlPlaneError):
+    """The control plane's state store (its database server) cannot be reached, or the
+    connection broke during the call.
+
+    Transient: the store reconnects by itself once the server is back, so a later call may
+    succeed. A write that raised it was not applied, unless the message says its outcome is
+    unknown (the connection broke while it committed).
+    """

@@ -229,3 +229,8 @@ async def broker_control(amqp_url: str) -> AsyncIterator[None]:
 
 
 from tests.support.llm_server import scripted_llm_fixture  # noqa: E402, F401  (the `scripted_llm` fixture)
+from tests.support.postgres import (  # noqa: E402, F401  (the `postgres*` fixtures)
+    postgres_control_fixture,
+    postgres_fixture,
+    postgres_stores_fixture,
+)

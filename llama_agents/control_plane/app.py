@@ -29,6 +29,7 @@ from llama_agents.errors import (
     ServiceNotFoundError,
     SessionExistsError,
     SessionNotFoundError,
+    StateStoreUnavailableError,
     TaskExistsError,
     TaskFinishedError,
     TaskNotFoundError,
@@ -87,6 +88,7 @@ _ERROR_STATUS: dict[type[Exception], int] = {
     WorkflowInputError: 422,
     UnknownResultKeyError: 422,
     NonRetryableMessageError: 422,
+    StateStoreUnavailableError: 503,
 }
 
 
@@ -136,12 +138,13 @@ def create_app(control_plane: ControlPlaneFace) -> FastAPI:
 
     @api.get("/services")
     async def list_services() -> list[ServiceInfo]:
+        await control_plane.manager.registry.refresh()
         return await control_plane.manager.registry.infos()
 
     @api.get("/services/{service_name}")
     async def get_service(service_name: str) -> ServiceInfo:
         registry = control_plane.manager.registry
-        definition = registry.get(service_name)
+        definition = await registry.lookup(service_name)
         if definition is None:
             raise ServiceNotFoundError(service_name)
         return await registry.info(definition)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from llama_agents.control_plane.conflicts import retry_on_conflict
 from llama_agents.control_plane.event_log import reopened_body
 from llama_agents.control_plane.state import NewEvent
 from llama_agents.control_plane.tasks import TaskManager
@@ -57,6 +58,7 @@ async def reopen(manager: TaskManager, letters: list[DeadLetter]) -> list[str]:
     return reopened
 
 
+@retry_on_conflict
 async def _reopen_step(manager: TaskManager, task_id: str, sent_id: str) -> bool:
     async with manager.lock(task_id):
         record = await manager.tasks.load(task_id)

@@ -90,8 +90,9 @@ class EventLog:
         self._changed: dict[str, asyncio.Event] = {}
         self._readers: dict[str, int] = {}
         self._tails: dict[str, list[EventRow]] = {}
-        #: The last sequence of recently created or appended logs (this control plane is
-        #: their only writer): a reader already there need not read the store.
+        #: The last sequence of recently created or appended logs: a reader already there
+        #: need not read the store. (Other replicas' appends drop the entry when their
+        #: notice arrives, and wake the readers.)
         self._last: OrderedDict[str, int] = OrderedDict()
 
     def created(self, task_id: str) -> None:
@@ -119,9 +120,28 @@ class EventLog:
         self._note_last(task_id, rows[-1].sequence)
         tail = self._tails.get(task_id)
         if tail is not None:
+            if tail and tail[-1].sequence + 1 != rows[0].sequence:
+                tail.clear()  # another replica appended in between: the tail must not skip
             tail.extend(rows)
             del tail[:-_TAIL]
         self.wake(task_id)
+
+    def appended_elsewhere(self, task_id: str) -> None:
+        """Another control plane appended to the task's log: what is known here of its end
+        is stale; the readers read the store."""
+        self._last.pop(task_id, None)
+        tail = self._tails.get(task_id)
+        if tail is not None:
+            tail.clear()
+        self.wake(task_id)
+
+    def forget_all(self) -> None:
+        """Changes may have been missed (the store's notices were cut): read the store."""
+        self._last.clear()
+        for tail in self._tails.values():
+            tail.clear()
+        for task_id in list(self._changed):
+            self.wake(task_id)
 
     def wake(self, task_id: str) -> None:
         changed = self._changed.pop(task_id, None)

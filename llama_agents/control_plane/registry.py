@@ -29,12 +29,28 @@ class ServiceRegistry:
         self.events = events
         self._services: dict[str, ServiceDefinition] = {}
         self._consumers: dict[str, tuple[float, int | None]] = {}
+        self._loading = asyncio.Lock()  # reloads in order: the last one read last
 
-    async def load(self) -> None:
-        stored = await self.store.all_services()
-        self._services = {
-            name: ServiceDefinition.model_validate(body) for name, body in stored.items()
-        }
+    async def load(self, *, announce: bool = False) -> None:
+        """Read every registration from the store (at start, and when another control
+        plane on a shared store changed one); `announce` tells monitors what changed."""
+        async with self._loading:
+            stored = await self.store.all_services()
+            loaded = {name: ServiceDefinition.model_validate(body) for name, body in stored.items()}
+            before, self._services = self._services, loaded
+        if not announce:
+            return
+        for name, definition in loaded.items():
+            if before.get(name) != definition:
+                self._consumers.pop(name, None)
+                self.events.publish(
+                    ControlPlaneEvent(kind="service", action="registered", service=definition)
+                )
+        for name in before.keys() - loaded.keys():
+            self._consumers.pop(name, None)
+            self.events.publish(
+                ControlPlaneEvent(kind="service", action="deregistered", service_name=name)
+            )
 
     async def register(self, definition: ServiceDefinition) -> None:
         await self.store.save_service(definition.service_name, definition.model_dump(mode="json"))
@@ -56,6 +72,20 @@ class ServiceRegistry:
 
     def get(self, name: str) -> ServiceDefinition | None:
         return self._services.get(name)
+
+    async def refresh(self) -> None:
+        """On a shared store, read the registry again: another control plane may have
+        registered a service a moment ago, its notice still on the way."""
+        if self.store.shared:
+            await self.load(announce=True)
+
+    async def lookup(self, name: str) -> ServiceDefinition | None:
+        """The service, reading the store again if it is not known here (yet)."""
+        found = self._services.get(name)
+        if found is None and self.store.shared:
+            await self.load(announce=True)
+            found = self._services.get(name)
+        return found
 
     def all(self) -> list[ServiceDefinition]:
         return sorted(self._services.values(), key=lambda d: d.service_name)

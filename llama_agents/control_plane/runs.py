@@ -13,17 +13,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any, Protocol
 
+from llama_agents.control_plane.conflicts import retry_on_conflict
 from llama_agents.control_plane.dispatch import Dispatcher
 from llama_agents.control_plane.event_log import EventLog, streamed_events
 from llama_agents.control_plane.registry import ServiceRegistry
 from llama_agents.control_plane.schemas import validate_event
 from llama_agents.control_plane.state import NewEvent, StateStore
 from llama_agents.control_plane.task_repository import TaskRepository
-from llama_agents.errors import EventRejectedError, TaskFinishedError
+from llama_agents.errors import (
+    EventRejectedError,
+    TaskFinishedError,
+    TaskNotFoundError,
+    TaskTimeoutError,
+)
 from llama_agents.messages.envelope import utc_now
 from llama_agents.messages.records import (
     EventSent,
@@ -40,6 +46,9 @@ logger = logging.getLogger("llama_agents.control_plane")
 #: A step handed back unrun more often than this fails its task: each hand-back is a fresh
 #: message, so the broker's redelivery limit never sees a replica that keeps crashing on it.
 MAX_HANDBACKS = 10
+#: Seconds a run's update or result waits for the updates ahead of it (handled by another
+#: control plane at that moment) before it is applied anyway.
+UPDATE_ORDER_WAIT = 10.0
 
 
 class TaskHost(Protocol):
@@ -70,6 +79,10 @@ class TaskHost(Protocol):
 
     def timeout_for(self, service: str) -> float | None: ...
 
+    async def wait_until(
+        self, task_id: str, predicate: Callable[[TaskRecord], bool], timeout: float | None
+    ) -> TaskRecord: ...
+
 
 class RunCoordinator:
     """Applies run updates and bounces, and sends inputs into runs."""
@@ -79,7 +92,45 @@ class RunCoordinator:
 
     # -- updates from the replica -----------------------------------------------------
 
+    async def in_turn(self, task_id: str, sent_id: str, before: int) -> None:
+        """Wait until the run's first `before` updates are applied (or no longer matter).
+
+        A run's updates and result leave its replica in order, but with several control
+        planes on one queue two of them may be handled at once, by two replicas: the later
+        one waits for the earlier, so the run's events are logged in the order it streamed
+        them. With one control plane (a single-writer store) they are applied in order
+        anyway: nothing to wait for.
+        """
+        if before <= 0 or not self.manager.store.shared:
+            return
+
+        def applied(record: TaskRecord) -> bool:
+            step = record.sent_step(sent_id)
+            if record.status.finished or step is None or step.status is not StepStatus.PENDING:
+                return True
+            run = record.run
+            return run is not None and run.step_id == sent_id and run.last_update >= before - 1
+
+        try:
+            await self.manager.wait_until(task_id, applied, UPDATE_ORDER_WAIT)
+        except TaskTimeoutError:
+            logger.warning(
+                "task %s: run update %d of step %s came before the ones ahead of it; applied "
+                "after waiting %gs",
+                task_id,
+                before,
+                sent_id,
+                UPDATE_ORDER_WAIT,
+            )
+        except TaskNotFoundError:
+            return
+
     async def handle_update(self, update: RunUpdate) -> None:
+        await self.in_turn(update.task_id, update.step_id, update.sequence)
+        await self._apply_update(update)
+
+    @retry_on_conflict
+    async def _apply_update(self, update: RunUpdate) -> None:
         m = self.manager
         async with m.lock(update.task_id):
             record = await m.tasks.load(update.task_id)
@@ -178,6 +229,7 @@ class RunCoordinator:
 
     # -- steps handed back ------------------------------------------------------------
 
+    @retry_on_conflict
     async def handle_bounce(self, bounce: RunBounce) -> None:
         """A step came back unrun: send it again, unless it keeps coming back (a replica that
         crashes on it is redelivered, hands it back, and would crash again, forever)."""
@@ -235,6 +287,13 @@ class RunCoordinator:
         self, task_id: str, type_name: str, data: dict[str, Any], step: str | None = None
     ) -> EventSent:
         """Validate an event for the task's run, store it, and send it on its way."""
+        # One id for every attempt: a retried write must not send the run a second input.
+        return await self._send_input(task_id, type_name, data, step, str(uuid.uuid4()))
+
+    @retry_on_conflict
+    async def _send_input(
+        self, task_id: str, type_name: str, data: dict[str, Any], step: str | None, input_id: str
+    ) -> EventSent:
         m = self.manager
         async with m.lock(task_id):
             record = await m.get(task_id)
@@ -249,9 +308,9 @@ class RunCoordinator:
                 service = record.service
             if service is None:
                 raise EventRejectedError(f"task {task_id} has no run to send events to yet")
-            validate_event(m.registry.get(service), type_name, data)
+            validate_event(await m.registry.lookup(service), type_name, data)
             run_input = RunInput(
-                input_id=str(uuid.uuid4()), task_id=task_id, type=type_name, data=data, step=step
+                input_id=input_id, task_id=task_id, type=type_name, data=data, step=step
             )
             if run is None:
                 target = next((s for s in reversed(open_steps) if s.service == service), None)

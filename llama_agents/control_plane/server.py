@@ -21,6 +21,7 @@ from llama_agents._settings import env_float, env_int, env_str
 from llama_agents.control_plane.app import create_app
 from llama_agents.control_plane.body_limit import default_max_request_bytes
 from llama_agents.control_plane.models import NewTask
+from llama_agents.control_plane.replicas import ReplicaWatch
 from llama_agents.control_plane.state import StateStore, open_state_store
 from llama_agents.control_plane.tasks import TaskManager
 from llama_agents.errors import (
@@ -28,6 +29,7 @@ from llama_agents.errors import (
     NonRetryableMessageError,
     NotStartedError,
     ServiceNotFoundError,
+    StateStoreUnavailableError,
 )
 from llama_agents.message_consumers.base import BaseMessageQueueConsumer, StartConsumingCallable
 from llama_agents.message_consumers.callable import CallableMessageConsumer
@@ -85,6 +87,11 @@ class ControlPlaneServer:
             (`LLAMA_AGENTS_WORKFLOW_API_PREFIX`, for example `/workflow-server`).
         metrics_open: serve `GET /metrics` without the API key, for a scraper on a private
             network (`LLAMA_AGENTS_METRICS_OPEN`, default no).
+        replica_interval, replica_ttl: on a shared store (PostgreSQL), where several control
+            planes run as replicas: seconds between liveness beats
+            (`LLAMA_AGENTS_REPLICA_INTERVAL`, default 2) and after which a silent replica
+            counts as dead and its unfinished work is taken over (`LLAMA_AGENTS_REPLICA_TTL`,
+            default 6).
     """
 
     def __init__(
@@ -106,6 +113,8 @@ class ControlPlaneServer:
         publish_retry_for: float | None = None,
         workflow_api_prefix: str | None = None,
         metrics_open: bool | None = None,
+        replica_interval: float | None = None,
+        replica_ttl: float | None = None,
     ) -> None:
         self.message_queue = message_queue
         self.orchestrator = orchestrator
@@ -128,7 +137,17 @@ class ControlPlaneServer:
             if publish_retry_for is not None
             else env_float("PUBLISH_RETRY_FOR", 120.0)
         )
+        self.replica_interval = (
+            replica_interval if replica_interval is not None else env_float("REPLICA_INTERVAL", 2.0)
+        )
+        self.replica_ttl = replica_ttl if replica_ttl is not None else env_float("REPLICA_TTL", 6.0)
+        if self.replica_ttl <= self.replica_interval:
+            raise ConfigurationError(
+                f"replica_ttl ({self.replica_ttl:g}s) must be longer than replica_interval "
+                f"({self.replica_interval:g}s)"
+            )
         for name, value in (
+            ("replica_interval", self.replica_interval),
             ("publish_retry_for", self.publish_retry_for),
             ("decision_timeout", decision_timeout),
             ("max_concurrent_decisions", max_concurrent_decisions),
@@ -148,6 +167,7 @@ class ControlPlaneServer:
         self._app: FastAPI | None = None
         self._serving = asyncio.Event()
         self._purger: asyncio.Task[None] | None = None
+        self._replicas: ReplicaWatch | None = None
         self.stopping = asyncio.Event()
 
     # -- lifecycle --------------------------------------------------------------------
@@ -191,7 +211,18 @@ class ControlPlaneServer:
         await self.message_queue.declare_human_queue(self.result_key)
         await self.message_queue.declare_queue(CONTROL_PLANE_MESSAGE_TYPE)
         self._manager = manager
-        await manager.recover()
+        if store.shared:
+            # One of several control planes: the recovery lease's holder recovers, for all.
+            self._replicas = ReplicaWatch(
+                store,
+                manager.replica_id or store.store_id,
+                manager.recover,
+                interval=self.replica_interval,
+                ttl=self.replica_ttl,
+            )
+            await self._replicas.start()
+        else:
+            await manager.recover()
         if self.retention is not None:
             self._purger = asyncio.create_task(self._purge_forever(), name="task-retention")
 
@@ -204,6 +235,9 @@ class ControlPlaneServer:
             except Exception:
                 logger.debug("consumer already gone", exc_info=True)
             self._consumer = None
+        if self._replicas is not None:
+            await self._replicas.close()
+            self._replicas = None
         if self._purger is not None:
             self._purger.cancel()
             await asyncio.gather(self._purger, return_exceptions=True)
@@ -301,7 +335,31 @@ class ControlPlaneServer:
 
     async def process_message(self, message: QueueMessage, **kwargs: Any) -> None:
         """Handle a message sent to the control plane: a result, a run's update, a step
-        handed back, or a new task."""
+        handed back, or a new task.
+
+        While the state store is unreachable (its database restarting) the message is held,
+        not failed: it is handled again with backoff for up to `publish_retry_for` seconds,
+        so a database restart dead-letters nothing.
+        """
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + self.publish_retry_for
+        delay = 0.2
+        while True:
+            try:
+                await self._handle(message)
+                return
+            except StateStoreUnavailableError as exc:
+                if loop.time() >= give_up_at or self.stopping.is_set():
+                    raise
+                logger.warning("state store unavailable (%s); message held, retrying", exc)
+            try:
+                async with asyncio.timeout(delay):
+                    await self.stopping.wait()
+            except TimeoutError:
+                pass
+            delay = min(delay * 2, 5.0)
+
+    async def _handle(self, message: QueueMessage) -> None:
         manager = self.manager
         if message.action is ActionTypes.COMPLETED_TASK:
             await manager.handle_result(TaskResult.from_data(message.data))
@@ -326,10 +384,11 @@ class ControlPlaneServer:
             raise ServiceNotFoundError(service_name)
 
     async def list_services(self) -> list[ServiceDefinition]:
+        await self.manager.registry.refresh()
         return self.manager.registry.all()
 
     async def get_service(self, service_name: str) -> ServiceDefinition:
-        definition = self.manager.registry.get(service_name)
+        definition = await self.manager.registry.lookup(service_name)
         if definition is None:
             raise ServiceNotFoundError(service_name)
         return definition
@@ -401,6 +460,14 @@ class ControlPlaneServer:
                 else {}
             ),
             "event_stream_readers": manager.log.readers if manager else 0,
+            "replica": (
+                {
+                    "id": self._replicas.replica_id,
+                    "holds_recovery_lease": self._replicas.holds_lease,
+                }
+                if self._replicas is not None
+                else None
+            ),
         }
 
 

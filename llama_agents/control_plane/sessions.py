@@ -13,6 +13,7 @@ import uuid
 import weakref
 from typing import Any
 
+from llama_agents.control_plane.conflicts import retry_on_conflict
 from llama_agents.control_plane.state import SessionRow, StateStore
 from llama_agents.errors import SessionExistsError, SessionNotFoundError
 from llama_agents.messages.envelope import utc_now
@@ -77,6 +78,7 @@ class SessionManager:
                 await self.store.delete_checkpoint(_context_key(session_id, service))
             await self.store.delete_session(session_id)
 
+    @retry_on_conflict
     async def enqueue(self, session_id: str, task_id: str) -> bool:
         """Add a task to the session; True when it may start now (no other is active)."""
         async with self._lock(session_id):
@@ -92,6 +94,7 @@ class SessionManager:
             await self.store.save_session(row)
             return start_now
 
+    @retry_on_conflict
     async def finished(self, session_id: str, task_id: str) -> str | None:
         """The active task ended: return the next task to start (now active), if any."""
         async with self._lock(session_id):
@@ -112,6 +115,7 @@ class SessionManager:
             await self.store.save_session(row)
             return next_task
 
+    @retry_on_conflict
     async def save_context(self, session_id: str, service: str, checkpoint: dict[str, Any]) -> None:
         """Keep the context a session's run on `service` ended with, for its next task there."""
         async with self._lock(session_id):

@@ -5,8 +5,10 @@ the store holds. Writers (under the task's lock) `load` the cached object, chang
 it; if the save fails, the cached copy is dropped, so the next writer finds what the store has
 (a redelivered result then finds its step still open). Readers that hold no lock take a
 `snapshot`: a copy of what the store holds, never a change still being saved. Saves are
-fenced by version: a record changed by someone else since it was read is refused
-(`ConcurrentUpdateError`).
+fenced by the version the object was read at: a record changed by someone else since (another
+control-plane replica on a shared store) is refused (`ConcurrentUpdateError`), and the writer
+reads it again. Other replicas' writes drop the cached copy (`forget_older`) when their
+notice arrives.
 """
 
 from __future__ import annotations
@@ -42,13 +44,24 @@ def _record(row: TaskRow) -> TaskRecord:
 class TaskRepository:
     """Loads and saves `TaskRecord`s; keeps up to `cache_size` of them in memory."""
 
-    def __init__(self, store: StateStore, *, cache_size: int = 10_000) -> None:
+    def __init__(
+        self, store: StateStore, *, cache_size: int = 10_000, replica_id: str | None = None
+    ) -> None:
         self.store = store
+        #: Written into each saved record (`handled_by`) on a shared store.
+        self.replica_id = replica_id
         #: task id -> (the writers' object, its stored version, the stored body)
         self._cache: OrderedDict[str, tuple[TaskRecord, int, dict[str, Any]]] = OrderedDict()
         self._cache_size = cache_size
+        #: task id -> the newest version another replica's notice announced.
+        self._newer: OrderedDict[str, int] = OrderedDict()
 
     def _remember(self, record: TaskRecord, row: TaskRow) -> None:
+        record._stored_version = row.version
+        if row.version < self._newer.get(record.task_id, 0):
+            # A read that began before another replica's write and ended after its notice:
+            # caching it would keep the stale copy with no notice left to drop it.
+            return
         self._cache[record.task_id] = (record, row.version, row.body)
         self._cache.move_to_end(record.task_id)
         while len(self._cache) > self._cache_size:
@@ -57,9 +70,27 @@ class TaskRepository:
     def forget(self, task_id: str) -> None:
         self._cache.pop(task_id, None)
 
+    def forget_older(self, task_id: str, version: int | None) -> None:
+        """Someone else stored `version` of the task: drop a cached copy older than that
+        (None: drop it whatever its version)."""
+        cached = self._cache.get(task_id)
+        if cached is not None and (version is None or cached[1] < version):
+            del self._cache[task_id]
+        if version is not None:
+            self._newer[task_id] = max(version, self._newer.get(task_id, 0))
+            self._newer.move_to_end(task_id)
+            while len(self._newer) > self._cache_size:
+                self._newer.popitem(last=False)
+
+    def forget_all(self) -> None:
+        """Drop every cached record (changes may have been missed)."""
+        self._cache.clear()
+
     async def insert(self, record: TaskRecord) -> None:
         """Store a new task; `TaskExistsError` if its id is taken."""
         record.updated_at = utc_now()
+        if self.replica_id is not None:
+            record.handled_by = self.replica_id
         row = _row(record, 0)
         if not await self.store.insert_task(row):
             raise TaskExistsError(f"a task with id {record.task_id!r} already exists")
@@ -83,9 +114,15 @@ class TaskRepository:
         """A copy of the task as the store holds it: never a change still being saved."""
         cached = self._cache.get(task_id)
         if cached is not None:
-            return TaskRecord.model_validate(cached[2])
+            copy = TaskRecord.model_validate(cached[2])
+            copy._stored_version = cached[1]
+            return copy
         row = await self.store.load_task(task_id)
-        return None if row is None else _record(row)
+        if row is None:
+            return None
+        copy = _record(row)
+        copy._stored_version = row.version
+        return copy
 
     async def stored(self, task_id: str) -> dict[str, Any] | None:
         """The task's record as the store holds it, as JSON (read it, never change it): for
@@ -107,14 +144,15 @@ class TaskRepository:
         """Store the changed record, with events for its log and its run's checkpoint, in one
         transaction (see `StateStore.save_task`); return the events appended. On any failure
         forget the record, so readers reload the store's."""
-        cached = self._cache.get(record.task_id)
-        version = cached[1] if cached is not None and cached[0] is record else None
+        version = record._stored_version
         if version is None:
             row = await self.store.load_task(record.task_id)
             if row is None:
                 raise TaskNotFoundError(record.task_id)
             version = row.version
         record.updated_at = utc_now()
+        if self.replica_id is not None:
+            record.handled_by = self.replica_id
         if record.status.finished and record.result_published and record.finished_at is None:
             # Only then is it done with: recovery looks at tasks without `finished_at`.
             record.finished_at = record.updated_at

@@ -24,8 +24,10 @@ from datetime import timedelta
 from typing import Any
 
 from llama_index.core.tools import BaseTool
+from pydantic_core import to_jsonable_python
 
 from llama_agents import tracing
+from llama_agents.control_plane.conflicts import retry_on_conflict
 from llama_agents.control_plane.deadlines import Deadlines
 from llama_agents.control_plane.decisions import DecisionRunner
 from llama_agents.control_plane.dispatch import Dispatcher
@@ -41,9 +43,10 @@ from llama_agents.control_plane.registry import ServiceRegistry
 from llama_agents.control_plane.runs import RunCoordinator
 from llama_agents.control_plane.schemas import validate_start_event
 from llama_agents.control_plane.sessions import SessionManager
-from llama_agents.control_plane.state import NewEvent, StateStore
+from llama_agents.control_plane.state import NewEvent, StateStore, StoreChange
 from llama_agents.control_plane.task_repository import TaskRepository
 from llama_agents.errors import (
+    ConcurrentUpdateError,
     MessageQueueError,
     ServiceNotFoundError,
     TaskFailedError,
@@ -102,7 +105,9 @@ class TaskManager:
         self.orchestrator = orchestrator
         self.message_queue = message_queue
         self.events = events or EventHub()
-        self.tasks = TaskRepository(store)
+        #: On a shared store (control planes as replicas), this replica's id.
+        self.replica_id: str | None = store.store_id if store.shared else None
+        self.tasks = TaskRepository(store, replica_id=self.replica_id)
         self.registry = ServiceRegistry(store, message_queue, self.events)
         self.sessions = SessionManager(store)
         self.log = EventLog(store)
@@ -126,6 +131,42 @@ class TaskManager:
         self._retrying: set[str] = set()
         self.stopping = asyncio.Event()
         self.runs = RunCoordinator(self)
+        self._unwatch = store.watch(self._on_store_change) if store.shared else None
+
+    # -- other replicas ---------------------------------------------------------------
+
+    def _on_store_change(self, change: StoreChange) -> None:
+        """Another control plane wrote to the shared store: drop what is stale here and
+        wake whoever waits on it (long polls, streams, monitors)."""
+        if change.origin == self.store.store_id:
+            return
+        if change.kind == "task":
+            self.tasks.forget_older(change.key, change.version)
+            self._wake(change.key)
+            if self.events.has_subscribers:
+                self.spawn(self._tell_monitors(change.key))
+        elif change.kind == "events":
+            self.log.appended_elsewhere(change.key)
+        elif change.kind == "service":
+            self.spawn(self.registry.load(announce=True))
+        elif change.kind == "resync":
+            self.tasks.forget_all()
+            self.log.forget_all()
+            for task_id in list(self._changes):
+                self._wake(task_id)
+            self.spawn(self.registry.load(announce=True))
+
+    def _wake(self, task_id: str) -> None:
+        event = self._changes.pop(task_id, None)
+        if event is not None:
+            event.set()
+
+    async def _tell_monitors(self, task_id: str) -> None:
+        record = await self.tasks.snapshot(task_id)
+        if record is not None:
+            self.events.publish(
+                ControlPlaneEvent(kind="task", action="updated", task=record.summary())
+            )
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -191,9 +232,7 @@ class TaskManager:
         self._changed(record)
 
     def _changed(self, record: TaskRecord) -> None:
-        event = self._changes.pop(record.task_id, None)
-        if event is not None:
-            event.set()
+        self._wake(record.task_id)
         if self.events.has_subscribers:
             self.events.publish(
                 ControlPlaneEvent(kind="task", action="updated", task=record.summary())
@@ -221,7 +260,7 @@ class TaskManager:
                 )
             self._result_keys.add(new_task.result_key)
         if new_task.service is not None:
-            definition = self.registry.get(new_task.service)
+            definition = await self.registry.lookup(new_task.service)
             if definition is None:
                 raise ServiceNotFoundError(new_task.service)
             validate_start_event(definition, new_task.start_event)
@@ -261,10 +300,12 @@ class TaskManager:
             self.spawn(self.start(record.task_id))
         return record
 
+    @retry_on_conflict
     async def _publish_first_step(self, task_id: str) -> None:
         async with self.lock(task_id):
             await self.flush(await self.get(task_id))
 
+    @retry_on_conflict
     async def start(self, task_id: str) -> None:
         """Send a new task's first step (a named service), or ask the orchestrator."""
         async with self.lock(task_id):
@@ -324,6 +365,7 @@ class TaskManager:
         folded = list(record.undecided)
         results = [s.result for s in (record.step(sid) for sid in folded) if s and s.result]
         definition = record.definition
+        decided_on = to_jsonable_python(record.state)
         state = dict(record.state)
         try:
             async with asyncio.timeout(self.decision_timeout):
@@ -344,19 +386,40 @@ class TaskManager:
             logger.exception("orchestrator failed on task %s", task_id)
             await self.fail(task_id, f"the orchestrator failed: {type(exc).__name__}: {exc}")
             return
+        await self._apply_decision(task_id, folded, decided_on, state, messages)
+
+    @retry_on_conflict
+    async def _apply_decision(
+        self,
+        task_id: str,
+        folded: list[str],
+        decided_on: dict[str, Any],
+        state: dict[str, Any],
+        messages: list[QueueMessage],
+    ) -> None:
+        """Apply a decision made on `decided_on` with the results `folded`, unless someone
+        (another replica) decided on them meanwhile: then decide again if anything is left."""
         async with self.lock(task_id):
             record = await self.get(task_id)
             if record.status.finished:
                 return
-            record.state = state
-            record.undecided = record.undecided[len(folded) :]
-            self._apply(record, messages)
-            await self.save(record)
-            await self.flush(record)
+            if (
+                record.undecided[: len(folded)] != folded
+                or (not folded and record.steps)  # a first decision was applied already
+                or to_jsonable_python(record.state) != decided_on
+            ):
+                stale = True
+            else:
+                stale = False
+                record.state = state
+                record.undecided = record.undecided[len(folded) :]
+                self._apply(record, messages)
+                await self.save(record)
+                await self.flush(record)
             again = bool(record.undecided) and not record.status.finished
         if again:
             self.decisions.submit(task_id)
-        if record.status.finished:
+        if not stale and record.status.finished:
             await self.after_finish(record)
 
     def _apply(self, record: TaskRecord, messages: list[QueueMessage]) -> None:
@@ -382,6 +445,14 @@ class TaskManager:
         """
         context, result.context = result.context, None
         events, result.events = result.events, []
+        if result.run_updates and result.step_id is not None:
+            await self.runs.in_turn(result.task_id, result.step_id, result.run_updates)
+        await self._record_result(result, context, events)
+
+    @retry_on_conflict
+    async def _record_result(
+        self, result: TaskResult, context: dict[str, Any] | None, events: list[Any]
+    ) -> None:
         async with self.lock(result.task_id):
             record = await self.tasks.load(result.task_id)
             if record is None:
@@ -458,6 +529,7 @@ class TaskManager:
 
         return await self._end(task_id, cancelled, "cancelled")
 
+    @retry_on_conflict
     async def _end(
         self, task_id: str, end: Callable[[TaskRecord], None], reason: str
     ) -> TaskRecord:
@@ -544,7 +616,43 @@ class TaskManager:
                 self.spawn(self._republish(record.task_id))
         finally:
             if changed:
-                await self.save(record)
+                await self._save_marks(record)
+
+    async def _save_marks(self, record: TaskRecord) -> None:
+        """Save what `flush` published. If another replica saved the task since it was
+        read, its marks go onto what the store holds now (they are facts: the broker took
+        those messages), so nothing is published twice for a lost race."""
+        try:
+            await self.save(record)
+            return
+        except ConcurrentUpdateError:
+            pass
+        for _ in range(8):
+            fresh = await self.get(record.task_id)
+            changed = False
+            for step in record.steps:
+                now = fresh.step(step.step_id)
+                if (
+                    step.published
+                    and now is not None
+                    and now.attempt == step.attempt
+                    and not now.published
+                    and now.status is StepStatus.PENDING
+                ):
+                    now.published = True
+                    now.deadline_at = step.deadline_at
+                    changed = True
+            if record.result_published and fresh.status.finished and not fresh.result_published:
+                fresh.result_published = True
+                changed = True
+            if not changed:
+                return
+            try:
+                await self.save(fresh)
+                return
+            except ConcurrentUpdateError:
+                continue
+        logger.warning("task %s: publish marks lost to concurrent writes", record.task_id)
 
     async def _republish(self, task_id: str) -> None:
         """Retry a failed publish with backoff; give up (failing the task) after a while."""
@@ -565,6 +673,7 @@ class TaskManager:
         finally:
             self._retrying.discard(task_id)
 
+    @retry_on_conflict
     async def _publish_unconfirmed(self, task_id: str, *, last_try: bool) -> str | None:
         """Publish what the broker has not confirmed; the error text if it failed again."""
         async with self.lock(task_id):
@@ -592,38 +701,51 @@ class TaskManager:
 
     # -- recovery and waiting ---------------------------------------------------------
 
-    async def recover(self) -> int:
+    async def recover(self, handled_by: Callable[[str | None], bool] | None = None) -> int:
         """After a restart: start, decide, publish and time what was interrupted.
 
         Steps published to a queue that does not outlive its process (the embedded queue)
-        are published again: they were lost with it.
+        are published again: they were lost with it. With `handled_by` (control planes as
+        replicas), only the tasks whose last replica it accepts: the others' own replicas
+        are looking after them.
         """
         resumed = 0
-        durable = self.message_queue.durable
         for record in await self.tasks.to_recover():
-            async with self.lock(record.task_id):
-                touched = False
-                if not durable:
-                    touched = await self._resend_lost_steps(record)
-                if record.status.finished:
-                    await self.flush(record)  # its result was never confirmed
-                    await self.after_finish(record)
-                    resumed += 1
-                    continue
-                if record.status is TaskStatus.PENDING and not record.steps:
-                    if record.session_id is None or await self._session_turn(record):
-                        self.spawn(self.start(record.task_id))
-                        resumed += 1
-                    continue
-                if record.undecided:
-                    self.decisions.submit(record.task_id)
-                if touched or any(not s.published for s in record.open_steps()):
-                    await self.flush(record)
-                    resumed += 1
-                self.deadlines.set(record.task_id, _next_deadline(record))
+            if handled_by is not None and not handled_by(record.handled_by):
+                continue
+            try:
+                resumed += await self._recover_task(record)
+            except ConcurrentUpdateError:
+                # A live replica wrote it meanwhile: that one is looking after it.
+                logger.debug("task %s changed while it was recovered", record.task_id)
         if resumed:
             logger.info("resumed %d task(s) after a restart", resumed)
         return resumed
+
+    async def _recover_task(self, found: TaskRecord) -> int:
+        """Recover one task; 1 if something was started, published or decided again."""
+        async with self.lock(found.task_id):
+            record = await self.get(found.task_id)
+            touched = False
+            if not self.message_queue.durable:
+                touched = await self._resend_lost_steps(record)
+            if record.status.finished:
+                await self.flush(record)  # its result was never confirmed
+                await self.after_finish(record)
+                return 1
+            if record.status is TaskStatus.PENDING and not record.steps:
+                if record.session_id is None or await self._session_turn(record):
+                    self.spawn(self.start(record.task_id))
+                    return 1
+                return 0
+            if record.undecided:
+                self.decisions.submit(record.task_id)
+            resumed = 0
+            if touched or any(not s.published for s in record.open_steps()):
+                await self.flush(record)
+                resumed = 1
+            self.deadlines.set(record.task_id, _next_deadline(record))
+            return resumed
 
     async def _resend_lost_steps(self, record: TaskRecord) -> bool:
         """The queue did not outlive its process: send its open steps again. A run with a
@@ -676,6 +798,9 @@ class TaskManager:
     async def close(self, drain_timeout: float = 10.0) -> None:
         """Stop timers and retries; let decisions and starting tasks finish, briefly."""
         self.stopping.set()
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
         self.deadlines.close()
         self.log.close()
         await self.decisions.close(drain_timeout)

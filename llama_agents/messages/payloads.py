@@ -64,6 +64,9 @@ class TaskResult(Payload):
     #: (one message, not two); the control plane appends them to the task's event log,
     #: before its end, and drops them from the result.
     events: list[StreamedEvent] = Field(default_factory=list)
+    #: How many updates the run reported before this result: a control plane applies those
+    #: first (with several control planes, the messages of one run may be handled at once).
+    run_updates: int | None = Field(default=None, ge=0)
 
 
 class ToolCallBundle(Payload):

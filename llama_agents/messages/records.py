@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from llama_agents.messages.envelope import HUMAN_MESSAGE_TYPE, utc_now
 from llama_agents.messages.payloads import ServiceDefinition, TaskDefinition, TaskResult
@@ -158,6 +158,11 @@ class TaskRecord(BaseModel):
     #: The task's W3C trace context (`traceparent`, `tracestate`) while tracing: its later
     #: steps, results and resumed runs join the trace its creation began.
     trace_context: dict[str, str] = Field(default_factory=dict)
+    #: The control-plane replica that last changed the task (on a shared store): when it
+    #: dies, another takes over what it left unfinished.
+    handled_by: str | None = None
+    #: The stored version this object was read at (the fence of its next save).
+    _stored_version: int | None = PrivateAttr(default=None)
 
     @property
     def definition(self) -> TaskDefinition:

@@ -22,6 +22,7 @@ from llama_agents.errors import (
     ConfigurationError,
     ConfigurationTypeError,
     ControlPlaneError,
+    ControlPlaneUnavailableError,
     LlamaAgentsError,
     RequestTooLargeError,
     ServiceNotFoundError,
@@ -113,6 +114,11 @@ def error_for(
         return UnauthorizedError(f"the control plane refused the API key: {detail}")
     if errors and status in errors:
         return errors[status](detail)
+    if status in (502, 503, 504):
+        # Down for a moment (its database restarting, a proxy without a backend): retryable.
+        return ControlPlaneUnavailableError(
+            f"the control plane is unavailable ({status}): {detail}"
+        )
     if status == 413:
         limit = re.search(r"([\d,]+) bytes", detail)
         if limit is not None:

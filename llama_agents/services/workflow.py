@@ -156,6 +156,7 @@ class WorkflowService(BaseService):
         result = await self.result_of(task, outcome)
         if followed:
             result.events = outcome.events
+            result.run_updates = run.next_sequence
             if task.session_id is not None and outcome.context is not None:
                 result.context = await snapshot(outcome.context, self.codec)
         await self.send_result(message, result)

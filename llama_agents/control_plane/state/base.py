@@ -8,16 +8,24 @@ Every write that decides something is fenced: a task row carries a `version`, an
 `save_task` only replaces the row it read (`ConcurrentUpdateError` otherwise), so two writers
 can never both apply a decision. Events are idempotent by `dedupe_key`, and their per-task
 `sequence` is gap-free: a redelivered message never appends an event twice.
+
+Control-plane replicas share one store (`shared`): each learns of the others' writes from
+`watch()` (a `StoreChange` per committed write), keeps itself alive with `beat()`, and
+decides who does a singular job (retention, say) with `try_lease()`.
 """
 
 from __future__ import annotations
 
+import logging
+import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
+
+logger = logging.getLogger("llama_agents.control_plane.state")
 
 
 @dataclass
@@ -75,11 +83,66 @@ class SessionRow:
     version: int = 0
 
 
+@dataclass(frozen=True)
+class StoreChange:
+    """A committed write, as the store's watchers hear of it.
+
+    - kind "task": a task was inserted or saved (`version` is its row's version after the
+      write) or deleted (`version` None); `key` is its id.
+    - kind "events": events were appended to task `key`'s log; `version` is the newest sequence.
+    - kind "service" / "session": the service (by name) or session (by id) `key` was saved
+      (`version`: the session's version after the write; None for a service) or deleted (None).
+    - kind "resync": changes may have been missed (the feed's connection broke): whoever caches
+      what the store holds reloads it. `key` is "" and `version` None.
+
+    `origin` is the `store_id` of the store instance that wrote it, so a replica can skip what
+    it wrote itself.
+    """
+
+    kind: str
+    key: str
+    version: int | None
+    origin: str
+
+
+#: Called on the event loop with each change; it must not block (schedule work instead).
+ChangeListener = Callable[[StoreChange], None]
+
+
 class StateStore(ABC):
     """The control plane's durable state. Every method is safe to call from the event loop.
 
     A write returns once it is durable (committed), so a message may be acknowledged after it.
     """
+
+    #: True when several processes (control-plane replicas) may use this store at once, so
+    #: what one of them caches can be changed by another (it learns of it from `watch()`).
+    shared: bool = False
+
+    def __init__(self) -> None:
+        #: This instance's id: the `origin` of the changes it writes.
+        self.store_id = uuid.uuid4().hex
+        self._listeners: list[ChangeListener] = []
+
+    def watch(self, listener: ChangeListener) -> Callable[[], None]:
+        """Call `listener` with every change committed to the store from now on (its own
+        writes included: they carry its `store_id` as `origin`); returns the function that
+        stops it."""
+        self._listeners.append(listener)
+
+        def unwatch() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return unwatch
+
+    def _announce(self, change: StoreChange) -> None:
+        """Hand a change to every listener; one that fails is logged, never the writer's error."""
+        for listener in list(self._listeners):
+            try:
+                listener(change)
+            except Exception:
+                logger.exception("state store change listener %r failed", listener)
 
     async def open(self) -> None:  # noqa: B027 - optional: backends that need setup override it
         """Create the schema if needed; called once before any other method."""
@@ -220,3 +283,30 @@ class StateStore(ABC):
     @abstractmethod
     async def all_services(self) -> dict[str, dict[str, Any]]:
         """Every registered service by name."""
+
+    # -- replicas ---------------------------------------------------------------------
+
+    @abstractmethod
+    async def beat(self, replica_id: str, ttl: float) -> None:
+        """Say replica `replica_id` is alive for `ttl` more seconds (by the store's clock)."""
+
+    @abstractmethod
+    async def live_replicas(self) -> set[str]:
+        """The replicas whose last `beat` has not expired."""
+
+    @abstractmethod
+    async def forget_replica(self, replica_id: str) -> None:
+        """Drop a replica at once (a clean shutdown), rather than when its beat expires."""
+
+    @abstractmethod
+    async def try_lease(self, name: str, holder: str, ttl: float) -> bool:
+        """Take or renew lease `name` for `ttl` seconds (by the store's clock): True when
+        `holder` now holds it (it was free, expired, or already `holder`'s), else False.
+
+        A lease names the one replica that does a job nobody else may do at the same time;
+        the holder renews it well before `ttl` runs out, and stops the job if a renewal fails.
+        """
+
+    @abstractmethod
+    async def release_lease(self, name: str, holder: str) -> None:
+        """Give lease `name` up, if `holder` holds it (so another may take it at once)."""

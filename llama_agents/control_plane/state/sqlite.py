@@ -6,16 +6,19 @@ thread, so the event loop never blocks on disk. Writes are group-committed: the 
 arrive while a commit runs go into the next transaction, each in its own savepoint, so under
 load one thread hop and one fsync serve many writes, and one failing write fails only itself.
 A transaction that cannot commit is rolled back, so the next one starts clean.
+
+One process writes a SQLite store (`shared` is False): its watchers hear of its own writes,
+synchronously once each commit is done, so code written for a shared store runs on it too.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 import sqlite3
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,9 +29,11 @@ from llama_agents.control_plane.state.base import (
     NewEvent,
     SessionRow,
     StateStore,
+    StoreChange,
     TaskPage,
     TaskRow,
 )
+from llama_agents.control_plane.state.cursor import decode_cursor, encode_cursor, timestamp_text
 from llama_agents.errors import ConcurrentUpdateError, ConfigurationError
 
 logger = logging.getLogger("llama_agents.control_plane.state")
@@ -77,14 +82,18 @@ CREATE TABLE IF NOT EXISTS sessions (
     body TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS services (name TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS replicas (replica_id TEXT PRIMARY KEY, expires_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires_at REAL NOT NULL
+);
 """
 
 
 def _ts(value: datetime | None) -> str | None:
     """A timestamp as fixed-width UTC text, so that text order is time order."""
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
+    return None if value is None else timestamp_text(value)
 
 
 def _dt(value: str | None) -> datetime | None:
@@ -95,21 +104,9 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def encode_cursor(created_at: str, task_id: str) -> str:
-    """An opaque listing cursor: where the previous page ended."""
-    return base64.urlsafe_b64encode(_dumps([created_at, task_id]).encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[str, str]:
-    """The position a cursor names; `ConfigurationError` for one this store did not make."""
-    try:
-        created_at, task_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return str(created_at), str(task_id)
-    except (ValueError, TypeError) as exc:
-        raise ConfigurationError(f"invalid cursor {cursor[:50]!r}") from exc
-
-
 _Op = Callable[[sqlite3.Connection], Any]
+#: What a write changed, from its result: told to the watchers once it is committed.
+_Changes = Callable[[Any], Iterable[StoreChange]]
 
 
 def _append(db: sqlite3.Connection, task_id: str, events: Sequence[NewEvent]) -> list[EventRow]:
@@ -162,11 +159,12 @@ class SqliteStateStore(StateStore):
     """The state in `path` (created with its folder if missing), or in memory (`":memory:"`)."""
 
     def __init__(self, path: str | Path = ":memory:") -> None:
+        super().__init__()
         self.path = str(path)
         self.durable = self.path != ":memory:"
         self._db: sqlite3.Connection | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-state")
-        self._pending: list[tuple[_Op, asyncio.Future[Any]]] = []
+        self._pending: list[tuple[_Op, _Changes | None, asyncio.Future[Any]]] = []
         self._writer: asyncio.Task[None] | None = None
         self._open_lock = asyncio.Lock()
 
@@ -218,13 +216,19 @@ class SqliteStateStore(StateStore):
         assert self._db is not None
         return await self._call(op, self._db)
 
-    async def _write(self, op: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `op` in the next group commit; return its result once committed."""
+    async def _write(
+        self,
+        op: Callable[[sqlite3.Connection], T],
+        changes: Callable[[T], Iterable[StoreChange]] | None = None,
+    ) -> T:
+        """Run `op` in the next group commit; return its result once committed. `changes`
+        says what it changed, from its result: the watchers hear of it after the commit (even
+        if the caller was cancelled meanwhile)."""
         if self._db is None:
             await self.open()
         loop = asyncio.get_running_loop()
         done: asyncio.Future[T] = loop.create_future()
-        self._pending.append((op, done))
+        self._pending.append((op, changes, done))
         writer = self._writer
         if writer is None or writer.done() or writer.get_loop() is not loop:
             self._writer = loop.create_task(self._write_pending())
@@ -234,20 +238,34 @@ class SqliteStateStore(StateStore):
         while self._pending:
             batch, self._pending = self._pending, []
             try:
-                outcomes = await self._call(self._commit, [op for op, _ in batch])
+                outcomes = await self._call(self._commit, [op for op, _, _ in batch])
             except Exception as exc:  # the commit itself failed: nothing in it was saved
                 logger.error("state store commit failed: %s", exc)
-                for _, done in batch:
+                for _, _, done in batch:
                     if not done.done():
                         done.set_exception(exc)
                 continue
-            for (_, done), (ok, value) in zip(batch, outcomes, strict=True):
+            for (_, changes, done), (ok, value) in zip(batch, outcomes, strict=True):
+                if ok and changes is not None:
+                    self._tell(changes, value)
                 if done.done():
                     continue
                 if ok:
                     done.set_result(value)
                 else:
                     done.set_exception(value)
+
+    def _tell(self, changes: _Changes, result: Any) -> None:
+        try:
+            made = list(changes(result))
+        except Exception:
+            logger.exception("state store: describing a committed write failed")
+            return
+        for change in made:
+            self._announce(change)
+
+    def _change(self, kind: str, key: str, version: int | None) -> StoreChange:
+        return StoreChange(kind, key, version, self.store_id)
 
     def _commit(self, ops: list[_Op]) -> list[tuple[bool, Any]]:
         """One transaction; each op in a savepoint so a failing op fails alone."""
@@ -291,7 +309,10 @@ class SqliteStateStore(StateStore):
             )
             return cursor.rowcount == 1
 
-        inserted = await self._write(op)
+        def changes(inserted: bool) -> list[StoreChange]:
+            return [self._change("task", row.task_id, 1)] if inserted else []
+
+        inserted = await self._write(op, changes)
         if inserted:
             row.version = 1
         return inserted
@@ -335,9 +356,16 @@ class SqliteStateStore(StateStore):
                 )
             return changed, appended
 
-        _, appended = await self._write(op)
+        def changes(result: tuple[int, list[EventRow]]) -> list[StoreChange]:
+            made = [self._change("task", row.task_id, row.version + 1)]
+            return made + self._events_changed(row.task_id, result[1])
+
+        _, appended = await self._write(op, changes)
         row.version += 1
         return appended
+
+    def _events_changed(self, task_id: str, appended: list[EventRow]) -> list[StoreChange]:
+        return [self._change("events", task_id, appended[-1].sequence)] if appended else []
 
     async def load_task(self, task_id: str) -> TaskRow | None:
         def op(db: sqlite3.Connection) -> TaskRow | None:
@@ -405,7 +433,7 @@ class SqliteStateStore(StateStore):
         return await self._read(op)
 
     async def delete_finished_before(self, cutoff: datetime, limit: int = 1000) -> int:
-        def op(db: sqlite3.Connection) -> int:
+        def op(db: sqlite3.Connection) -> list[str]:
             ids = [
                 r[0]
                 for r in db.execute(
@@ -416,13 +444,17 @@ class SqliteStateStore(StateStore):
             ]
             for task_id in ids:
                 _delete_task(db, task_id)
-            return len(ids)
+            return ids
 
-        return await self._write(op)
+        deleted = await self._write(op, self._tasks_deleted)
+        return len(deleted)
+
+    def _tasks_deleted(self, task_ids: list[str]) -> list[StoreChange]:
+        return [self._change("task", task_id, None) for task_id in task_ids]
 
     async def delete_finished_tasks(self, task_ids: Sequence[str]) -> int:
-        def op(db: sqlite3.Connection) -> int:
-            deleted = 0
+        def op(db: sqlite3.Connection) -> list[str]:
+            deleted: list[str] = []
             for task_id in task_ids:
                 found = db.execute(
                     "SELECT 1 FROM tasks WHERE task_id = ? AND status IN (?, ?, ?)",
@@ -430,15 +462,19 @@ class SqliteStateStore(StateStore):
                 ).fetchone()
                 if found is not None:
                     _delete_task(db, task_id)
-                    deleted += 1
+                    deleted.append(task_id)
             return deleted
 
-        return await self._write(op)
+        deleted = await self._write(op, self._tasks_deleted)
+        return len(deleted)
 
     # -- events -----------------------------------------------------------------------
 
     async def append_events(self, task_id: str, events: list[NewEvent]) -> list[EventRow]:
-        return await self._write(lambda db: _append(db, task_id, events))
+        return await self._write(
+            lambda db: _append(db, task_id, events),
+            lambda appended: self._events_changed(task_id, appended),
+        )
 
     async def read_events(self, task_id: str, after: int = 0, limit: int = 1000) -> list[EventRow]:
         def op(db: sqlite3.Connection) -> list[EventRow]:
@@ -497,7 +533,10 @@ class SqliteStateStore(StateStore):
                 == 1
             )
 
-        inserted = await self._write(op)
+        def changes(inserted: bool) -> list[StoreChange]:
+            return [self._change("session", row.session_id, 1)] if inserted else []
+
+        inserted = await self._write(op, changes)
         if inserted:
             row.version = 1
         return inserted
@@ -510,7 +549,10 @@ class SqliteStateStore(StateStore):
                 (_ts(row.updated_at), _dumps(row.body), row.session_id, row.version),
             ).rowcount
 
-        if await self._write(op) != 1:
+        def changes(count: int) -> list[StoreChange]:
+            return [self._change("session", row.session_id, row.version + 1)] if count else []
+
+        if await self._write(op, changes) != 1:
             raise ConcurrentUpdateError(
                 f"session {row.session_id} changed since version {row.version} was read"
             )
@@ -537,7 +579,10 @@ class SqliteStateStore(StateStore):
                 db.execute("DELETE FROM sessions WHERE session_id = ?", (session_id,)).rowcount == 1
             )
 
-        return await self._write(op)
+        def changes(deleted: bool) -> list[StoreChange]:
+            return [self._change("session", session_id, None)] if deleted else []
+
+        return await self._write(op, changes)
 
     # -- services ---------------------------------------------------------------------
 
@@ -551,13 +596,16 @@ class SqliteStateStore(StateStore):
                 (name, text),
             )
 
-        await self._write(op)
+        await self._write(op, lambda _: [self._change("service", name, None)])
 
     async def delete_service(self, name: str) -> bool:
         def op(db: sqlite3.Connection) -> bool:
             return db.execute("DELETE FROM services WHERE name = ?", (name,)).rowcount == 1
 
-        return await self._write(op)
+        def changes(deleted: bool) -> list[StoreChange]:
+            return [self._change("service", name, None)] if deleted else []
+
+        return await self._write(op, changes)
 
     async def all_services(self) -> dict[str, dict[str, Any]]:
         def op(db: sqlite3.Connection) -> dict[str, dict[str, Any]]:
@@ -565,6 +613,54 @@ class SqliteStateStore(StateStore):
             return {name: json.loads(body) for name, body in rows}
 
         return await self._read(op)
+
+    # -- replicas ---------------------------------------------------------------------
+    # One process uses a SQLite file, so its clock is the store's clock.
+
+    async def beat(self, replica_id: str, ttl: float) -> None:
+        def op(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO replicas (replica_id, expires_at) VALUES (?, ?)"
+                " ON CONFLICT (replica_id) DO UPDATE SET expires_at = excluded.expires_at",
+                (replica_id, time.time() + ttl),
+            )
+
+        await self._write(op)
+
+    async def live_replicas(self) -> set[str]:
+        def op(db: sqlite3.Connection) -> set[str]:
+            rows = db.execute(
+                "SELECT replica_id FROM replicas WHERE expires_at > ?", (time.time(),)
+            ).fetchall()
+            return {str(r[0]) for r in rows}
+
+        return await self._read(op)
+
+    async def forget_replica(self, replica_id: str) -> None:
+        def op(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM replicas WHERE replica_id = ?", (replica_id,))
+
+        await self._write(op)
+
+    async def try_lease(self, name: str, holder: str, ttl: float) -> bool:
+        def op(db: sqlite3.Connection) -> bool:
+            now = time.time()
+            taken = db.execute(
+                "INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,"
+                " expires_at = excluded.expires_at"
+                " WHERE leases.holder = excluded.holder OR leases.expires_at <= ?",
+                (name, holder, now + ttl, now),
+            )
+            return taken.rowcount == 1
+
+        return await self._write(op)
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        def op(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM leases WHERE name = ? AND holder = ?", (name, holder))
+
+        await self._write(op)
 
 
 def _task_row(found: tuple[Any, ...]) -> TaskRow:

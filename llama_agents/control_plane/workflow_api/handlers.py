@@ -146,6 +146,7 @@ class Handlers:
     ) -> list[HandlerData]:
         """Every handler (its current run), newest first, filtered like the server's."""
         manager = self.manager
+        await manager.registry.refresh()
         names = {d.service_name for d in manager.registry.all() if is_workflow(d)}
         if workflows is not None:
             names &= workflows

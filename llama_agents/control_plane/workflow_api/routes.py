@@ -99,8 +99,8 @@ def workflow_api_router(control_plane: ControlPlaneFace) -> APIRouter:
             made[:] = [Handlers(manager)]
         return made[0]
 
-    def workflow(name: str) -> tuple[ServiceDefinition, WorkflowShape]:
-        definition = control_plane.manager.registry.get(name)
+    async def workflow(name: str) -> tuple[ServiceDefinition, WorkflowShape]:
+        definition = await control_plane.manager.registry.lookup(name)
         shape = workflow_shape(definition)
         if definition is None or shape is None:
             raise HTTPException(404, "Workflow not found")
@@ -119,26 +119,27 @@ def workflow_api_router(control_plane: ControlPlaneFace) -> APIRouter:
 
     @api.get("/workflows")
     async def list_workflows() -> dict[str, list[str]]:
+        await control_plane.manager.registry.refresh()
         services = control_plane.manager.registry.all()
         return {"workflows": [d.service_name for d in services if is_workflow(d)]}
 
     @api.get("/workflows/{name}/schema")
     async def workflow_schema(name: str) -> dict[str, Any]:
-        _, shape = workflow(name)
+        _, shape = await workflow(name)
         return {"start": shape.start.schema, "stop": shape.stop.schema}
 
     @api.get("/workflows/{name}/events")
     async def workflow_events(name: str) -> dict[str, Any]:
-        _, shape = workflow(name)
+        _, shape = await workflow(name)
         return {"events": [event.schema for event in shape.events.values()]}
 
     @api.get("/workflows/{name}/representation")
     async def workflow_representation(name: str) -> dict[str, Any]:
-        definition, shape = workflow(name)
+        definition, shape = await workflow(name)
         return {"graph": workflow_graph(shape, definition.workflow or {}, definition.description)}
 
     async def start(name: str, request: Request) -> TaskRecord:
-        _, shape = workflow(name)
+        _, shape = await workflow(name)
         body = await _json_body(request)
         if body.get("context"):
             raise HTTPException(
