@@ -18,6 +18,7 @@ from llama_agents._auth import require_api_key
 from llama_agents.control_plane.body_limit import limit_request_bodies
 from llama_agents.control_plane.dead_letter_routes import dead_letter_router
 from llama_agents.control_plane.face import ControlPlaneFace
+from llama_agents.control_plane.mcp_server import McpEndpoint
 from llama_agents.control_plane.models import NewTask, ServiceName
 from llama_agents.control_plane.streams import change_events, parse_last_event_id, task_events
 from llama_agents.control_plane.workflow_api import workflow_api_router, workflow_health_router
@@ -94,7 +95,9 @@ _ERROR_STATUS: dict[type[Exception], int] = {
 
 def create_app(control_plane: ControlPlaneFace) -> FastAPI:
     """The control plane's API; `/health` is open (for orchestrators' probes)."""
-    app = FastAPI(title="llama-agents control plane")
+    mcp = McpEndpoint(control_plane)  # `/mcp`: the mesh as an MCP server (mcp_server.py)
+    app = FastAPI(title="llama-agents control plane", lifespan=mcp.lifespan)
+    app.router.routes.append(mcp.route)
     require_api_key(app, control_plane.api_key, also_open=open_paths(control_plane.metrics_open))
     limit_request_bodies(app, control_plane.max_request_bytes)
     tracing.instrument_app(app)

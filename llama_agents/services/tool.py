@@ -11,7 +11,8 @@ rather than failing the message, which would only run the tool again.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, HTTPException
 from llama_index.core.llms import ChatMessage, MessageRole
@@ -28,6 +29,10 @@ from llama_agents.messages import (
     ToolCallResult,
 )
 from llama_agents.services.base import BaseService, failed_result
+
+if TYPE_CHECKING:
+    from llama_agents.services.mcp_session import McpServer
+    from llama_agents.services.mcp_tools import McpToolService
 
 logger = logging.getLogger("llama_agents.services")
 
@@ -73,6 +78,49 @@ class ToolService(BaseService):
                 f"tool names must be unique; repeated: {', '.join(duplicates)}"
             )
         self.tools = {tool.metadata.get_name(): tool for tool in tools}
+
+    @classmethod
+    def from_mcp(
+        cls,
+        server: str | Sequence[str] | McpServer,
+        *,
+        message_queue: BaseMessageQueue,
+        service_name: str,
+        description: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        allowed_tools: Sequence[str] | None = None,
+        call_timeout: float | None = 60.0,
+        reconnect_timeout: float = 10.0,
+        startup_timeout: float | None = None,
+        host: str | None = None,
+        port: int | None = None,
+        max_concurrent_tasks: int = 10,
+    ) -> McpToolService:
+        """A tool service serving the tools of an MCP server (`pip install 'llama-agents[mcp]'`).
+
+        `server` is a streamable-HTTP URL (`http(s)://...`, with `headers`), a command that
+        starts a stdio server (`["python", "server.py"]`), or an `McpStdioServer` /
+        `McpHttpServer`. One MCP session is kept open while the service runs, opened again
+        (within `reconnect_timeout` seconds) when it drops; `allowed_tools` serves only
+        those; `call_timeout` bounds one call. The tools are listed when the service starts,
+        or earlier with `await service.open()`. See `llama_agents.services.mcp_tools`.
+        """
+        from llama_agents.services.mcp_tools import McpToolService
+
+        return McpToolService(
+            server,
+            message_queue,
+            service_name,
+            description,
+            headers=headers,
+            allowed_tools=allowed_tools,
+            call_timeout=call_timeout,
+            reconnect_timeout=reconnect_timeout,
+            startup_timeout=startup_timeout,
+            host=host,
+            port=port,
+            max_concurrent_tasks=max_concurrent_tasks,
+        )
 
     def tool_metadata(self, name: str) -> ToolMetadata:
         """The metadata of the tool called `name` (KeyError if there is none)."""

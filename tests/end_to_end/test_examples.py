@@ -38,6 +38,14 @@ EXPECTED = {
     "Task completed: 12 blue mugs in stock\nDead letters left: 0\n"
     "Failed tasks counted in /metrics: 1",
     "chat_session.py": "Result: in the session the second turn saw 2 user messages, outside it 1",
+    "mcp_tools.py": "MCP tools: count_words, shout\nResult: SHOUT: LLAMAS ARE WONDERFUL",
+    "mcp_client.py": "Tools: run_task, get_task, list_services, respond\nServices: replies\n"
+    'Progress 1: InputRequiredEvent {"prefix": "Send this reply? \'Dear customer, about the '
+    "late invoice: it is fixed.' (yes/no)\"}\nTask waiting_for_input; asked: Send this reply? "
+    "'Dear customer, about the late invoice: it is fixed.' (yes/no)\nProgress 2: TaskFinished "
+    '{"status": "completed", "result": "sent: Dear customer, about the late invoice: it is '
+    'fixed.", "error": null}\nResult: sent: Dear customer, about the late invoice: it is '
+    "fixed.\nget_task: completed",
 }
 
 
