@@ -37,6 +37,9 @@ EXPECTED = {
     "RuntimeError: the inventory database is down\nReplayed 1; tasks resumed: 1\n"
     "Task completed: 12 blue mugs in stock\nDead letters left: 0\n"
     "Failed tasks counted in /metrics: 1",
+    "control_plane_replicas.py": "Services on B: replies\nB streams #1 InputRequiredEvent\n"
+    "A stopped\nTask completed through B\nResult: sent: Dear customer, about the late "
+    "invoice: it is fixed.",
     "chat_session.py": "Result: in the session the second turn saw 2 user messages, outside it 1",
     "mcp_tools.py": "MCP tools: count_words, shout\nResult: SHOUT: LLAMAS ARE WONDERFUL",
     "mcp_client.py": "Tools: run_task, get_task, list_services, respond\nServices: replies\n"
