@@ -23,8 +23,10 @@ from llama_agents import (
     WorkflowService,
 )
 from llama_agents.control_plane.state import open_state_store
+from llama_agents.control_plane.task_repository import TaskRepository
+from llama_agents.messages.records import StepRecord, TaskRecord
 from tests.support.control_plane import serve, stop
-from tests.support.helpers import DEADLINE
+from tests.support.helpers import DEADLINE, Collector
 from tests.support.orchestrators import FanOutOrchestrator
 from tests.support.postgres import PostgresSchemas
 from tests.support.streams import of_type, read_ndjson, read_sse
@@ -188,3 +190,46 @@ async def test_tasks_created_on_both_replicas_all_finish_with_one_result_each(
                 assert [e["type"] for e in log].count("TaskFinished") == 1
         finally:
             await service.deregister_from_message_queue()
+
+
+async def test_a_dead_replicas_unpublished_step_is_sent_once_by_the_lease_holder(
+    amqp_url: str, exchange_name: str, postgres_state_url: str
+) -> None:
+    """A replica died between saving a step and publishing it: of the two live replicas,
+    only the one holding the recovery lease publishes it, once."""
+    store = open_state_store(postgres_state_url, persist=True)
+    async with store:
+        record = TaskRecord(
+            task_id="left-behind",
+            input="what the dead replica saved",
+            service="worker",
+            status=TaskStatus.RUNNING,
+            handled_by="a-replica-that-died",
+        )
+        record.steps.append(StepRecord(step_id="step-1", service="worker"))
+        await TaskRepository(store).insert(record)
+
+    collector = Collector()
+    async with replicas(amqp_url, exchange_name, postgres_state_url) as pair:
+        start = await pair.queue.register_consumer(collector.consumer("worker"))
+        consuming = asyncio.create_task(start())
+        try:
+            # Recovery may have published before the consumer came: the queue kept it.
+            received = await collector.wait_for(1)
+            assert received[0].data["step_id"] == "step-1"
+            # The holder marks it published once the broker confirmed it; both replicas see it.
+            for plane in (pair.one, pair.two):
+                await plane.manager.wait_until(
+                    "left-behind", lambda task: task.steps[0].published, DEADLINE
+                )
+            statuses = [
+                (await http.get("/")).json()["replica"] for http in (pair.http_one, pair.http_two)
+            ]
+            assert sorted(s["holds_recovery_lease"] for s in statuses) == [False, True]
+            # Both replicas have beaten since (a beat is 0.2 s): nobody sent it again.
+            for plane in (pair.one, pair.two):
+                assert plane._replicas is not None
+                await plane._replicas.beat()
+            assert len(collector.messages) == 1
+        finally:
+            consuming.cancel()
