@@ -17,6 +17,8 @@ import contextlib
 import json
 import math
 import os
+import pwd
+import re
 import shutil
 import signal
 import sys
@@ -27,6 +29,8 @@ from typing import Any
 DEFAULT_URL = "amqp://guest:guest@localhost:5672/"
 READY = "READY"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+#: A backend's client port in its process title: `... 127.0.0.1(54321) idle`.
+BACKEND_CLIENT_PORT = re.compile(r"\((\d+)\)")
 
 
 class Output:
@@ -183,6 +187,104 @@ def broker_cpu_seconds(pids: list[int]) -> float | None:
         return sum(cpu_seconds(pid) for pid in pids) if pids else None
     except OSError:
         return None
+
+
+def reaped_children_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of the children `pid` has waited for (they are gone)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    cutime, cstime = int(fields[13]), int(fields[14])
+    return (cutime + cstime) / CLK_TCK
+
+
+def postgres_pids() -> list[int]:
+    """Pids of the PostgreSQL server's processes (command `postgres`, run by the `postgres`
+    user where there is one) visible from here."""
+    try:
+        uid: int | None = pwd.getpwnam("postgres").pw_uid
+    except KeyError:
+        uid = None
+    pids: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if (entry / "comm").read_text().strip() != "postgres":
+                continue
+            if uid is None or entry.stat().st_uid == uid:
+                pids.append(int(entry.name))
+    return pids
+
+
+def postmaster_pid(pids: list[int]) -> int | None:
+    """Of the server's processes, the one they descend from (its parent is none of them)."""
+    members = set(pids)
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            if int(stat[stat.rindex(")") + 2 :].split()[1]) not in members:
+                return pid
+    return None
+
+
+def postgres_cpu_seconds() -> tuple[int, float] | None:
+    """The PostgreSQL server's postmaster pid, and the CPU seconds the server spent so far:
+    its live processes', and the backends that already exited (the postmaster's reaped
+    children), so a connection that closes between two readings still counts. The whole
+    server: other clients' work included. A different postmaster pid means a restart."""
+    pids = postgres_pids()
+    postmaster = postmaster_pid(pids)
+    if postmaster is None:
+        return None
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):  # a backend may exit while we read
+            total += cpu_seconds(pid) + reaped_children_cpu_seconds(pid)
+    return postmaster, total
+
+
+def _socket_inodes(pid: int) -> set[int]:
+    """The inodes of the sockets process `pid` holds open."""
+    inodes: set[int] = set()
+    with contextlib.suppress(OSError):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(int(target[len("socket:[") : -1]))
+    return inodes
+
+
+def _client_ports(inodes: set[int], server_port: int) -> set[int]:
+    """The local ports of the TCP connections (among `inodes`) to `server_port`."""
+    ports: set[int] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if int(fields[9]) not in inodes:
+                    continue
+                if int(fields[2].rsplit(":", 1)[1], 16) == server_port:
+                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def postgres_backends_of(client_pids: list[int], server_port: int) -> list[int]:
+    """The PostgreSQL backends serving the connections these processes hold to the server
+    at `server_port` (matched by the client port in each backend's process title, as in
+    ``postgres: 15/main: postgres test 127.0.0.1(54321) idle``)."""
+    inodes: set[int] = set()
+    for pid in client_pids:
+        inodes |= _socket_inodes(pid)
+    ports = _client_ports(inodes, server_port)
+    backends: list[int] = []
+    for pid in postgres_pids():
+        with contextlib.suppress(OSError):
+            title = Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
+            match = BACKEND_CLIENT_PORT.search(title)
+            if match and int(match.group(1)) in ports:
+                backends.append(pid)
+    return backends
 
 
 # -- a child's side -----------------------------------------------------------------------

@@ -1,21 +1,29 @@
 """Benchmark the core task loop on RabbitMQ, every part in its own OS process.
 
-The script starts, by running itself again with ``--role``:
+The script starts, by running itself again with ``--role`` (the roles and their start are in
+``_systems.py``):
 
-* the control plane (``ControlPlaneServer`` served over HTTP on a free port, a
-  ``PipelineOrchestrator`` running ``step_a`` then ``step_b``, a fresh SQLite state file in a
-  temporary folder, an exchange of its own named ``bench_tasks_<random>``);
-* the ``step_a`` and ``step_b`` ``ComponentService`` processes (trivial async functions that
-  append `` a`` and `` b``; no LLM), each registered with the control plane.
+* ``--control-planes`` (1) control planes (``ControlPlaneServer`` served over HTTP on a free
+  port, a ``PipelineOrchestrator`` running ``step_a`` then ``step_b``, an exchange of its own
+  named ``bench_tasks_<random>``), all on one store (``--state``): a fresh SQLite file in a
+  temporary folder (the default; one control plane only), or a fresh PostgreSQL schema
+  ``bench_<random>`` in ``--postgres-url``, shared by the control planes as replicas and
+  dropped (``DROP SCHEMA ... CASCADE``) when the system stops, whatever happened;
+* ``--replicas`` (1) processes of each of the ``step_a`` and ``step_b`` ``ComponentService``
+  (trivial async functions that append `` a`` and `` b``; no LLM), competing on their
+  service's queue, each registered with a control plane (round robin).
 
-The benchmark process itself is the load generator: it drives the control plane through the
+The benchmark process itself is the load generator: it drives the control planes through the
 project's own SDK: ``AsyncLlamaAgentsClient`` (``create_task``, then ``wait_for_result``,
-which long-polls ``GET /tasks/{id}/result?wait=``), a few of them used in turn, with
-connection pools of ``POOL_SIZE`` that together hold one connection per task of a burst
-(httpx spends CPU on every pooled connection at each request: small pools keep the load
-generator's own CPU, reported apart, low). A child is ready once it printed ``READY`` on its
-stdout (the control plane: once it answers HTTP; a service: once its queue is consumed and
-its registration was accepted); the script then checks ``health()`` and ``list_services()``.
+which long-polls ``GET /tasks/{id}/result?wait=``), a few of them per control plane used in
+turn, with connection pools of ``POOL_SIZE`` that together hold one connection per task of a
+burst (httpx spends CPU on every pooled connection at each request: small pools keep the
+load generator's own CPU, reported apart, low). Tasks go to the control planes round robin;
+with several, every other round creates each task on one control plane and long-polls it on
+the next, so half the tasks wait across replicas (``cross_p50_ms`` next to ``same_p50_ms``).
+A child is ready once it printed ``READY`` on its stdout (a control plane: once it answers
+HTTP; a service: once its queue is consumed and its registration was accepted); the script
+then checks that every control plane is healthy and lists both services.
 
 It measures, each printed as one JSON line on stdout (progress goes to stderr):
 
@@ -28,11 +36,17 @@ It measures, each printed as one JSON line on stdout (progress goes to stderr):
   ``"<input> a b"``). With ``--repeat K`` the burst runs K times and the median run (by
   tasks/s) is reported;
 * ``cpu``: for that burst, CPU seconds of the load generator (``client_cpu_s``) apart from
-  the system's (``system_cpu_s``, the three children, also given one by one), CPU ms per
-  task, peak RSS per process, and the RabbitMQ broker's CPU when its ``beam.smp`` is visible;
+  the system's (``system_cpu_s``: every child, also given one by one, and per kind:
+  ``control_planes_cpu_ms_per_task`` summed and ``per_control_plane_...``,
+  ``services_cpu_ms_per_task``), CPU ms per task, peak RSS per process, the RabbitMQ
+  broker's CPU when its ``beam.smp`` is visible, and with PostgreSQL, apart as well: the
+  whole server's (``postgres_cpu_s``: the ``postgres`` user's processes and the backends
+  that exited meanwhile; other clients of that server count too) and the backends serving
+  this system's control planes (``postgres_backends_cpu_s``, matched by client port);
+  ``postgres_restarted`` says the server restarted during the burst (its figures: null);
 * ``summary``: tasks/s and idle p50 next to the targets.
 
-``--profile-dir DIR`` profiles the three children during the bursts only: with cProfile
+``--profile-dir DIR`` profiles every child during the bursts only: with cProfile
 (``--profiler cprofile``, the default; ``DIR/<role>.prof``, read it with ``python -m
 pstats``) or with py-spy if it is installed (``--profiler py-spy``; ``DIR/<role>.txt``,
 collapsed stacks of every thread). Profiling slows the children: CPU figures then say so.
@@ -52,6 +66,15 @@ tracing off (``LLAMA_AGENTS_METRICS=0``), metrics on, metrics and tracing on (sa
 ``observability_cost`` gives the system's CPU ms per task each way and the overheads next to
 the issue's targets (metrics under 5%, tracing at 10% under 10%).
 
+``--compare-stores`` measures three systems one after the other, in one run: one control
+plane on SQLite, one on PostgreSQL, two on PostgreSQL (``--replicas``, ``--repeat`` and
+``--rounds`` apply to each; with ``--rounds N`` they are measured N times, alternated);
+every line says ``control_planes``, ``replicas`` and ``state``, and ``store_comparison``
+gives each one's tasks/s, idle p50 (and cross-replica p50), CPU ms per task (the system's,
+the control planes' summed and per control plane, the services', PostgreSQL's), medians over
+the rounds, and the CPU ratios against SQLite (``system_and_postgres_backends`` adds the
+backends' CPU to the system's: SQLite's work is in the control plane's own process).
+
 Run it from the project root::
 
     .venv/bin/python benchmarks/tasks.py
@@ -59,6 +82,8 @@ Run it from the project root::
     .venv/bin/python benchmarks/tasks.py --profile-dir /tmp/prof
     .venv/bin/python benchmarks/tasks.py --tracing both --repeat 3
     .venv/bin/python benchmarks/tasks.py --observability --repeat 3 --tasks 500
+    .venv/bin/python benchmarks/tasks.py --control-planes 2 --replicas 2 --state postgres
+    .venv/bin/python benchmarks/tasks.py --compare-stores --rounds 3
 
 The broker is ``--url``, by default ``LLAMA_AGENTS_AMQP_URL`` or the local broker. The
 script reports figures only: it never passes or fails. Everything it declared on the broker
@@ -85,13 +110,9 @@ from typing import Any
 
 import httpx
 from _common import (
-    Child,
     Output,
     add_url_option,
-    announce,
-    broker_cpu_seconds,
     broker_pids,
-    cpu_seconds,
     delete_leftovers,
     description,
     ms,
@@ -99,13 +120,32 @@ from _common import (
     percentile,
     positive,
     py_spy_path,
-    serve_control_plane,
-    spawn,
     start_profiling,
     stop_child,
-    stop_event,
     stop_profiling,
-    wait_ready,
+)
+from _comparisons import (
+    Measured,
+    median_run,
+    observability_cost,
+    store_comparison,
+    tracing_cost,
+)
+from _systems import (
+    DEFAULT_POSTGRES_URL,
+    STATES,
+    STEPS,
+    STOP_TIMEOUT,
+    CpuSpent,
+    Launch,
+    Layout,
+    System,
+    cpu_spent,
+    run_control_plane,
+    run_service,
+    sample_cpu,
+    start_system,
+    state_store,
 )
 
 from llama_agents._runtime import run
@@ -113,11 +153,6 @@ from llama_agents.control_plane.models import TaskRecord
 from llama_agents.sdk import AsyncLlamaAgentsClient
 
 BENCH = "tasks"
-#: The two pipeline steps: service name and what its component appends.
-STEPS: tuple[tuple[str, str], ...] = (("step_a", " a"), ("step_b", " b"))
-#: Seconds a child may take to become ready, and to exit after SIGTERM before it is killed.
-START_TIMEOUT = 60.0
-STOP_TIMEOUT = 20.0
 #: Seconds a task may take, end to end, before it counts as an error.
 TASK_TIMEOUT = 120.0
 #: The most connections one SDK client of the load generator holds.
@@ -136,61 +171,6 @@ OUT = Output(BENCH)
 log, emit = OUT.log, OUT.emit
 
 
-# -- the child roles ------------------------------------------------------------------
-
-
-async def run_control_plane(args: argparse.Namespace) -> None:
-    """The control plane: serve HTTP on a free port until SIGTERM, then clean the broker."""
-    from llama_agents import (
-        ControlPlaneServer,
-        Pipeline,
-        PipelineOrchestrator,
-        RabbitMQMessageQueue,
-        ServiceStep,
-    )
-
-    stop = stop_event(args.profile)
-    queue = RabbitMQMessageQueue(url=args.url, exchange_name=args.exchange)
-    pipeline = Pipeline.sequence(*(ServiceStep(name) for name, _ in STEPS))
-    control_plane = ControlPlaneServer(
-        queue, PipelineOrchestrator(pipeline), host="127.0.0.1", port=0
-    )
-    await serve_control_plane(
-        control_plane, queue, stop, start=START_TIMEOUT, stop_timeout=STOP_TIMEOUT
-    )
-
-
-async def run_service(args: argparse.Namespace) -> None:
-    """One `ComponentService`: consume, register, serve until SIGTERM, then clean the broker."""
-    from llama_agents import ComponentService, RabbitMQMessageQueue
-
-    stop = stop_event(args.profile)
-    suffix: str = args.suffix
-
-    async def component(text: str) -> str:
-        return text + suffix
-
-    queue = RabbitMQMessageQueue(url=args.url, exchange_name=args.exchange)
-    service = ComponentService(
-        component=component,
-        message_queue=queue,
-        description=f"appends {suffix.strip()!r}",
-        service_name=args.service,
-    )
-    try:
-        consuming = await service.launch_local()
-        await service.register_to_control_plane(args.control_plane)
-        announce(args.service)
-        stopping = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({consuming, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
-    finally:
-        try:
-            await queue.cleanup()  # stops the consumer (after its in-flight messages)
-        finally:
-            await queue.close()
-
-
 # -- the load ---------------------------------------------------------------------------
 
 
@@ -201,54 +181,75 @@ class Outcome:
     task_id: str
     latency: float
     correct: bool
+    #: Created on one control plane, long-polled on another.
+    cross: bool = False
     post_wall: float = 0.0
     done_wall: float = 0.0
     ended: float = 0.0
 
 
 class Client:
-    """The load generator: SDK clients on the control plane, used in turn.
+    """The load generator: SDK clients on each control plane, used in turn.
 
     One client's connection pool costs CPU in proportion to its size on every request
     (httpcore checks each pooled connection), so a burst is spread over pools of at most
     `POOL_SIZE` connections instead of one pool holding a connection per task.
+
+    With several control planes, tasks go to them round robin, and every other round each
+    task is long-polled on the next control plane instead of the one that created it: half
+    the tasks wait across replicas (`Outcome.cross`), and every control plane takes as many
+    POSTs and as many long polls as the others.
     """
 
-    def __init__(self, sdks: list[AsyncLlamaAgentsClient]) -> None:
+    def __init__(self, sdks: list[list[AsyncLlamaAgentsClient]]) -> None:
+        #: Per control plane, its SDK clients.
         self.sdks = sdks
-        self._next = itertools.count()
+        self._turns = [itertools.count() for _ in sdks]
+        self._tasks = itertools.count()
 
     @classmethod
-    async def open(cls, base_url: str, concurrency: int, stack: AsyncExitStack) -> Client:
-        """Enough clients for `concurrency` tasks at once (each holds one connection)."""
+    async def open(cls, urls: list[str], concurrency: int, stack: AsyncExitStack) -> Client:
+        """Enough clients on each control plane for `concurrency` tasks at once (each holds
+        one connection; pools open connections only as they need them)."""
         pools = math.ceil(concurrency / POOL_SIZE)
         size = math.ceil(concurrency / pools)
-        sdks = []
-        for _ in range(pools):
-            limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
-            transport = httpx.AsyncHTTPTransport(limits=limits)
-            sdk = AsyncLlamaAgentsClient(base_url, transport=transport)
-            sdks.append(await stack.enter_async_context(sdk))
+        sdks: list[list[AsyncLlamaAgentsClient]] = []
+        for url in urls:
+            own = []
+            for _ in range(pools):
+                limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
+                transport = httpx.AsyncHTTPTransport(limits=limits)
+                sdk = AsyncLlamaAgentsClient(url, transport=transport)
+                own.append(await stack.enter_async_context(sdk))
+            sdks.append(own)
         return cls(sdks)
 
-    @property
-    def sdk(self) -> AsyncLlamaAgentsClient:
-        """The next client in turn."""
-        return self.sdks[next(self._next) % len(self.sdks)]
+    def sdk(self, control_plane: int = 0) -> AsyncLlamaAgentsClient:
+        """The next client in turn on that control plane."""
+        own = self.sdks[control_plane]
+        return own[next(self._turns[control_plane]) % len(own)]
+
+    def route(self) -> tuple[int, int]:
+        """The next task's control planes: the one it is created on, the one it waits on."""
+        number, count = next(self._tasks), len(self.sdks)
+        created_on = number % count
+        cross = count > 1 and (number // count) % 2 == 1
+        return created_on, (created_on + 1) % count if cross else created_on
 
     async def run_task(self, text: str) -> Outcome:
         """Submit one task and wait for its result (long-polled); time it end to end."""
-        sdk = self.sdk
+        created_on, waited_on = self.route()
         post_wall = time.time()
         started = time.perf_counter()
-        task_id = await sdk.create_task(text)
-        result = await sdk.wait_for_result(task_id, timeout=TASK_TIMEOUT)
+        task_id = await self.sdk(created_on).create_task(text)
+        result = await self.sdk(waited_on).wait_for_result(task_id, timeout=TASK_TIMEOUT)
         ended = time.perf_counter()
         expected = text + "".join(suffix for _, suffix in STEPS)
         return Outcome(
             task_id=task_id,
             latency=ended - started,
             correct=result.result == expected and not result.error,
+            cross=created_on != waited_on,
             post_wall=post_wall,
             done_wall=time.time(),
             ended=ended,
@@ -275,6 +276,20 @@ def hops(outcome: Outcome, record: TaskRecord) -> dict[str, float] | None:
     }
 
 
+def cross_figures(outcomes: list[Outcome], prefix: str = "") -> dict[str, Any]:
+    """Latency p50 of the tasks waited for where they were created, and across control
+    planes (only when some were)."""
+    cross = [o.latency for o in outcomes if o.cross]
+    if not cross:
+        return {}
+    same = [o.latency for o in outcomes if not o.cross]
+    return {
+        f"{prefix}cross_tasks": len(cross),
+        f"{prefix}same_p50_ms": ms(percentile(same, 0.5)) if same else None,
+        f"{prefix}cross_p50_ms": ms(percentile(cross, 0.5)),
+    }
+
+
 async def idle_phase(client: Client, count: int, warmup: int) -> dict[str, Any]:
     """Tasks one at a time: latency, and the median of every hop."""
     for index in range(warmup):
@@ -285,7 +300,7 @@ async def idle_phase(client: Client, count: int, warmup: int) -> dict[str, Any]:
         outcome = await client.run_task(f"idle-{index}")
         outcomes.append(outcome)
         # Outside the timed window: the task's record, for the hop breakdown.
-        split = hops(outcome, await client.sdk.get_task(outcome.task_id))
+        split = hops(outcome, await client.sdk().get_task(outcome.task_id))
         for name, seconds in (split or {}).items():
             hop_lists.setdefault(name, []).append(seconds)
     latencies = [o.latency for o in outcomes]
@@ -295,6 +310,7 @@ async def idle_phase(client: Client, count: int, warmup: int) -> dict[str, Any]:
         "p90_ms": ms(percentile(latencies, 0.9)),
         "min_ms": ms(min(latencies)),
         "mean_ms": ms(statistics.fmean(latencies)),
+        **cross_figures(outcomes),
         "wrong": sum(not o.correct for o in outcomes),
         "hops_ms": {name: ms(statistics.median(v)) for name, v in hop_lists.items()},
     }
@@ -306,14 +322,17 @@ class BurstRun:
 
     tasks: int
     seconds: float
-    latencies: list[float]
+    outcomes: list[Outcome]
     errors: int
     wrong: int
     client_cpu_s: float
-    cpu_s: dict[str, float]
-    broker_cpu_s: float | None
+    cpu: CpuSpent
     first_error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def latencies(self) -> list[float]:
+        return [o.latency for o in self.outcomes]
 
     @property
     def tasks_per_s(self) -> float:
@@ -321,11 +340,10 @@ class BurstRun:
 
 
 async def burst_phase(
-    client: Client, children: list[Child], count: int, round_number: int, broker: list[int]
+    client: Client, system: System, count: int, round_number: int, broker: list[int]
 ) -> BurstRun:
     """`count` tasks at once, each with its long poll; CPU of every process around it."""
-    before = {child.role: cpu_seconds(child.pid) for child in children}
-    broker_before = broker_cpu_seconds(broker)
+    before = sample_cpu(system, broker)
     client_before = time.process_time()
     started = time.perf_counter()
     results = await asyncio.gather(
@@ -333,24 +351,18 @@ async def burst_phase(
         return_exceptions=True,
     )
     client_cpu = time.process_time() - client_before
-    broker_after = broker_cpu_seconds(broker)
-    cpu = {child.role: cpu_seconds(child.pid) - before[child.role] for child in children}
+    spent = cpu_spent(before, sample_cpu(system, broker))
     outcomes = [r for r in results if isinstance(r, Outcome)]
     failures = [r for r in results if not isinstance(r, Outcome)]
     last = max((o.ended for o in outcomes), default=time.perf_counter())
     return BurstRun(
         tasks=count,
         seconds=last - started,
-        latencies=[o.latency for o in outcomes],
+        outcomes=outcomes,
         errors=len(failures),
         wrong=sum(not o.correct for o in outcomes),
         client_cpu_s=client_cpu,
-        cpu_s=cpu,
-        broker_cpu_s=(
-            broker_after - broker_before
-            if broker_before is not None and broker_after is not None
-            else None
-        ),
+        cpu=spent,
         first_error=f"{type(failures[0]).__name__}: {failures[0]}" if failures else None,
     )
 
@@ -373,8 +385,12 @@ class Settings:
     #: for its first system.
     metrics: bool = True
     observability: bool = False
-    #: With `--tracing both`: how many times off and on are measured, alternated.
+    #: With `--tracing both` or `--compare-stores`: how many times each system is measured,
+    #: alternated.
     rounds: int = 1
+    #: How many control planes and service replicas, on which store.
+    layout: Layout = field(default_factory=Layout)
+    compare_stores: bool = False
 
 
 def burst_record(run: BurstRun, runs: list[BurstRun], settings: Settings) -> dict[str, Any]:
@@ -386,6 +402,7 @@ def burst_record(run: BurstRun, runs: list[BurstRun], settings: Settings) -> dic
         "seconds": round(run.seconds, 3),
         "p50_ms": ms(percentile(run.latencies, 0.5)) if run.latencies else None,
         "p99_ms": ms(percentile(run.latencies, 0.99)) if run.latencies else None,
+        **cross_figures(run.outcomes),
         "errors": run.errors,
         "wrong": run.wrong,
         "repeat": settings.repeat,
@@ -396,96 +413,100 @@ def burst_record(run: BurstRun, runs: list[BurstRun], settings: Settings) -> dic
     return record
 
 
-def cpu_record(run: BurstRun, children: list[Child], settings: Settings) -> dict[str, Any]:
+def cpu_record(run: BurstRun, system: System, settings: Settings) -> dict[str, Any]:
+    """What each process spent on the burst: in all, per kind, per control plane, per task."""
     per_task = 1000.0 / run.tasks
-    system = sum(run.cpu_s.values())
+    spent = run.cpu.processes
+
+    def seconds(value: float | None) -> float | None:
+        return None if value is None else round(value, 3)
+
+    def per(value: float | None) -> float | None:
+        return None if value is None else round(value * per_task, 3)
+
+    control_planes = sum(spent[child.role] for child in system.control_planes)
+    services = sum(spent[child.role] for child in system.services)
+    total = control_planes + services
     processes = {
         child.role: {
-            "cpu_s": round(run.cpu_s[child.role], 3),
-            "cpu_ms_per_task": round(run.cpu_s[child.role] * per_task, 3),
+            "cpu_s": seconds(spent[child.role]),
+            "cpu_ms_per_task": per(spent[child.role]),
             "peak_rss_mb": peak_rss_mb(child.pid),
         }
-        for child in children
+        for child in system.children
     }
     # ru_maxrss is in KiB on Linux.
     client_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    backends = run.cpu.postgres_backends
     return {
         "bench": BENCH,
         "case": "cpu",
         "tasks": run.tasks,
-        "client_cpu_s": round(run.client_cpu_s, 3),
-        "client_cpu_ms_per_task": round(run.client_cpu_s * per_task, 3),
+        "client_cpu_s": seconds(run.client_cpu_s),
+        "client_cpu_ms_per_task": per(run.client_cpu_s),
         "client_peak_rss_mb": round(client_rss, 1),
-        "system_cpu_s": round(system, 3),
-        "system_cpu_ms_per_task": round(system * per_task, 3),
+        "system_cpu_s": seconds(total),
+        "system_cpu_ms_per_task": per(total),
+        "control_planes_cpu_ms_per_task": per(control_planes),
+        "per_control_plane_cpu_ms_per_task": per(control_planes / len(system.control_planes)),
+        "services_cpu_ms_per_task": per(services),
         "processes": processes,
-        "broker_cpu_s": None if run.broker_cpu_s is None else round(run.broker_cpu_s, 3),
-        "broker_cpu_ms_per_task": (
-            None if run.broker_cpu_s is None else round(run.broker_cpu_s * per_task, 3)
+        "broker_cpu_s": seconds(run.cpu.broker),
+        "broker_cpu_ms_per_task": per(run.cpu.broker),
+        "postgres_cpu_s": seconds(run.cpu.postgres),
+        "postgres_cpu_ms_per_task": per(run.cpu.postgres),
+        "postgres_backends_cpu_s": seconds(backends),
+        "postgres_backends_cpu_ms_per_task": per(backends),
+        "system_and_postgres_backends_cpu_ms_per_task": (
+            None if backends is None else per(total + backends)
         ),
+        "postgres_restarted": run.cpu.postgres_restarted,
         "cores": os.cpu_count(),
         "profiled": settings.profiler if settings.profile_dir else None,
     }
 
 
-async def start_system(
-    settings: Settings,
-    exchange: str,
-    state_dir: str,
-    children: list[Child],
-    otel: dict[str, str] | None = None,
-) -> str:
-    """Start the control plane, then the services; return the control plane's URL.
-
-    `otel`: the OpenTelemetry variables the children trace with (None: tracing off)."""
+def launch(
+    settings: Settings, exchange: str, state_url: str, otel: dict[str, str] | None
+) -> Launch:
+    """What the children start with; `otel`: the OpenTelemetry variables (None: no tracing)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    env.update(otel or {})
     env["LLAMA_AGENTS_METRICS"] = "1" if settings.metrics else "0"
-    env["LLAMA_AGENTS_STATE_PATH"] = os.path.join(state_dir, "control_plane.sqlite3")
-    common = [f"--url={settings.url}", f"--exchange={exchange}"]
 
     def profile_args(role: str) -> list[str]:
         if settings.profile_dir and settings.profiler == "cprofile":
             return [f"--profile={os.path.join(settings.profile_dir, role + '.prof')}"]
         return []
 
-    extra = common + profile_args("control-plane")
-    cp_env = {**env, "OTEL_SERVICE_NAME": "control_plane"} if otel else env
-    control_plane = await spawn(OUT, SCRIPT, "control-plane", extra, cp_env)
-    children.append(control_plane)
-    base_url = await wait_ready(control_plane, START_TIMEOUT)
-    log(f"control plane pid {control_plane.pid} at {base_url}")
-    services: list[Child] = []
-    for name, suffix in STEPS:
-        extra = [*common, f"--service={name}", f"--suffix={suffix}"]
-        extra += [f"--control-plane={base_url}", *profile_args(name)]
-        child_env = {**env, "OTEL_SERVICE_NAME": name} if otel else env
-        child = await spawn(OUT, SCRIPT, "service", extra, child_env, name=name)
-        children.append(child)
-        services.append(child)
-    await asyncio.gather(*(wait_ready(child, START_TIMEOUT) for child in services))
-    log("services pids " + ", ".join(f"{c.role} {c.pid}" for c in services))
-    return base_url
+    return Launch(settings.url, exchange, state_url, env, profile_args, otel)
 
 
 async def check_ready(client: Client) -> None:
-    """The control plane is healthy and lists both services."""
-    if not await client.sdk.health():
-        raise RuntimeError("control plane not healthy (GET /health)")
-    listed = {service.service_name for service in await client.sdk.list_services()}
-    missing = {name for name, _ in STEPS} - listed
-    if missing:
-        raise RuntimeError(f"services not registered: {sorted(missing)}")
+    """Every control plane is healthy and lists both services (wherever they registered)."""
+    for index in range(len(client.sdks)):
+        sdk = client.sdk(index)
+        if not await sdk.health():
+            raise RuntimeError(f"control plane {sdk.control_plane_url} not healthy")
+        listed = {service.service_name for service in await sdk.list_services()}
+        missing = {name for name, _ in STEPS} - listed
+        if missing:
+            raise RuntimeError(
+                f"services not registered on {sdk.control_plane_url}: {sorted(missing)}"
+            )
 
 
-async def measure(
-    settings: Settings, client: Client, children: list[Child], mode: str
-) -> dict[str, Any]:
-    """The idle phase, then the bursts; prints their lines (each saying whether the system
-    traced) and the summary; returns the CPU line."""
+def tags(settings: Settings, mode: str) -> dict[str, Any]:
+    """What every line of one system says about it."""
+    metrics = "on" if settings.metrics else "off"
+    return {"tracing": mode, "metrics": metrics, **settings.layout.tags()}
+
+
+async def measure(settings: Settings, client: Client, system: System, mode: str) -> Measured:
+    """The idle phase, then the bursts; prints their lines (each saying how the system was
+    made) and the summary."""
 
     def emit(record: dict[str, Any]) -> None:
-        OUT.emit({**record, "tracing": mode, "metrics": "on" if settings.metrics else "off"})
+        OUT.emit({**record, **tags(settings, mode)})
 
     log(f"idle: {settings.warmup} warm-up, then {settings.idle} tasks one at a time")
     async with asyncio.timeout(PHASE_TIMEOUT):
@@ -498,12 +519,12 @@ async def measure(
         log("the broker's beam.smp is not visible from here: no broker CPU")
     runs: list[BurstRun] = []
     if settings.profile_dir:
-        await start_profiling(children, settings.profiler, settings.profile_dir)
+        await start_profiling(system.children, settings.profiler, settings.profile_dir)
     try:
         for round_number in range(1, settings.repeat + 1):
             log(f"burst {round_number}/{settings.repeat}: {settings.tasks} tasks at once")
             async with asyncio.timeout(PHASE_TIMEOUT):
-                run = await burst_phase(client, children, settings.tasks, round_number, broker)
+                run = await burst_phase(client, system, settings.tasks, round_number, broker)
             runs.append(run)
             log(
                 f"  {run.tasks_per_s:.1f} tasks/s, p50 {percentile(run.latencies, 0.5) * 1e3:.1f}"
@@ -513,10 +534,10 @@ async def measure(
             )
     finally:
         if settings.profile_dir:
-            await stop_profiling(children, settings.profiler)
+            await stop_profiling(system.children, settings.profiler)
     median = sorted(runs, key=lambda r: r.tasks_per_s)[(len(runs) - 1) // 2]
     emit(burst_record(median, runs, settings))
-    cpu = cpu_record(median, children, settings)
+    cpu = cpu_record(median, system, settings)
     emit(cpu)
     emit(
         {
@@ -527,7 +548,7 @@ async def measure(
             "targets": TARGETS,
         }
     )
-    return cpu
+    return Measured(cpu, median.tasks_per_s, idle["p50_ms"], idle.get("cross_p50_ms"))
 
 
 def queues(exchange: str) -> list[str]:
@@ -539,103 +560,69 @@ def queues(exchange: str) -> list[str]:
     return [*names, dead_letter_queue_name(exchange)]
 
 
-async def main_async(settings: Settings, mode: str = "off") -> dict[str, Any] | None:
-    """One system, measured; `mode` "on": its children trace (see `SAMPLE_RATIO`) to a sink
-    started here. Returns the CPU line (None if it failed)."""
-    exchange = f"bench_tasks_{uuid.uuid4().hex[:8]}"
-    children: list[Child] = []
-    cpu: dict[str, Any] | None = None
-    with tempfile.TemporaryDirectory(prefix="bench_tasks_") as state_dir:
-        try:
-            async with AsyncExitStack() as stack:
-                otel = None
-                sink = None
-                if mode == "on":
-                    from _otlp_sink import running_sink
+async def stop_system(system: System, url: str, exchange: str) -> None:
+    """Stop every child, services first (the control planes then delete the exchange they
+    no longer use), and delete what they left on the broker."""
+    for child in reversed(system.children):
+        code = await stop_child(child, STOP_TIMEOUT)
+        if code not in (0, None):
+            log(f"{child.role} exited with {code}")
+    with contextlib.suppress(Exception):
+        leftovers = await delete_leftovers(url, exchange, queues(exchange))
+        if leftovers:
+            log(f"deleted what the children left: {', '.join(leftovers)}")
 
-                    sink = await stack.enter_async_context(running_sink())
-                    otel = sink.env(settings.sample_ratio)
-                base_url = await start_system(settings, exchange, state_dir, children, otel)
-                # Every burst task holds one connection for its POST, then for its long poll.
-                client = await Client.open(base_url, max(settings.tasks, 10), stack)
-                await check_ready(client)
-                cpu = await measure(settings, client, children, mode)
-                if sink is not None:
-                    # Children export what they still hold on their way out: counted below.
-                    for child in reversed(children):
-                        await stop_child(child, STOP_TIMEOUT)
-                    emit(
-                        {
-                            "bench": BENCH,
-                            "case": "otlp_sink",
-                            "tracing": mode,
-                            "sample_ratio": settings.sample_ratio,
-                            "exports": sink.exports,
-                            "spans": sink.spans,
-                        }
-                    )
-        except Exception as exc:
-            log(f"failed: {type(exc).__name__}: {exc}")
-            emit({"bench": BENCH, "case": "error", "error": f"{type(exc).__name__}: {exc}"})
-        finally:
-            # Services first: the control plane then deletes the exchange they no longer use.
-            for child in reversed(children):
-                code = await stop_child(child, STOP_TIMEOUT)
-                if code not in (0, None):
-                    log(f"{child.role} exited with {code}")
-            with contextlib.suppress(Exception):
-                leftovers = await delete_leftovers(settings.url, exchange, queues(exchange))
-                if leftovers:
-                    log(f"deleted what the children left: {', '.join(leftovers)}")
+
+async def main_async(settings: Settings, mode: str = "off") -> Measured | None:
+    """One system, measured; `mode` "on": its children trace (see `SAMPLE_RATIO`) to a sink
+    started here. Returns its figures (None if it failed)."""
+    exchange = f"bench_tasks_{uuid.uuid4().hex[:8]}"
+    layout = settings.layout
+    log(
+        f"system: {layout.control_planes} control plane(s) on {layout.state}, "
+        f"{layout.replicas} replica(s) of each service, tracing {mode}"
+    )
+    system = System(layout)
+    measured: Measured | None = None
+    try:
+        # Unwound in reverse: the SDK clients, the children, the sink, the store, the folder.
+        async with AsyncExitStack() as stack:
+            state_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench_tasks_"))
+            state_url = await stack.enter_async_context(state_store(layout, state_dir, log))
+            otel = None
+            sink = None
+            if mode == "on":
+                from _otlp_sink import running_sink
+
+                sink = await stack.enter_async_context(running_sink())
+                otel = sink.env(settings.sample_ratio)
+            stack.push_async_callback(stop_system, system, settings.url, exchange)
+            await start_system(SCRIPT, OUT, launch(settings, exchange, state_url, otel), system)
+            # Every burst task holds one connection for its POST, then for its long poll.
+            client = await Client.open(system.urls, max(settings.tasks, 10), stack)
+            await check_ready(client)
+            measured = await measure(settings, client, system, mode)
+            if sink is not None:
+                # Children export what they still hold on their way out: counted below.
+                for child in reversed(system.children):
+                    await stop_child(child, STOP_TIMEOUT)
+                OUT.emit(
+                    {
+                        "bench": BENCH,
+                        "case": "otlp_sink",
+                        **tags(settings, mode),
+                        "sample_ratio": settings.sample_ratio,
+                        "exports": sink.exports,
+                        "spans": sink.spans,
+                    }
+                )
+    except Exception as exc:
+        log(f"failed: {type(exc).__name__}: {exc}")
+        error = f"{type(exc).__name__}: {exc}"
+        OUT.emit({"bench": BENCH, "case": "error", **tags(settings, mode), "error": error})
     if settings.profile_dir:
         log(f"profiles in {settings.profile_dir}")
-    return cpu
-
-
-def observability_cost(
-    measured: dict[str, dict[str, Any] | None], sample_ratio: float
-) -> dict[str, Any]:
-    """What metrics, then metrics and tracing, cost: the system's CPU ms per task each way."""
-    figures = {
-        name: None if cpu is None else cpu["system_cpu_ms_per_task"]
-        for name, cpu in measured.items()
-    }
-    base = figures["none"]
-    line: dict[str, Any] = {
-        "bench": BENCH,
-        "case": "observability_cost",
-        "sample_ratio": sample_ratio,
-        "cpu_ms_per_task": figures,
-        "targets_overhead_pct_max": {"metrics": 5, "metrics_and_tracing": 10},
-    }
-    for name in ("metrics", "metrics_and_tracing"):
-        value = figures[name]
-        line[f"{name}_overhead_pct"] = (
-            round((value - base) / base * 100.0, 1) if base and value is not None else None
-        )
-    return line
-
-
-def _median_run(runs: list[dict[str, Any]] | None) -> dict[str, Any] | None:
-    """The CPU line of the median run (by the system's CPU per task)."""
-    if not runs:
-        return None
-    ordered = sorted(runs, key=lambda cpu: cpu["system_cpu_ms_per_task"])
-    return ordered[len(ordered) // 2]
-
-
-def compare(off: dict[str, Any], on: dict[str, Any], sample_ratio: float) -> dict[str, Any]:
-    """Tracing's cost: the system's CPU ms per task, off and on."""
-    before, after = off["system_cpu_ms_per_task"], on["system_cpu_ms_per_task"]
-    return {
-        "bench": BENCH,
-        "case": "tracing_cost",
-        "sample_ratio": sample_ratio,
-        "off_cpu_ms_per_task": before,
-        "on_cpu_ms_per_task": after,
-        "overhead_pct": round((after - before) / before * 100.0, 1) if before else None,
-        "target_overhead_pct_max": 10,
-    }
+    return measured
 
 
 def ratio(text: str) -> float:
@@ -654,6 +641,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=int, default=5, help="warm-up tasks before idle")
     parser.add_argument("--repeat", type=positive, default=1, help="bursts (median reported)")
     parser.add_argument(
+        "--control-planes",
+        type=positive,
+        default=None,
+        help="control-plane processes on one store (default 1; more need --state postgres)",
+    )
+    parser.add_argument(
+        "--replicas", type=positive, default=1, help="processes of each step service"
+    )
+    parser.add_argument(
+        "--state",
+        choices=STATES,
+        default=None,
+        help="the control planes' store: a SQLite file (default) or a fresh PostgreSQL schema",
+    )
+    parser.add_argument(
+        "--postgres-url",
+        default=DEFAULT_POSTGRES_URL,
+        help=f"with --state postgres: the database (default {DEFAULT_POSTGRES_URL})",
+    )
+    parser.add_argument(
+        "--compare-stores",
+        action="store_true",
+        help="measure 1 control plane on SQLite, 1 on PostgreSQL, 2 on PostgreSQL; "
+        "print what each costs",
+    )
+    parser.add_argument(
         "--tracing",
         choices=("off", "on", "both"),
         default="off",
@@ -664,7 +677,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--rounds",
         type=positive,
         default=1,
-        help="with --tracing both: measure off and on this many times, alternated (medians)",
+        help="with --tracing both or --compare-stores: measure each system this many times, "
+        "alternated (medians)",
     )
     parser.add_argument(
         "--observability",
@@ -698,8 +712,53 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--service", help=argparse.SUPPRESS)
     parser.add_argument("--suffix", help=argparse.SUPPRESS)
     parser.add_argument("--control-plane", help=argparse.SUPPRESS)
+    parser.add_argument("--state-url", help=argparse.SUPPRESS)
     parser.add_argument("--profile", help=argparse.SUPPRESS)
     return parser
+
+
+def layout_from(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Layout:
+    """The system `--control-planes`, `--replicas` and `--state` ask for (refused where
+    they cannot go together)."""
+    exclusive = [
+        name
+        for name, given in (
+            ("--compare-stores", args.compare_stores),
+            ("--observability", args.observability),
+            ("--tracing both", args.tracing == "both"),
+        )
+        if given
+    ]
+    if len(exclusive) > 1:
+        parser.error(f"{' and '.join(exclusive)} cannot go together: choose one")
+    if args.compare_stores and (args.control_planes is not None or args.state is not None):
+        parser.error("--compare-stores chooses the stores and control planes itself")
+    layout = Layout(
+        control_planes=args.control_planes or 1,
+        replicas=args.replicas,
+        state=args.state or "sqlite",
+        postgres_url=args.postgres_url,
+    )
+    if layout.control_planes > 1 and layout.state != "postgres":
+        parser.error(
+            f"--control-planes {layout.control_planes} needs --state postgres: control planes "
+            "share one store, and a SQLite file belongs to one process"
+        )
+    return layout
+
+
+def run_alternated(
+    settings: Settings, systems: list[tuple[str, Settings, str]]
+) -> dict[str, list[Measured]]:
+    """Measure each `(name, settings, tracing mode)` system `settings.rounds` times, one
+    after the other, alternated: a machine whose speed drifts favours none of them."""
+    runs: dict[str, list[Measured]] = {name: [] for name, _, _ in systems}
+    for _ in range(settings.rounds):
+        for name, system_settings, mode in systems:
+            measured = run(main_async(system_settings, mode))
+            if measured is not None:
+                runs[name].append(measured)
+    return runs
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -725,6 +784,8 @@ def main(argv: list[str] | None = None) -> None:
         sample_ratio=args.sample_ratio,
         observability=args.observability,
         rounds=args.rounds,
+        layout=layout_from(parser, args),
+        compare_stores=args.compare_stores,
     )
     if settings.profile_dir:
         Path(settings.profile_dir).mkdir(parents=True, exist_ok=True)
@@ -735,19 +796,31 @@ def main(argv: list[str] | None = None) -> None:
             "metrics": run(main_async(settings, "off")),
             "metrics_and_tracing": run(main_async(settings, "on")),
         }
-        emit(observability_cost(measured, settings.sample_ratio))
+        cpu = {name: None if m is None else m.cpu for name, m in measured.items()}
+        emit({"bench": BENCH, **observability_cost(cpu, settings.sample_ratio)})
+    elif settings.compare_stores:
+        base = settings.layout
+        layouts = [
+            replace(base, control_planes=1, state="sqlite"),
+            replace(base, control_planes=1, state="postgres"),
+            replace(base, control_planes=2, state="postgres"),
+        ]
+        systems = [(lay.name, replace(settings, layout=lay), settings.tracing) for lay in layouts]
+        runs = run_alternated(settings, systems)
+        header = {
+            "tasks": settings.tasks,
+            "repeat": settings.repeat,
+            "rounds": settings.rounds,
+            "tracing": settings.tracing,
+        }
+        emit({"bench": BENCH, **store_comparison(layouts, runs, header)})
     else:
         modes = ("off", "on") if settings.tracing == "both" else (settings.tracing,)
-        # Alternated, `--rounds` times: a machine whose speed drifts favours neither.
-        runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
-        for _ in range(settings.rounds):
-            for mode in modes:
-                measured = run(main_async(settings, mode))
-                if measured is not None:
-                    runs[mode].append(measured)
-        off, on = _median_run(runs.get("off")), _median_run(runs.get("on"))
+        runs = run_alternated(settings, [(mode, settings, mode) for mode in modes])
+        off = median_run([m.cpu for m in runs.get("off", [])])
+        on = median_run([m.cpu for m in runs.get("on", [])])
         if off is not None and on is not None:
-            emit(compare(off, on, settings.sample_ratio))
+            emit({"bench": BENCH, **tracing_cost(off, on, settings.sample_ratio)})
     log(f"wall time {time.perf_counter() - started:.1f} s")
 
 

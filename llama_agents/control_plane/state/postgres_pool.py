@@ -126,6 +126,7 @@ class PostgresPool:
                 min_size=self.min_size,
                 max_size=self.max_size,
                 init=self._init,
+                reset=_keep_session,
                 timeout=self.connect_timeout,
                 server_settings={"application_name": self.application_name},
             )
@@ -238,3 +239,14 @@ def _is_closed(connection: Any) -> bool:
         return bool(connection.is_closed())
     except load_asyncpg().InterfaceError:
         return True
+
+
+async def _keep_session(connection: Any) -> None:
+    """What a connection needs before it goes back to the pool: nothing.
+
+    The store changes no session state on pooled connections (no SET, LISTEN, session-level
+    advisory lock or open cursor; the change feed has a connection of its own), so asyncpg's
+    default reset (`SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`), one
+    more round trip on every release, undoes nothing. asyncpg still rolls back a transaction
+    left open before calling this.
+    """
