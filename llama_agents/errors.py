@@ -38,6 +38,8 @@ our class also derives from that builtin, so `except ValueError` and the like ke
     |   +-- UnknownResultKeyError       (ValueError)
     |   +-- RequestTooLargeError
     |   +-- StateStoreUnavailableError
+    +-- McpServerUnavailableError       (ConnectionError)
+    |   +-- McpSessionLostError
     +-- OrchestratorError
     +-- TaskFailedError
     +-- TaskTimeoutError                (TimeoutError)
@@ -335,3 +337,12 @@ class StateStoreUnavailableError(ControlPlaneError):
     succeed. A write that raised it was not applied, unless the message says its outcome is
     unknown (the connection broke while it committed).
     """
+
+
+class McpServerUnavailableError(LlamaAgentsError, ConnectionError):
+    """The MCP server cannot be reached, or a session with it cannot be opened."""
+
+
+class McpSessionLostError(McpServerUnavailableError):
+    """The MCP session a request went out on is gone (the request is sent again on a new
+    one; callers of the tool service never see this)."""

@@ -33,13 +33,11 @@ def retry_on_conflict(
 
     @functools.wraps(operation)
     async def run(*args: P.args, **kwargs: P.kwargs) -> T:
-        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+        for _ in range(CONFLICT_ATTEMPTS - 1):
             try:
                 return await operation(*args, **kwargs)
             except ConcurrentUpdateError as exc:
-                if attempt == CONFLICT_ATTEMPTS:
-                    raise
                 logger.debug("%s lost a write race (%s); again", operation.__qualname__, exc)
-        raise AssertionError("unreachable")
+        return await operation(*args, **kwargs)  # the last try: its conflict is raised
 
     return run

@@ -20,6 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from llama_agents.control_plane.state import StateStore, StoreChange
+from llama_agents.errors import ConfigurationError
 
 logger = logging.getLogger("llama_agents.control_plane")
 
@@ -54,7 +55,7 @@ class ReplicaWatch:
         ttl: float = 6.0,
     ) -> None:
         if interval <= 0 or ttl <= interval:
-            raise ValueError("the replica ttl must be longer than the beat interval")
+            raise ConfigurationError("the replica ttl must be longer than the beat interval")
         self.store = store
         self.replica_id = replica_id
         self._recover = recover

@@ -24,7 +24,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from llama_agents._retry import with_backoff
-from llama_agents.errors import ConfigurationError, LlamaAgentsError
+from llama_agents.errors import (
+    ConfigurationError,
+    McpServerUnavailableError,
+    McpSessionLostError,
+)
 
 if TYPE_CHECKING:
     from mcp import ClientSession
@@ -42,10 +46,6 @@ CONNECT_TIMEOUT = 30.0
 CLOSE_TIMEOUT = 15.0
 #: Seconds a ping may take when a failed call makes us ask whether the session still lives.
 PING_TIMEOUT = 5.0
-
-
-class McpServerUnavailableError(LlamaAgentsError, ConnectionError):
-    """The MCP server cannot be reached, or a session with it cannot be opened."""
 
 
 def require_mcp_sdk() -> None:
@@ -113,10 +113,6 @@ def mcp_server(
     if headers:
         raise ConfigurationError("headers are for MCP servers reached over HTTP")
     return McpStdioServer(argv[0], tuple(argv[1:]))
-
-
-class _SessionLost(Exception):
-    """The session a request went out on is gone (internal: the request is sent again)."""
 
 
 @dataclass(eq=False)
@@ -206,12 +202,12 @@ class McpSession:
         live = await self._current(None, None)
         try:
             return await self._on(live, send)
-        except _SessionLost:
+        except McpSessionLostError:
             logger.warning("the MCP session with %s dropped; opening a new one", self.server)
         live = await self._current(live, None)
         try:
             return await self._on(live, send)
-        except _SessionLost:
+        except McpSessionLostError:
             raise McpServerUnavailableError(
                 f"the MCP server {self.server} dropped the session again"
             ) from None
@@ -231,7 +227,7 @@ class McpSession:
                 sending.cancel()
             await asyncio.gather(sending, ended, return_exceptions=True)
         if sending.cancelled():
-            raise _SessionLost
+            raise McpSessionLostError
         failure = sending.exception()
         if failure is None:
             return sending.result()
@@ -240,7 +236,7 @@ class McpSession:
         gone = isinstance(failure, MCPError) and failure.code == CONNECTION_CLOSED
         if gone or not await _alive(live):
             live.stop.set()  # an HTTP session the server forgot: let its task end
-            raise _SessionLost from failure
+            raise McpSessionLostError from failure
         raise failure
 
     async def _current(self, broken: _Live | None, timeout: float | None) -> _Live:

@@ -22,13 +22,12 @@ from llama_index.core.tools import AsyncBaseTool, BaseTool, ToolMetadata, ToolOu
 
 from llama_agents._settings import env_float
 from llama_agents._sync import run_sync
-from llama_agents.errors import ConfigurationError, NotStartedError
+from llama_agents.errors import ConfigurationError, McpServerUnavailableError, NotStartedError
 from llama_agents.message_consumers.base import StartConsumingCallable
 from llama_agents.message_queues.base import BaseMessageQueue
 from llama_agents.services.mcp_session import (
     McpHttpServer,
     McpServer,
-    McpServerUnavailableError,
     McpSession,
     McpStdioServer,
     mcp_server,

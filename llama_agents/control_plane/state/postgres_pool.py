@@ -189,7 +189,7 @@ class PostgresPool:
                 if retry or not safe:
                     raise self._unavailable(exc) from exc
                 logger.info("state store: connection error (%s); retrying once", exc)
-        raise AssertionError("unreachable")  # pragma: no cover
+        raise StateStoreUnavailableError("state store: no attempt left")  # pragma: no cover
 
     async def _once(self, op: Operation[T], transaction: bool, attempt: _Attempt) -> T:
         assert self._pool is not None
