@@ -130,6 +130,7 @@ if _TYPE_CHECKING:  # what type checkers and IDEs see; at run time, `__getattr__
         ToolService,
         WorkflowService,
     )
+    from llama_agents.services.a2a_service import A2AService
     from llama_agents.tools import (
         AgentServiceTool,
         MetaServiceTool,
@@ -141,6 +142,7 @@ __version__ = "0.1.0"
 
 #: Each public name, and the module it is imported from on first use.
 _EXPORTS: dict[str, str] = {
+    "A2AService": "llama_agents.services.a2a_service",
     "ActionTypes": "llama_agents.messages",
     "AgentOrchestrator": "llama_agents.orchestrators",
     "AgentService": "llama_agents.services",
@@ -247,6 +249,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "A2AService",
     "ActionTypes",
     "AgentOrchestrator",
     "AgentService",

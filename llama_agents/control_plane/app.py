@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from llama_agents import tracing
 from llama_agents._auth import require_api_key
+from llama_agents.control_plane.a2a_server import add_a2a_routes
 from llama_agents.control_plane.body_limit import limit_request_bodies
 from llama_agents.control_plane.dead_letter_routes import dead_letter_router
 from llama_agents.control_plane.face import ControlPlaneFace
@@ -286,4 +287,5 @@ def create_app(control_plane: ControlPlaneFace) -> FastAPI:
     if prefix:
         app.include_router(workflows, prefix=prefix)
         app.include_router(workflow_health_router(control_plane), prefix=prefix)
+    add_a2a_routes(app, control_plane)  # A2A's JSON-RPC binding and agent card, if installed
     return app

@@ -16,6 +16,10 @@ class ControlPlaneFace(Protocol):
     """The served control plane, as its routes see it."""
 
     @property
+    def url(self) -> str:
+        """Where its HTTP API is served (`http://host:port`)."""
+
+    @property
     def api_key(self) -> str | None:
         """The key every route but `/health` asks for; None: no key."""
 

@@ -49,6 +49,16 @@ EXPECTED = {
     '{"status": "completed", "result": "sent: Dear customer, about the late invoice: it is '
     'fixed.", "error": null}\nResult: sent: Dear customer, about the late invoice: it is '
     "fixed.\nget_task: completed",
+    "a2a_server.py": "Agent card: llama-agents, skills ['replies']\n"
+    "  working: drafting a reply about the late invoice\n"
+    "  input_required: Send this reply? 'Dear customer, about the late invoice: it is fixed.' "
+    "(yes/no)\nAnswering yes, in the same task\n  working\n"
+    "  artifact: sent: Dear customer, about the late invoice: it is fixed.\n  completed\n"
+    "The same task in our API: completed on replies",
+    "a2a_remote_agent.py": "Service 'weather': Tells the weather forecast for a city.\n"
+    "Remote working: reading the map\nAsked: Which city? Answering: Lisbon\n"
+    "Remote working: looking up Lisbon\nRemote artifact chunk: 'Sunny in Lisbon, '\n"
+    "Remote artifact chunk: '22 degrees.'\nResult: Sunny in Lisbon, 22 degrees.",
 }
 
 
