@@ -30,7 +30,6 @@ import json
 import re
 import uuid
 from collections.abc import AsyncGenerator
-from typing import cast
 
 from a2a.helpers import get_data_parts, get_message_text
 from a2a.server.context import ServerCallContext
@@ -76,7 +75,6 @@ from llama_agents.control_plane.a2a_views import (
 from llama_agents.control_plane.event_log import TASK_FINISHED
 from llama_agents.control_plane.face import ControlPlaneFace
 from llama_agents.control_plane.models import NewTask
-from llama_agents.control_plane.state import EventRow
 from llama_agents.control_plane.streams import log_complete
 from llama_agents.control_plane.tasks import TaskManager
 from llama_agents.errors import (
@@ -219,16 +217,12 @@ class MeshRequestHandler(RequestHandler):
             return await log_complete(self.control_plane, task_id)
 
         context_id = context_of(await self._read(task_id))
-        # An async generator, typed as an iterator by `EventLog`: closed here at once.
-        batches = cast(
-            AsyncGenerator["list[EventRow] | None", None],
-            manager.log.follow_batches(
-                task_id,
-                after,
-                is_finished=finished,
-                heartbeat=KEEPALIVE_SECONDS,
-                stopping=self.control_plane.stopping,
-            ),
+        batches = manager.log.follow_batches(
+            task_id,
+            after,
+            is_finished=finished,
+            heartbeat=KEEPALIVE_SECONDS,
+            stopping=self.control_plane.stopping,
         )
         async with contextlib.aclosing(batches):  # a reader leaves the log as it returns
             async for rows in batches:

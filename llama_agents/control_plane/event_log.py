@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -183,7 +183,7 @@ class EventLog:
         is_finished: Any,
         heartbeat: float,
         stopping: asyncio.Event,
-    ) -> AsyncIterator[EventRow | None]:
+    ) -> AsyncGenerator[EventRow | None, None]:
         """Events after `after`, one at a time (see `follow_batches`)."""
         async for batch in self.follow_batches(
             task_id, after, is_finished=is_finished, heartbeat=heartbeat, stopping=stopping
@@ -202,7 +202,7 @@ class EventLog:
         is_finished: Any,
         heartbeat: float,
         stopping: asyncio.Event,
-    ) -> AsyncIterator[list[EventRow] | None]:
+    ) -> AsyncGenerator[list[EventRow] | None, None]:
         """Events after `after`, as they are appended, until the task's terminal event; each
         batch holds the events available at once (a stream sends them in one write).
 
