@@ -44,3 +44,11 @@ def env_int(name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ConfigurationError(f"{ENV_PREFIX}{name}={raw!r} is not an integer") from None
+
+
+def env_optional_int(name: str) -> int | None:
+    """`LLAMA_AGENTS_<name>` as an int, or None when unset (the library leaves it open)."""
+    raw = os.environ.get(ENV_PREFIX + name)
+    if not raw:
+        return None
+    return env_int(name, 0)

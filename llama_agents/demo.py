@@ -129,7 +129,7 @@ async def _discard_exchange(queue: RabbitMQMessageQueue) -> None:
     names = [queue_name(queue.exchange_name, HUMAN_MESSAGE_TYPE)]
     names.append(dead_letter_queue_name(queue.exchange_name))
     try:
-        connection = await aio_pika.connect(queue.url, timeout=5)
+        connection = await aio_pika.connect(queue.addresses[0], timeout=5)
     except Exception:  # tidying is best effort; the answer is already out
         return
     async with connection:

@@ -15,26 +15,26 @@ from collections.abc import Collection
 from typing import Any
 
 import aio_pika
-import aiormq
 from aio_pika.abc import (
     AbstractExchange,
     AbstractIncomingMessage,
     AbstractQueue,
     AbstractRobustChannel,
-    AbstractRobustConnection,
 )
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS, ChannelPreconditionFailed
 
 from llama_agents import tracing
-from llama_agents._settings import DEFAULT_AMQP_URL, DEFAULT_EXCHANGE, env_str
+from llama_agents._settings import (
+    DEFAULT_AMQP_URL,
+    DEFAULT_EXCHANGE,
+    env_optional_int,
+    env_str,
+)
 from llama_agents.errors import (
     BrokerAuthenticationError,
     BrokerUnavailableError,
     ConfigurationError,
     ConsumerNotFoundError,
-    PublishRejectedError,
-    PublishTimeoutError,
-    UnroutableMessageError,
 )
 from llama_agents.message_consumers.base import BaseMessageQueueConsumer, StartConsumingCallable
 from llama_agents.message_queues.base import BaseMessageQueue
@@ -49,7 +49,9 @@ from llama_agents.message_queues.delivery import (
     DeliveryPolicy,
 )
 from llama_agents.message_queues.rabbitmq import dead_letter_admin, dead_letters, ownership
-from llama_agents.message_queues.rabbitmq.connection import connect, redact
+from llama_agents.message_queues.rabbitmq.addresses import parse_addresses, redact, redact_url
+from llama_agents.message_queues.rabbitmq.connection import BackoffRobustConnection, connect
+from llama_agents.message_queues.rabbitmq.publishing import ConfirmedPublish
 from llama_agents.message_queues.rabbitmq.subscription import Subscription
 from llama_agents.message_queues.rabbitmq.topology import (
     QueueType,
@@ -71,7 +73,11 @@ class RabbitMQMessageQueue(BaseMessageQueue):
     """A message queue on RabbitMQ.
 
     Args:
-        url: the AMQP URL; default `LLAMA_AGENTS_AMQP_URL`, else the local broker.
+        url: the AMQP URL; default `LLAMA_AGENTS_AMQP_URL`, else the local broker. The nodes
+            of a cluster are given comma-separated, as full URLs or as one URL with several
+            hosts (`amqp://user:pass@node1:5672,node2:5672,node3:5672/`): the queue connects
+            to one of them (a random one first, so processes spread) and, when it goes,
+            reconnects to the next, restoring its consumers. `connected_url` says which.
         exchange_name: the topic exchange of this system; default `LLAMA_AGENTS_EXCHANGE`,
             else `llama_agents`. Two systems can share a broker under two names.
         queue_type: `quorum` (default) or `classic`, for every queue this object declares.
@@ -83,10 +89,15 @@ class RabbitMQMessageQueue(BaseMessageQueue):
             (its consumer died holding it) before it is dead-lettered as a crash loop. The
             queue's `x-delivery-limit` is set a little above it, as the broker's backstop.
         publish_timeout: seconds a publish may wait for the broker's confirm (including
-            while reconnecting) before `PublishTimeoutError`.
-        connect_timeout: seconds the first connection may take.
+            while reconnecting, and publishing again after a negative confirm) before
+            `PublishTimeoutError` (`PublishRejectedError` if the broker kept refusing it).
+        connect_timeout: seconds each node may take to accept the first connection.
         reconnect_interval / max_reconnect_interval: the reconnect backoff's first and
-            largest delay, in seconds.
+            largest delay, in seconds (applied once every node was tried in vain).
+        quorum_group_size: replicas of each new quorum queue (RabbitMQ's
+            `x-quorum-initial-group-size`); default `LLAMA_AGENTS_QUORUM_GROUP_SIZE`, else the
+            broker's default (a replica on each node, up to three). Every process of a
+            system must use the same value: the broker refuses a declaration that differs.
     """
 
     messaging_system = "rabbitmq"
@@ -106,8 +117,18 @@ class RabbitMQMessageQueue(BaseMessageQueue):
         reconnect_interval: float = 0.5,
         max_reconnect_interval: float = 30.0,
         connection_name: str | None = None,
+        quorum_group_size: int | None = None,
     ) -> None:
         self.url = url or env_str("AMQP_URL", DEFAULT_AMQP_URL)
+        #: Every broker address `url` names (with credentials: never log these, see `redact`).
+        self.addresses = parse_addresses(self.url)
+        if quorum_group_size is None:
+            quorum_group_size = env_optional_int("QUORUM_GROUP_SIZE")
+        if quorum_group_size is not None and quorum_group_size < 1:
+            raise ConfigurationError(
+                f"quorum_group_size must be at least 1, got {quorum_group_size}"
+            )
+        self.quorum_group_size = quorum_group_size
         exchange = exchange_name or env_str("EXCHANGE", DEFAULT_EXCHANGE)
         try:
             self.exchange_name = validate_routing_key(exchange)
@@ -134,7 +155,7 @@ class RabbitMQMessageQueue(BaseMessageQueue):
         self.max_reconnect_interval = max_reconnect_interval
         self.connection_name = connection_name
 
-        self._connection: AbstractRobustConnection | None = None
+        self._connection: BackoffRobustConnection | None = None
         self._publish_channel: AbstractRobustChannel | None = None
         self._exchange: AbstractExchange | None = None
         self._connect_lock = asyncio.Lock()
@@ -167,9 +188,22 @@ class RabbitMQMessageQueue(BaseMessageQueue):
         """Connected, and no consumer is handing back messages it could not settle."""
         return self.is_connected and not any(s.degraded for s in self._subscriptions.values())
 
+    @property
+    def connected_url(self) -> str | None:
+        """The address of the broker node in use (password hidden), None while down."""
+        connection = self._connection
+        if connection is None or connection.is_closed or connection.connected_url is None:
+            return None
+        return redact_url(connection.connected_url)
+
+    def _broker(self) -> str:
+        """The node in use, else every address, for error messages (passwords hidden)."""
+        return self.connected_url or redact(self.url)
+
     def health(self) -> dict[str, Any]:
         report = super().health()
         report["settle_failures"] = self.settle_failures
+        report["broker_url"] = self.connected_url
         return report
 
     @property
@@ -195,7 +229,7 @@ class RabbitMQMessageQueue(BaseMessageQueue):
             if self._exchange is None:
                 self._closed.clear()
                 connection = await connect(
-                    self.url,
+                    self.addresses,
                     connect_timeout=self.connect_timeout,
                     reconnect_interval=self.reconnect_interval,
                     max_reconnect_interval=self.max_reconnect_interval,
@@ -204,13 +238,9 @@ class RabbitMQMessageQueue(BaseMessageQueue):
                 connection.on_refused = self._on_refused
                 self._refused = None
                 self._connection = connection
-                channel = self._connection.channel(publisher_confirms=True, on_return_raises=True)
-                await channel.initialize(timeout=self.connect_timeout)
-                self._publish_channel = channel
-                self._exchange = await channel.declare_exchange(
-                    self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
-                )
+                await self._open_publish_channel()
                 self._declared_exchange = True
+        assert self._exchange is not None
         return self._exchange
 
     def _on_refused(self, error: BrokerAuthenticationError) -> None:
@@ -250,49 +280,62 @@ class RabbitMQMessageQueue(BaseMessageQueue):
     async def _publish_amqp(
         self, message: aio_pika.Message, routing_key: str, *, to_queue: bool = False
     ) -> None:
-        """Publish and wait for the broker's confirm, across a reconnect, within the timeout.
+        """Publish and wait for the broker's confirm, across a reconnect or a negative
+        confirm, within the timeout (see `publishing`).
 
         `to_queue` sends straight to the queue named `routing_key` (the default exchange),
         which retries and dead letters use so that observers never see them twice.
         """
+        publish = ConfirmedPublish(message, routing_key)
+
+        async def target(
+            renew: AbstractRobustChannel | None,
+        ) -> tuple[AbstractExchange, AbstractRobustChannel]:
+            exchange = await self._ensure_connected()
+            if renew is not None:
+                exchange = await self._renew_publish_channel(renew)
+            channel = self._publish_channel
+            assert channel is not None
+            return (channel.default_exchange if to_queue else exchange), channel
+
         try:
             async with asyncio.timeout(self.publish_timeout):
-                exchange = await self._ensure_connected()
-                if to_queue:
-                    assert self._publish_channel is not None
-                    exchange = self._publish_channel.default_exchange
                 await self.metrics.timed_publish(
-                    self._publish_until_confirmed(exchange, message, routing_key)
+                    publish.until_confirmed(target, lambda: self._refused)
                 )
         except TimeoutError:
-            raise PublishTimeoutError(
-                f"the broker at {redact(self.url)} did not confirm a message to "
-                f"{routing_key!r} within {self.publish_timeout}s"
-            ) from None
+            raise publish.timed_out(self._broker(), self.publish_timeout) from None
 
-    async def _publish_until_confirmed(
-        self, exchange: AbstractExchange, message: aio_pika.Message, routing_key: str
-    ) -> None:
-        backoff = 0.01
-        while True:
-            try:
-                await exchange.publish(message, routing_key, mandatory=True)
-                return
-            except aiormq.exceptions.PublishError:
-                raise UnroutableMessageError(routing_key, exchange.name or None) from None
-            except aiormq.exceptions.DeliveryError as exc:
-                raise PublishRejectedError(
-                    f"the broker refused a message to {routing_key!r}: {exc}"
-                ) from None
-            except CONNECTION_EXCEPTIONS as exc:
-                if self._refused is not None:
-                    raise self._refused from None
-                # The channel is down or being restored: wait for it, then publish again.
-                logger.info("publish to %r interrupted (%s); retrying", routing_key, exc)
-                assert self._publish_channel is not None
-                await self._publish_channel.ready()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 1.0)
+    async def _open_publish_channel(self) -> None:
+        """Publish on a new channel, with publisher confirms, and the exchange declared on it."""
+        assert self._connection is not None
+        channel = self._connection.channel(publisher_confirms=True, on_return_raises=True)
+        try:
+            await channel.initialize(timeout=self.connect_timeout)
+            exchange = await channel.declare_exchange(
+                self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await channel.close()
+            raise
+        self._publish_channel, self._exchange = channel, exchange
+
+    async def _renew_publish_channel(self, stale: AbstractRobustChannel) -> AbstractExchange:
+        """Publish on a new channel from now on, if `stale` is still the one in use (and a
+        new one can be opened; else the robust connection restores the old one)."""
+        async with self._connect_lock:
+            if self._publish_channel is stale and not self._connection_closed():
+                try:
+                    await self._open_publish_channel()
+                except (TimeoutError, *CONNECTION_EXCEPTIONS) as exc:
+                    logger.info("cannot open a new publish channel yet (%s)", exc)
+                else:
+                    with contextlib.suppress(Exception):
+                        async with asyncio.timeout(self.connect_timeout):
+                            await stale.close()
+        assert self._exchange is not None
+        return self._exchange
 
     # -- topology ---------------------------------------------------------------------
 
@@ -313,7 +356,9 @@ class RabbitMQMessageQueue(BaseMessageQueue):
             for key in binding_keys or (message_type,):
                 await queue.bind(self.exchange_name, routing_key=key)
             return queue
-        arguments = queue_arguments(self.queue_type, self.exchange_name, self.max_redeliveries)
+        arguments = queue_arguments(
+            self.queue_type, self.exchange_name, self.max_redeliveries, self.quorum_group_size
+        )
         durable = await self._declare_durable(channel, name, arguments)
         await durable.bind(self.exchange_name, routing_key=message_type)
         return durable
@@ -332,9 +377,9 @@ class RabbitMQMessageQueue(BaseMessageQueue):
             raise ConfigurationError(
                 f"queue {name!r} already exists with other settings than this queue object "
                 f"declares (queue_type={self.queue_type.value!r}, arguments {arguments}); the "
-                f"broker said: {exc}. Give every part of the system the same queue_type and "
-                "max_redeliveries, or delete the queue so it is declared anew (move its "
-                "messages first: deleting a queue deletes them)."
+                f"broker said: {exc}. Give every part of the system the same queue_type, "
+                "max_redeliveries and quorum_group_size, or delete the queue so it is declared "
+                "anew (move its messages first: deleting a queue deletes them)."
             ) from None
         self._declared_queues.add(name)
         if created:
@@ -354,7 +399,7 @@ class RabbitMQMessageQueue(BaseMessageQueue):
                     await channel.set_qos(prefetch_count=prefetch)
         except (TimeoutError, *CONNECTION_EXCEPTIONS) as exc:
             raise BrokerUnavailableError(
-                f"cannot open a channel to RabbitMQ at {redact(self.url)} within "
+                f"cannot open a channel to RabbitMQ at {self._broker()} within "
                 f"{self.connect_timeout}s: {type(exc).__name__}: {exc}"
             ) from exc
         return channel
@@ -385,7 +430,7 @@ class RabbitMQMessageQueue(BaseMessageQueue):
     async def _declare_dead_letter_queue(self, channel: AbstractRobustChannel) -> AbstractQueue:
         name = dead_letter_queue_name(self.exchange_name)
         return await self._declare_durable(
-            channel, name, dead_letter_queue_arguments(self.queue_type)
+            channel, name, dead_letter_queue_arguments(self.queue_type, self.quorum_group_size)
         )
 
     # -- consumers --------------------------------------------------------------------

@@ -45,7 +45,10 @@ DEAD_LETTER_DELIVERY_LIMIT = 1_000_000
 
 
 def queue_arguments(
-    queue_type: QueueType, exchange: str, max_redeliveries: int
+    queue_type: QueueType,
+    exchange: str,
+    max_redeliveries: int,
+    quorum_group_size: int | None = None,
 ) -> dict[str, Any] | None:
     """The declaration arguments of a message type's queue (classic queues take none).
 
@@ -62,12 +65,33 @@ def queue_arguments(
             "x-dead-letter-routing-key": dead_letter_queue_name(exchange),
             "x-dead-letter-strategy": "at-least-once",
             "x-overflow": "reject-publish",
+            **replication_arguments(quorum_group_size),
         }
     return None
 
 
-def dead_letter_queue_arguments(queue_type: QueueType) -> dict[str, Any] | None:
+def dead_letter_queue_arguments(
+    queue_type: QueueType, quorum_group_size: int | None = None
+) -> dict[str, Any] | None:
     """The dead-letter queue's arguments: the end of the line, so no dead-letter target."""
     if queue_type is QueueType.QUORUM:
-        return {"x-queue-type": "quorum", "x-delivery-limit": DEAD_LETTER_DELIVERY_LIMIT}
+        return {
+            "x-queue-type": "quorum",
+            "x-delivery-limit": DEAD_LETTER_DELIVERY_LIMIT,
+            **replication_arguments(quorum_group_size),
+        }
     return None
+
+
+def replication_arguments(quorum_group_size: int | None) -> dict[str, Any]:
+    """On how many cluster nodes a new quorum queue keeps a replica.
+
+    None leaves it to the broker, whose default (`quorum_cluster_size`, 3 on RabbitMQ 3.8 to
+    4.x) puts a replica on every node of a cluster of up to three nodes, and on three of a
+    larger one: a queue survives the loss of any one node. Set a size (5, say) to survive
+    more; it only applies when the queue is created, and the broker compares it on every
+    later declaration, so all the processes of a system must agree on it.
+    """
+    if quorum_group_size is None:
+        return {}
+    return {"x-quorum-initial-group-size": quorum_group_size}
