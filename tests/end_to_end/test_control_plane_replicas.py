@@ -55,6 +55,8 @@ class Ledger:
     finished_by: dict[str, int]
 
     def print(self, case: str) -> None:
+        counts = " ".join(f"{key}={value}" for key, value in self.__dict__.items())
+        print(f"{case}: {counts}")
         print(json.dumps({"ledger": case, **self.__dict__}))
 
 
