@@ -21,11 +21,10 @@ from a2a.utils.constants import PROTOCOL_VERSION_0_3, PROTOCOL_VERSION_1_0, Tran
 
 from llama_agents import __version__
 from llama_agents._settings import env_str
+from llama_agents.control_plane.a2a_paths import RPC_PATH
 from llama_agents.control_plane.face import ControlPlaneFace
 from llama_agents.messages import ServiceDefinition
 
-#: Where the JSON-RPC binding is served on the control plane.
-A2A_PATH = "/a2a"
 #: The name of the bearer scheme the card declares when the system has an API key.
 BEARER = "bearer"
 
@@ -45,7 +44,7 @@ def skill_services(control_plane: ControlPlaneFace) -> list[ServiceDefinition]:
 def a2a_url(control_plane: ControlPlaneFace) -> str:
     """Where clients reach the JSON-RPC binding: `LLAMA_AGENTS_A2A_URL` (the public URL,
     behind a proxy or a load balancer), else `/a2a` on the control plane's own URL."""
-    return env_str("A2A_URL", "") or f"{control_plane.url}{A2A_PATH}"
+    return env_str("A2A_URL", "") or f"{control_plane.url}{RPC_PATH}"
 
 
 def agent_card(

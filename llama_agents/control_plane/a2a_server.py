@@ -22,8 +22,11 @@ import logging
 from importlib import metadata
 
 from fastapi import FastAPI
+from starlette.routing import BaseRoute, Route, Router
+from starlette.types import Receive, Scope, Send
 
 from llama_agents._settings import env_str
+from llama_agents.control_plane.a2a_paths import CARD_PATH, RPC_PATH
 from llama_agents.control_plane.face import ControlPlaneFace
 from llama_agents.errors import ConfigurationError
 
@@ -57,17 +60,38 @@ def a2a_wanted() -> bool:
 
 
 def add_a2a_routes(app: FastAPI, control_plane: ControlPlaneFace) -> None:
-    """Serve A2A on `app` (see the module doc); nothing when it is not wanted."""
+    """Serve A2A on `app` (see the module doc); nothing when it is not wanted.
+
+    The SDK's routes are built at the first A2A request, not with the app: importing the
+    SDK's server side takes about 0.6 s (it pulls in its database task stores), which every
+    control plane would otherwise pay at start, whether anyone speaks A2A to it or not.
+    """
     if not a2a_wanted():
         return
-    from a2a.server.routes import (
-        add_a2a_routes_to_fastapi,
-        create_agent_card_routes,
-        create_jsonrpc_routes,
-    )
+    endpoint = _BuiltOnFirstUse(control_plane)
+    app.router.routes.append(Route(RPC_PATH, endpoint, methods=["POST"]))
+    app.router.routes.append(Route(CARD_PATH, endpoint, methods=["GET"]))
+
+
+class _BuiltOnFirstUse:
+    """An ASGI app that builds the SDK's A2A routes when first called, then hands them
+    every request for the A2A paths."""
+
+    def __init__(self, control_plane: ControlPlaneFace) -> None:
+        self.control_plane = control_plane
+        self._router: Router | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._router is None:
+            self._router = Router(routes=_sdk_routes(self.control_plane))
+        await self._router(scope, receive, send)
+
+
+def _sdk_routes(control_plane: ControlPlaneFace) -> list[BaseRoute]:
+    from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes
     from a2a.types import AgentCard
 
-    from llama_agents.control_plane.a2a_card import A2A_PATH, agent_card
+    from llama_agents.control_plane.a2a_card import agent_card
     from llama_agents.control_plane.a2a_handler import MeshRequestHandler
     from llama_agents.messages import ServiceDefinition
 
@@ -75,15 +99,13 @@ def add_a2a_routes(app: FastAPI, control_plane: ControlPlaneFace) -> None:
         return agent_card(control_plane)  # the registry (and the URL) as of this request
 
     # The card given to the route is never served: the modifier builds one per request. It
-    # has a stand-in skill only so that the SDK finds it complete (the registry is not
-    # loaded yet when the app is built).
+    # has a stand-in skill only so that the SDK finds it complete.
     stand_in = ServiceDefinition(service_name="services", description="The registered ones.")
-    add_a2a_routes_to_fastapi(
-        app,
-        agent_card_routes=create_agent_card_routes(
-            agent_card(control_plane, [stand_in]), card_modifier=current_card
+    return [
+        *create_agent_card_routes(
+            agent_card(control_plane, [stand_in]), card_modifier=current_card, card_url=CARD_PATH
         ),
-        jsonrpc_routes=create_jsonrpc_routes(
-            MeshRequestHandler(control_plane), rpc_url=A2A_PATH, enable_v0_3_compat=True
+        *create_jsonrpc_routes(
+            MeshRequestHandler(control_plane), rpc_url=RPC_PATH, enable_v0_3_compat=True
         ),
-    )
+    ]
