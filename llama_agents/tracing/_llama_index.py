@@ -25,6 +25,7 @@ from llama_index.core.instrumentation.events.llm import (
 )
 from llama_index.core.instrumentation.span import BaseSpan
 from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
+from llama_index.core.tools import BaseTool
 from llama_index_instrumentation import get_dispatcher
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
@@ -72,6 +73,10 @@ class OpenTelemetrySpanHandler(BaseSpanHandler[_Bridged]):
         span = _tracer.start_span(_span_name(id_), context=context)
         if span.is_recording():
             span.set_attribute("llama_index.span_id", id_)
+            if isinstance(instance, BaseTool):
+                # A workflow agent emits no tool event: the tool's own call names it.
+                span.set_attribute("gen_ai.operation.name", "execute_tool")
+                span.set_attribute("gen_ai.tool.name", instance.metadata.get_name())
         return _Bridged(id_=id_, parent_id=parent_span_id, otel=span)
 
     def prepare_to_exit_span(

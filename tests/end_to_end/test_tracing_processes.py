@@ -16,7 +16,15 @@ import pytest
 from llama_agents import AsyncLlamaAgentsClient
 from tests.support import broker
 from tests.support.helpers import DEADLINE
-from tests.support.llm_server import RuleBook, ScriptedLLMServer, answer
+from tests.support.llm_server import (
+    RuleBook,
+    ScriptedLLMServer,
+    answer,
+    answer_with_tool_results,
+    call,
+    when_tool_offered,
+    when_tool_result,
+)
 from tests.support.llm_server import scripted_llm_fixture as scripted_llm  # noqa: F401
 from tests.support.otlp import OtlpCollector, SpanRecord, running_collector
 from tests.support.processes import CLI, ProcessGroup, free_port, offline_env
@@ -39,6 +47,8 @@ class TracedSystem:
         otlp: OtlpCollector,
         llm_base: str,
         sampler: dict[str, str] | None = None,
+        orchestrator: str = f"{SYSTEM}:build_orchestrator",
+        services: dict[str, str] | None = None,
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -52,16 +62,18 @@ class TracedSystem:
             "LLAMA_AGENTS_TEST_LLM_BASE": llm_base,
         }
         self.group = ProcessGroup()
+        self.orchestrator = orchestrator
+        self.services = SERVICES if services is None else services
 
     async def up(self) -> None:
-        argv = [CLI, "serve", "control-plane", "--orchestrator", f"{SYSTEM}:build_orchestrator"]
+        argv = [CLI, "serve", "control-plane", "--orchestrator", self.orchestrator]
         await self.group.start(
             "control_plane",
             [*argv, "--port", str(self.port)],
             offline_env({**self.extra, **self.otlp.env("control_plane")}),
             ready_marker="control plane ready",
         )
-        for name, target in SERVICES.items():
+        for name, target in self.services.items():
             await self.group.start(
                 name,
                 [CLI, "serve", "service", target, "--port", str(free_port())],
@@ -226,3 +238,60 @@ async def test_a_broker_restart_mid_run_breaks_no_trace(
     assert after, "every task finished before the broker went down"
 
     assert await all_traced(system.otlp, sorted(after)) == {}
+
+
+async def test_an_llm_orchestrators_decisions_and_an_agents_tool_call_are_spans_of_the_task(
+    amqp_url: str,
+    exchange_name: str,
+    tmp_path: Path,
+    scripted_llm: ScriptedLLMServer,  # noqa: F811
+) -> None:
+    """The orchestrator's LLM calls sit under its `decide` spans in the control plane; the
+    agent's tool call under its step, named; one trace holds them all."""
+    scripted_llm.respond = RuleBook(
+        [
+            (when_tool_result("agent"), answer_with_tool_results()),  # the second decision
+            (when_tool_offered("agent"), call("agent", {"input": "what is a baby llama?"})),
+            (when_tool_result("lookup"), answer_with_tool_results()),  # the agent, after it
+            (when_tool_offered("lookup"), call("lookup", {"query": "baby llama"})),
+        ],
+        default=answer("no rule"),
+    )
+    async with running_collector() as otlp:
+        system = TracedSystem(
+            amqp_url,
+            exchange_name,
+            tmp_path,
+            otlp,
+            scripted_llm.base_url,
+            orchestrator=f"{SYSTEM}:build_llm_orchestrator",
+            services={"agent": f"{SYSTEM}:build_tool_agent"},
+        )
+        try:
+            await system.up()
+            async with AsyncLlamaAgentsClient(system.url) as client:
+                task_id = await client.create_task("What is a baby llama called?")
+                result = await client.wait_for_result(task_id, timeout=DEADLINE)
+            assert result.result == "a cria", result
+            await system.group.close()  # each process exports what it holds on its way out
+        finally:
+            await system.group.close()
+            await broker.delete_system(amqp_url, exchange_name)
+        spans = list(otlp.spans)
+    (trace_id,) = traces_of(spans)[task_id]
+    trace = [s for s in spans if s.trace_id == trace_id]
+    by_id = {s.span_id: s for s in trace}
+
+    def under(span: SpanRecord, name: str) -> bool:
+        ancestor = by_id.get(span.parent_id or "")
+        while ancestor is not None and ancestor.name != name:
+            ancestor = by_id.get(ancestor.parent_id or "")
+        return ancestor is not None
+
+    chats = [s for s in trace if s.attributes.get("gen_ai.operation.name") == "chat"]
+    deciding = [s for s in chats if s.service == "control_plane" and under(s, "decide")]
+    assert len(deciding) >= 2, "both decisions asked the LLM, under their decide spans"
+    assert all(s.attributes.get("gen_ai.request.model") for s in deciding)
+    tools = [s for s in trace if s.attributes.get("gen_ai.tool.name") == "lookup"]
+    assert tools, "the agent tool call is a span"
+    assert all(s.service == "agent" and under(s, "step agent") for s in tools)
