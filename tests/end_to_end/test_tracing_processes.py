@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -27,7 +28,7 @@ from tests.support.llm_server import (
 )
 from tests.support.llm_server import scripted_llm_fixture as scripted_llm  # noqa: F401
 from tests.support.otlp import OtlpCollector, SpanRecord, running_collector
-from tests.support.processes import CLI, ProcessGroup, free_port, offline_env
+from tests.support.processes import CLI, ProcessGroup, free_port, offline_env, run_to_end
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -295,3 +296,37 @@ async def test_an_llm_orchestrators_decisions_and_an_agents_tool_call_are_spans_
     tools = [s for s in trace if s.attributes.get("gen_ai.tool.name") == "lookup"]
     assert tools, "the agent tool call is a span"
     assert all(s.service == "agent" and under(s, "step agent") for s in tools)
+
+
+CLIENT = """
+import asyncio, sys
+from llama_agents import AsyncLlamaAgentsClient
+
+async def main() -> None:
+    async with AsyncLlamaAgentsClient(sys.argv[1]) as client:
+        task_id = await client.create_task("who?")
+        result = await client.wait_for_result(task_id, timeout=30)
+    print("TASK", task_id, result.result)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_trace_starts_in_a_traced_client_process(system: TracedSystem) -> None:
+    """An application using the SDK with the OTEL variables set: its request is the root of
+    the task's trace, and the control plane's spans continue it."""
+    code, output = await run_to_end(
+        [sys.executable, "-c", CLIENT, system.url],
+        offline_env(system.otlp.env("client_app")),
+        timeout=60,
+    )
+    assert code == 0, output
+    task_id = next(line.split()[1] for line in output.splitlines() if line.startswith("TASK"))
+    assert output.strip().endswith("A CRIA")
+    assert await all_traced(system.otlp, [task_id]) == {}
+    spans = list(system.otlp.spans)
+    (trace_id,) = traces_of(spans)[task_id]
+    trace = [s for s in spans if s.trace_id == trace_id]
+    roots = [s for s in trace if s.parent_id is None]
+    assert [r.service for r in roots] == ["client_app"], [(r.service, r.name) for r in roots]
+    assert any(s.service == "control_plane" for s in trace)
