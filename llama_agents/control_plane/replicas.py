@@ -68,6 +68,8 @@ class ReplicaWatch:
         self._stopping = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
         self._unwatch: Callable[[], None] | None = None
+        self._queued: list[Callable[[str | None], bool]] = []
+        self._recovering: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Beat once and, if this replica gets the lease, recover now; then keep beating."""
@@ -101,18 +103,34 @@ class ReplicaWatch:
         if gone:
             logger.warning("control plane replica(s) %s stopped", sorted(gone))
         me = self.replica_id
-        if held and (took_over or gone or resync):
-            # Every task whose replica is not live (dead, or from before), and ours if the
-            # store was away.
-            resumed = await self._recover(
-                lambda owner: owner not in live or (resync and owner == me)
+        if held and (took_over or gone):
+            # Every task whose replica is not live: dead, or from before.
+            self._start_recovery(lambda owner: owner not in live)
+        if resync:
+            # The store was away: what failed here meanwhile is ours to redo.
+            self._start_recovery(lambda owner: owner == me)
+
+    def _start_recovery(self, handled_by: Callable[[str | None], bool]) -> None:
+        """Recover in the background, so beats go on meanwhile: a long recovery must not
+        make this replica look dead. What is asked while one runs runs after it."""
+        self._queued.append(handled_by)
+        if self._recovering is None or self._recovering.done():
+            self._recovering = asyncio.create_task(
+                self._recover_queued(), name="control-plane-recovery"
             )
-        elif resync:
-            resumed = await self._recover(lambda owner: owner == me)
-        else:
-            return
-        if resumed:
-            logger.info("recovered %d task(s)", resumed)
+
+    async def _recover_queued(self) -> None:
+        while self._queued:
+            asked, self._queued = self._queued, []
+            try:
+                resumed = await self._recover(_any_of(asked))
+            except Exception:
+                # The store went away again: the next beat after it is back recovers.
+                self._resync = True
+                logger.warning("recovery failed; it runs again", exc_info=True)
+                return
+            if resumed:
+                logger.info("recovered %d task(s)", resumed)
 
     async def _run(self) -> None:
         while True:
@@ -143,6 +161,10 @@ class ReplicaWatch:
         if self._loop is not None:
             await asyncio.gather(self._loop, return_exceptions=True)
             self._loop = None
+        if self._recovering is not None:
+            self._recovering.cancel()
+            await asyncio.gather(self._recovering, return_exceptions=True)
+            self._recovering = None
         try:
             if self.holds_lease:
                 await self.store.release_lease(RECOVERY_LEASE, self.replica_id)
@@ -150,3 +172,7 @@ class ReplicaWatch:
         except Exception:
             logger.debug("could not sign off from the store", exc_info=True)
         self.holds_lease = False
+
+
+def _any_of(tests: list[Callable[[str | None], bool]]) -> Callable[[str | None], bool]:
+    return lambda owner: any(test(owner) for test in tests)
