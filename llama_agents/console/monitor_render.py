@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
 
 from rich.text import Text
 
@@ -24,7 +23,7 @@ from llama_agents.console.monitor_state import (
 )
 from llama_agents.control_plane.models import TaskRecord, TaskSummary
 from llama_agents.messages import ServiceDefinition
-from llama_agents.messages.records import ServiceInfo, TaskEvent
+from llama_agents.messages.records import ServiceInfo, TaskEvent, prompt_text
 
 #: The widest a task's input gets in a list before it is cut with an ellipsis.
 INPUT_WIDTH = 60
@@ -112,21 +111,6 @@ def tasks_heading(state: MonitorState) -> str:
 
 
 # -- a workflow run's prompt and events ------------------------------------------------------
-
-
-def prompt_text(prompt: dict[str, Any] | None) -> str:
-    """What a run asks, from the event that asked (`InputRequiredEvent`'s `prefix`, say)."""
-    if not prompt:
-        return ""
-    data = prompt.get("data")
-    if isinstance(data, dict):
-        for name in ("prefix", "prompt", "question", "message"):
-            value = data.get(name)
-            if isinstance(value, str) and value:
-                return value
-        if data:
-            return json.dumps(data, ensure_ascii=False, default=str)
-    return str(prompt.get("type") or "input")
 
 
 def event_cells(event: TaskEvent) -> tuple[Text, ...]:

@@ -41,6 +41,7 @@ from llama_agents.messages.records import (
     MAX_WAIT_SECONDS,
     TaskRecord,
     TaskStatus,
+    prompt_text,
 )
 
 if TYPE_CHECKING:
@@ -303,22 +304,9 @@ def outcome(record: TaskRecord) -> TaskOutcome:
         result=result.result if result is not None and record.error is None else None,
         data=(result.data or None) if result is not None else None,
         error=record.error,
-        question=question_text(prompt) if _waiting(record) else None,
+        question=(prompt_text(prompt) or "input") if _waiting(record) else None,
         prompt=prompt if _waiting(record) else None,
     )
-
-
-def question_text(prompt: dict[str, Any] | None) -> str:
-    """What a run asks, from the event that asked (`InputRequiredEvent`'s `prefix`, say)."""
-    data = (prompt or {}).get("data")
-    if isinstance(data, dict):
-        for name in ("prefix", "prompt", "question", "message"):
-            value = data.get(name)
-            if isinstance(value, str) and value:
-                return value
-        if data:
-            return json.dumps(data, ensure_ascii=False, default=str)
-    return str((prompt or {}).get("type") or "input")
 
 
 def _waiting(record: TaskRecord) -> bool:

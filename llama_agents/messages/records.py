@@ -8,6 +8,7 @@ This module imports only pydantic and `llama_agents.messages`.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -33,6 +34,23 @@ def shorten(text: str, limit: int = SUMMARY_INPUT_CHARS) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]}… ({len(text):,} characters)"
+
+
+def prompt_text(prompt: dict[str, Any] | None) -> str:
+    """What a waiting run asks, from the event that asked (an `InputRequiredEvent`'s
+    `prefix`, say): its first text field, else its data as JSON, else its type; "" for none.
+    """
+    if not prompt:
+        return ""
+    data = prompt.get("data")
+    if isinstance(data, dict):
+        for name in ("prefix", "prompt", "question", "message"):
+            value = data.get(name)
+            if isinstance(value, str) and value:
+                return value
+        if data:
+            return json.dumps(data, ensure_ascii=False, default=str)
+    return str(prompt.get("type") or "input")
 
 
 class TaskStatus(StrEnum):
