@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llama_agents._runtime import tune_gc_for_serving
+
 DEFAULT_URL = "amqp://guest:guest@localhost:5672/"
 READY = "READY"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -350,7 +352,9 @@ async def serve_control_plane(
             ready.cancel()
             await serving  # raises what stopped it
             return
-        announce(await ready)
+        url = await ready
+        tune_gc_for_serving()  # as `llama-agents serve` does once ready
+        announce(url)
         stopping = asyncio.ensure_future(stop.wait())
         await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()

@@ -40,6 +40,8 @@ from _common import (
     wait_ready,
 )
 
+from llama_agents._runtime import tune_gc_for_serving
+
 #: The two pipeline steps: service name and what its component appends.
 STEPS: tuple[tuple[str, str], ...] = (("step_a", " a"), ("step_b", " b"))
 #: Seconds a child may take to become ready, and to exit after SIGTERM before it is killed.
@@ -98,6 +100,7 @@ async def run_service(args: argparse.Namespace) -> None:
     try:
         consuming = await service.launch_local()
         await service.register_to_control_plane(args.control_plane)
+        tune_gc_for_serving()  # as `llama-agents serve` does once ready
         announce(args.service)
         stopping = asyncio.ensure_future(stop.wait())
         await asyncio.wait({consuming, stopping}, return_when=asyncio.FIRST_COMPLETED)

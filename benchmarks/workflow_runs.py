@@ -47,8 +47,12 @@ Each phase prints JSON lines on stdout (progress goes to stderr):
   (when its ``beam.smp`` is visible); the cores the benchmark's processes used and would
   need to finish in the ideal time, and how busy the machine was (``other_work_cores``: CPU
   of other work on the same machine, competing with it);
-* ``bare``: the baseline's wall time, % of ideal, CPU ms per run, peak RSS, hops;
-* ``summary``: % of ideal and framework CPU per run / bare CPU per run next to the targets.
+* ``bare``: the baseline's wall time, % of ideal, CPU ms per run, peak RSS, hops; twice:
+  ``"gc": "default"`` (a plain script) and ``"gc": "tuned"`` (its collector tuned after the
+  warm-up as every served process tunes its own, `tune_gc_for_serving`);
+* ``summary``: % of ideal and framework CPU per run / bare CPU per run next to the targets
+  (``framework_over_bare``: against the plain script; ``framework_over_bare_tuned_gc``:
+  against the tuned one).
 
 ``--profile-dir DIR`` profiles the control plane and the replicas during the measured runs,
 with cProfile (``DIR/<in_flight>/<role>.prof``) or py-spy (``--profiler py-spy``,
@@ -113,7 +117,7 @@ from workflows import Context, Workflow, step
 from workflows.events import Event, StartEvent, StopEvent
 
 from llama_agents import AsyncLlamaAgentsClient
-from llama_agents._runtime import run
+from llama_agents._runtime import run, tune_gc_for_serving
 
 BENCH = "workflows"
 SERVICE = "bench_wf"
@@ -317,6 +321,7 @@ async def run_replica(args: argparse.Namespace) -> None:
     try:
         consuming = await service.launch_local()
         await service.register_to_control_plane(args.control_plane)
+        tune_gc_for_serving()  # as `llama-agents serve` does once ready
         announce(f"{SERVICE} replica {service.control_address}")
         stopping = asyncio.ensure_future(stop.wait())
         await asyncio.wait({consuming, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -356,6 +361,8 @@ async def run_bare(args: argparse.Namespace) -> None:
 
     if args.warmup:
         await batch(args.warmup, "warmup")
+    if args.tuned_gc:
+        tune_gc_for_serving()  # what a served process does once ready
     results, wall, cpu = await batch(args.runs, "bare")
     done = [r for r in results if isinstance(r, tuple)]
     failures = [r for r in results if not isinstance(r, tuple)]
@@ -790,10 +797,15 @@ async def mesh_phase(
     return {"mesh": mesh, "cpu": cpu_line}
 
 
-async def bare_phase(settings: Settings, in_flight: int, stub: Child) -> dict[str, Any]:
-    """The same runs with no framework, in one process; emit `bare`."""
-    log(f"bare, in flight {in_flight}: {settings.runs} runs in one process")
+async def bare_phase(
+    settings: Settings, in_flight: int, stub: Child, *, tuned_gc: bool
+) -> dict[str, Any]:
+    """The same runs with no framework, in one process; emit `bare`. With `tuned_gc`, the
+    process tunes its collector after the warm-up as the served processes do."""
+    gc_mode = "tuned" if tuned_gc else "default"
+    log(f"bare, in flight {in_flight}, gc {gc_mode}: {settings.runs} runs in one process")
     extra = [
+        *(["--tuned-gc"] if tuned_gc else []),
         f"--stub={stub.ready_text}",
         f"--runs={settings.runs}",
         f"--in-flight={in_flight}",
@@ -811,6 +823,7 @@ async def bare_phase(settings: Settings, in_flight: int, stub: Child) -> dict[st
     bare = {
         "bench": BENCH,
         "case": "bare",
+        "gc": gc_mode,
         "in_flight": in_flight,
         "runs": settings.runs,
         "llm_delay_s": settings.llm_delay,
@@ -851,7 +864,10 @@ async def main_async(settings: Settings) -> None:
         for in_flight in settings.in_flights:
             with tempfile.TemporaryDirectory(prefix="bench_wf_") as state_dir:
                 served = await mesh_phase(settings, in_flight, stub, state_dir)
-            bare = None if settings.skip_bare else await bare_phase(settings, in_flight, stub)
+            bare = tuned = None
+            if not settings.skip_bare:
+                bare = await bare_phase(settings, in_flight, stub, tuned_gc=False)
+                tuned = await bare_phase(settings, in_flight, stub, tuned_gc=True)
             summary: dict[str, Any] = {
                 "bench": BENCH,
                 "case": "summary",
@@ -863,6 +879,7 @@ async def main_async(settings: Settings) -> None:
                 "framework_cpu_ms_per_run": served["cpu"]["framework_cpu_ms_per_run"],
                 "replicas_cpu_ms_per_run": served["cpu"]["replicas_cpu_ms_per_run"],
                 "bare_cpu_ms_per_run": bare["cpu_ms_per_run"] if bare else None,
+                "bare_tuned_gc_cpu_ms_per_run": tuned["cpu_ms_per_run"] if tuned else None,
                 "targets": TARGETS,
             }
             if bare and bare["cpu_ms_per_run"] > 0:
@@ -870,6 +887,9 @@ async def main_async(settings: Settings) -> None:
                 summary["framework_over_bare"] = round(ratio, 2)
                 ratio = served["cpu"]["replicas_cpu_ms_per_run"] / bare["cpu_ms_per_run"]
                 summary["replicas_over_bare"] = round(ratio, 2)
+            if tuned and tuned["cpu_ms_per_run"] > 0:
+                ratio = served["cpu"]["framework_cpu_ms_per_run"] / tuned["cpu_ms_per_run"]
+                summary["framework_over_bare_tuned_gc"] = round(ratio, 2)
             emit(summary)
     except Exception as exc:
         log(f"failed: {type(exc).__name__}: {exc}")
@@ -948,6 +968,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--control-plane", help=argparse.SUPPRESS)
     parser.add_argument("--max-runs", type=positive, help=argparse.SUPPRESS)
     parser.add_argument("--profile", help=argparse.SUPPRESS)
+    parser.add_argument("--tuned-gc", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 

@@ -97,11 +97,14 @@ _ERROR_STATUS: dict[type[Exception], int] = {
 def create_app(control_plane: ControlPlaneFace) -> FastAPI:
     """The control plane's API; `/health` is open (for orchestrators' probes)."""
     mcp = McpEndpoint(control_plane)  # `/mcp`: the mesh as an MCP server (mcp_server.py)
-    app = FastAPI(title="llama-agents control plane", lifespan=mcp.lifespan)
+    app = FastAPI(
+        title="llama-agents control plane",
+        lifespan=mcp.lifespan,
+        telemetry=tracing.http_telemetry(),
+    )
     app.router.routes.append(mcp.route)
     require_api_key(app, control_plane.api_key, also_open=open_paths(control_plane.metrics_open))
     limit_request_bodies(app, control_plane.max_request_bytes)
-    tracing.instrument_app(app)
     api = APIRouter()
 
     for error, status in _ERROR_STATUS.items():

@@ -18,6 +18,7 @@ from typing import Any
 
 from llama_agents._auth import configured_api_key
 from llama_agents._retry import with_backoff
+from llama_agents._runtime import tune_gc_for_serving
 from llama_agents._serving import HttpServer
 from llama_agents._settings import env_float, env_int, env_str
 from llama_agents.control_plane.server import ControlPlaneServer
@@ -84,6 +85,7 @@ async def serve_control_plane(
         await asyncio.wait({serving, ready}, return_when=asyncio.FIRST_COMPLETED)
         if ready.done() and not ready.exception():
             logger.info("control plane ready at %s", control_plane.url)
+            tune_gc_for_serving()
         await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
         control_plane.stop_server()
         await serving  # it stops consuming and lets in-flight results finish
@@ -138,6 +140,7 @@ async def serve_service(
                 await target.message_queue.close()
                 raise
         logger.info("service %s ready at %s", target.service_name, target.url)
+        tune_gc_for_serving()
         await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
         target.stop_server()
         await serving  # drains: finishes the messages it holds
@@ -155,6 +158,7 @@ async def _consume(consumer: BaseMessageQueueConsumer, stop: asyncio.Event) -> N
     metrics = _consumer_metrics(queue)
     serving = asyncio.create_task(metrics.serve()) if metrics is not None else None
     logger.info("consumer of %r ready", consumer.message_type)
+    tune_gc_for_serving()
     try:
         await stop.wait()
     finally:

@@ -9,7 +9,7 @@ import signal
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
-from llama_agents._runtime import run
+from llama_agents._runtime import run, tune_gc_for_serving
 from llama_agents.control_plane.server import ControlPlaneServer
 from llama_agents.errors import StartupError
 from llama_agents.message_consumers.base import BaseMessageQueueConsumer
@@ -43,9 +43,12 @@ class ServerLauncher:
         self.additional_consumers = list(additional_consumers)
         self._stop = asyncio.Event()
         self._ready = asyncio.Event()
+        #: Set by `launch_servers`: the launcher is the process, not a guest in an application.
+        self._owns_process = False
 
     def launch_servers(self) -> None:
         """Serve everything until Ctrl-C or SIGTERM (blocking)."""
+        self._owns_process = True
         run(self.alaunch_servers())
 
     async def alaunch_servers(self) -> None:
@@ -62,6 +65,8 @@ class ServerLauncher:
             await self._start(servers, consuming)
             self._ready.set()
             logger.info("all servers ready; control plane at %s", self.control_plane.url)
+            if self._owns_process:
+                tune_gc_for_serving()
             await self._stop.wait()
         finally:
             await self._stop_all(servers, consuming)

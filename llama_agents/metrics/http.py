@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from llama_agents import tracing
 from llama_agents._auth import require_api_key
 from llama_agents._serving import HttpServer
 from llama_agents.metrics._base import MetricSet, Union, metrics_enabled, metrics_open
@@ -48,7 +49,9 @@ def metrics_app(*sets: MetricSet, api_key: str | None = None, open: bool | None 
     For a bare consumer, e.g. `metrics_app(message_queue.metrics)`. With `api_key`, the
     key is needed unless `open` (default `LLAMA_AGENTS_METRICS_OPEN`).
     """
-    app = FastAPI(title="llama-agents metrics", openapi_url=None)
+    app = FastAPI(
+        title="llama-agents metrics", openapi_url=None, telemetry=tracing.http_telemetry()
+    )
     require_api_key(app, api_key, also_open=open_paths(metrics_open(open)))
 
     async def sources() -> Iterable[MetricSet]:

@@ -79,9 +79,9 @@ def create_service_app(service: ServedService) -> FastAPI:
     app = FastAPI(
         title=f"llama-agents service {service.service_name}",
         description=service.description,
+        telemetry=tracing.http_telemetry(),
     )
     require_api_key(app, service.api_key, also_open=open_paths(service.metrics_open))
-    tracing.instrument_app(app)
 
     @app.exception_handler(NonRetryableMessageError)
     async def _bad_message(_: Request, exc: NonRetryableMessageError) -> JSONResponse:

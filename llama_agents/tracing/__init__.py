@@ -15,7 +15,7 @@ The hooks, each one line where it is used:
 - `start_task` / `task_context` / `decision`: a task's trace context, kept in its record,
   so its steps, results handled later and resumed runs join one trace;
 - `step`: a service's step (llama-index's own spans, bridged, sit under it);
-- `instrument_app`: the HTTP server spans of a FastAPI app.
+- `http_telemetry`: the HTTP server spans of our FastAPI apps (FastAPI's own telemetry).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
+    from fastapi.telemetry import TelemetryConfig
 
     from llama_agents.messages import QueueMessage
     from llama_agents.messages.records import TaskRecord
@@ -56,6 +56,10 @@ _OFF_CONSUMING: AbstractContextManager[Settled] = contextlib.nullcontext(_settle
 
 _enabled: bool | None = None
 _lock = threading.Lock()
+#: `llama_agents.tracing._spans`, once tracing is on (an import statement per hook call
+#: would cost more than the hook).
+_impl: Any = None
+_bridged = False
 
 
 def _wanted() -> bool:
@@ -93,7 +97,21 @@ def _start() -> bool:
     except Exception:
         logger.exception("could not set OpenTelemetry tracing up: no traces")
         return False
+    global _impl
+    from llama_agents.tracing import _spans
+
+    _impl = _spans
     return True
+
+
+def _bridge_llama_index() -> None:
+    """llama-index's spans into OpenTelemetry, from the first step or decision on."""
+    global _bridged
+    if not _bridged:
+        from llama_agents.tracing import _llama_index
+
+        _llama_index.install()
+        _bridged = True
 
 
 # -- the hooks ------------------------------------------------------------------------
@@ -106,9 +124,8 @@ def publishing(
     the message's type); injects its context in `message.headers`."""
     if not enabled():
         return _OFF
-    from llama_agents.tracing import _spans
-
-    return _spans.publishing(message, system, destination)
+    span: AbstractContextManager[None] = _impl.publishing(message, system, destination)
+    return span
 
 
 def amqp_headers(message: QueueMessage) -> dict[str, str]:
@@ -132,20 +149,17 @@ def consuming(
     (from the transport's `headers`, else the message's own)."""
     if not enabled():
         return _OFF_CONSUMING
-    from llama_agents.tracing import _spans
-
-    return _spans.consuming(
+    span: AbstractContextManager[Settled] = _impl.consuming(
         message, consumer_type, system=system, destination=destination, headers=headers
     )
+    return span
 
 
 def start_task(record: TaskRecord) -> None:
     """Give a new task its trace: a span under the current one (the HTTP request that
     created it), or a new trace; its context is kept in `record.trace_context`."""
     if enabled():
-        from llama_agents.tracing import _spans
-
-        _spans.start_task(record)
+        _impl.start_task(record)
 
 
 def task_context(carrier: Mapping[str, str] | None) -> AbstractContextManager[None]:
@@ -153,37 +167,46 @@ def task_context(carrier: Mapping[str, str] | None) -> AbstractContextManager[No
     already in that trace (a result being handled)."""
     if not carrier or not enabled():
         return _OFF
-    from llama_agents.tracing import _spans
-
-    return _spans.task_context(carrier)
+    context: AbstractContextManager[None] = _impl.task_context(carrier)
+    return context
 
 
 def decision(record: TaskRecord, orchestrator: str) -> AbstractContextManager[None]:
     """A span around an orchestrator's decision for a task (its LLM call sits under it)."""
     if not enabled():
         return _OFF
-    from llama_agents.tracing import _llama_index, _spans
-
-    _llama_index.install()
-    return _spans.decision(record, orchestrator)
+    _bridge_llama_index()
+    span: AbstractContextManager[None] = _impl.decision(record, orchestrator)
+    return span
 
 
 def step(service: str, message: QueueMessage) -> AbstractContextManager[None]:
     """A span around a service's step (the agent's LLM and tool calls sit under it)."""
     if not enabled():
         return _OFF
-    from llama_agents.tracing import _llama_index, _spans
+    _bridge_llama_index()
+    span: AbstractContextManager[None] = _impl.step(service, message)
+    return span
 
-    _llama_index.install()
-    return _spans.step(service, message)
 
+def http_telemetry() -> TelemetryConfig:
+    """FastAPI's own OpenTelemetry settings for our apps (`FastAPI(telemetry=...)`).
 
-def instrument_app(app: FastAPI) -> None:
-    """HTTP server spans for `app`, continuing a caller's `traceparent` (when tracing)."""
-    if enabled():
-        from llama_agents.tracing import _setup
+    While tracing is on: one server span per request, continuing a caller's `traceparent`
+    (not for `/health` and `/metrics`). FastAPI's operation spans (dependencies, endpoint,
+    serialization: four more spans per request), its OpenTelemetry metrics (ours are
+    Prometheus') and its log records stay off. While tracing is off: nothing at all."""
+    if not enabled():
+        return {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
+    from llama_agents.tracing import _setup
 
-        _setup.instrument_app(app)
+    return {
+        "tracing": True,
+        "metrics": False,
+        "logs": False,
+        "operation_spans": False,
+        "exclude": _setup.excluded_path(),
+    }
 
 
 def shutdown() -> None:
@@ -201,7 +224,7 @@ __all__ = [
     "consuming",
     "decision",
     "enabled",
-    "instrument_app",
+    "http_telemetry",
     "publishing",
     "shutdown",
     "start_task",

@@ -16,16 +16,15 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+from collections.abc import Callable, MutableMapping
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-
-if TYPE_CHECKING:
-    from fastapi import FastAPI
 
 logger = logging.getLogger("llama_agents.tracing")
 
@@ -97,19 +96,18 @@ def _instrument_httpx() -> None:
         instrumentor.instrument()
 
 
-def instrument_app(app: FastAPI) -> None:
-    try:
-        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-    except ImportError:
-        logger.info("opentelemetry-instrumentation-fastapi is not installed: no HTTP spans")
-        return
-    excluded = os.environ.get("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS") or os.environ.get(
+def excluded_path() -> Callable[[MutableMapping[str, Any]], bool]:
+    """Which requests make no server span: `OTEL_PYTHON_FASTAPI_EXCLUDED_URLS` (or
+    `OTEL_PYTHON_EXCLUDED_URLS`), comma-separated patterns searched in the path, as
+    OpenTelemetry's own instrumentation reads them; by default `/health` and `/metrics`."""
+    listed = os.environ.get("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS") or os.environ.get(
         "OTEL_PYTHON_EXCLUDED_URLS"
     )
-    # One span per request: not one more per ASGI message sent or received.
-    FastAPIInstrumentor.instrument_app(
-        app, excluded_urls=excluded or _QUIET_PATHS, exclude_spans=["receive", "send"]
-    )
+    patterns = [part.strip() for part in (listed or _QUIET_PATHS).split(",") if part.strip()]
+    if not patterns:
+        return lambda scope: False
+    pattern = re.compile("|".join(f"(?:{part})" for part in patterns))
+    return lambda scope: pattern.search(scope.get("path", "")) is not None
 
 
 def shutdown() -> None:

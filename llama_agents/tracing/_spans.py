@@ -14,8 +14,9 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
-from opentelemetry import propagate, trace
+from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from llama_agents.tracing import Settled, _settled_noop
 
@@ -24,6 +25,10 @@ if TYPE_CHECKING:
     from llama_agents.messages.records import TaskRecord
 
 _tracer = trace.get_tracer("llama_agents")
+#: Messages and task records carry W3C trace context (`traceparent`, `tracestate`) and only
+#: that: its own propagator, not the global composite one (whose baggage part would write a
+#: header no consumer reads, and read one no message carries).
+_w3c = TraceContextTextMapPropagator()
 
 TASK_ID = "llama_agents.task_id"
 STEP_ID = "llama_agents.step_id"
@@ -77,9 +82,14 @@ def _sampled(carrier: Mapping[str, str]) -> bool:
         return True  # not ours to judge: let the propagator read it
 
 
+def _trace_id_of(carrier: Mapping[str, str]) -> str:
+    """The trace id a W3C `traceparent` names, as hex (`00-<trace id>-<span id>-<flags>`)."""
+    return carrier.get("traceparent", "")[3:35]
+
+
 @contextlib.contextmanager
 def _within(carrier: Mapping[str, str]) -> Iterator[None]:
-    token = otel_context.attach(propagate.extract(carrier))
+    token = otel_context.attach(_w3c.extract(carrier))
     try:
         yield
     finally:
@@ -105,7 +115,7 @@ def publishing(message: QueueMessage, system: str, destination: str | None) -> I
 def _inject(message: QueueMessage) -> None:
     """The current trace context into the message's headers."""
     carrier: dict[str, str] = {}
-    propagate.inject(carrier)
+    _w3c.inject(carrier)
     message.headers.update(carrier)
 
 
@@ -123,7 +133,7 @@ def consuming(
         with _within(carrier):
             yield _settled_noop
         return
-    parent = propagate.extract(carrier) if carrier else None
+    parent = _w3c.extract(carrier) if carrier else None
     with _tracer.start_as_current_span(
         f"process {message.type}", context=parent, kind=SpanKind.CONSUMER
     ) as span:
@@ -170,17 +180,25 @@ def _task_attributes(record: TaskRecord) -> dict[str, str]:
 
 
 def start_task(record: TaskRecord) -> None:
+    carrier: dict[str, str] = {}
+    if _dropped():  # the request's trace was not sampled: the task stays in it, unrecorded
+        _w3c.inject(carrier)
+        record.trace_context = carrier
+        return
     with _tracer.start_as_current_span("create task") as span:
         if span.is_recording():
             span.set_attributes(_task_attributes(record))
-        carrier: dict[str, str] = {}
-        propagate.inject(carrier)
+        _w3c.inject(carrier)
     record.trace_context = carrier
 
 
 @contextlib.contextmanager
 def task_context(carrier: Mapping[str, str]) -> Iterator[None]:
-    stored = propagate.extract(carrier)
+    current_id = trace.get_current_span().get_span_context().trace_id
+    if current_id and format(current_id, "032x") == _trace_id_of(carrier):
+        yield  # already in the task's trace (a result of it being handled): nothing to parse
+        return
+    stored = _w3c.extract(carrier)
     wanted = trace.get_current_span(stored).get_span_context()
     current = trace.get_current_span().get_span_context()
     if not wanted.is_valid or (current.is_valid and current.trace_id == wanted.trace_id):

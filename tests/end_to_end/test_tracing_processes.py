@@ -155,6 +155,11 @@ def problems(task_id: str, spans: list[SpanRecord]) -> list[str]:
             ancestor = by_id.get(ancestor.parent_id or "")
         if ancestor is None:
             found.append(f"LLM span {span.name} is not under the agent's step")
+    servers = [s for s in trace if s.kind == "SPAN_KIND_SERVER"]
+    if [s.service for s in servers] != ["control_plane"]:
+        # The request that created the task; FastAPI's operation spans stay off.
+        found.append(f"server spans {[(s.service, s.name) for s in servers]}")
+    found += [f"FastAPI operation span {s.name}" for s in trace if s.name.startswith("fastapi.")]
     names = {(s.service, s.name) for s in trace}
     for wanted in [
         ("control_plane", "create task"),

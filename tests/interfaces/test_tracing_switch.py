@@ -90,3 +90,61 @@ async def test_on_the_consume_span_continues_the_publish_span() -> None:
     assert process["context"]["trace_id"] == publish["context"]["trace_id"]
     assert process["attributes"]["llama_agents.task_id"] == "t-1"
     assert process["resource"]["attributes"]["service.name"] == "unit"
+
+
+#: Requests to the embedded queue's own app (in process, over ASGI); prints the spans made.
+HTTP_SCRIPT = """
+import asyncio, json, sys
+import httpx
+from llama_agents import SimpleMessageQueue, tracing
+from llama_agents.message_queues.simple.server import create_app
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+tracing.enabled()
+memory = InMemorySpanExporter()
+trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(memory))
+app = create_app(SimpleMessageQueue())
+
+async def main():
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://queue") as client:
+        for path in ("/", "/health", "/consumers"):
+            assert (await client.get(path)).status_code == 200
+
+asyncio.run(main())
+spans = [(s.name, s.kind.name) for s in memory.get_finished_spans()]
+print("RESULT " + json.dumps(spans), file=sys.stderr)
+"""
+
+
+async def http_spans(env: dict[str, str]) -> list[list[str]]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        HTTP_SCRIPT,
+        env={**clean, "OTEL_TRACES_EXPORTER": "console", **env},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(DEADLINE * 2):
+        _, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    line = next(line for line in err.decode().splitlines() if line.startswith("RESULT "))
+    spans: list[list[str]] = json.loads(line.removeprefix("RESULT "))
+    return spans
+
+
+async def test_one_server_span_per_request_and_none_for_probes() -> None:
+    """FastAPI's own telemetry, as we set it: one server span per request; none of its
+    operation spans (dependencies, endpoint, serialization: three more per request, each
+    paid for on every request, sampled or not); none for `/health`."""
+    spans = await http_spans({})
+    assert spans == [["GET /", "SERVER"], ["GET /consumers", "SERVER"]]
+
+
+async def test_the_excluded_paths_are_the_otel_variables() -> None:
+    spans = await http_spans({"OTEL_PYTHON_FASTAPI_EXCLUDED_URLS": "/consumers"})
+    assert spans == [["GET /", "SERVER"], ["GET /health", "SERVER"]]

@@ -16,6 +16,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 
+from llama_agents import tracing
 from llama_agents._auth import api_key_guard, configured_api_key
 from llama_agents._serving import HttpServer
 from llama_agents.errors import ConsumerNotFoundError, MessageDecodeError, UnroutableMessageError
@@ -66,6 +67,7 @@ def create_app(queue: ServableQueue, api_key: str | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        telemetry=tracing.http_telemetry(),
     )
     consuming: dict[str, Any] = {}
 
