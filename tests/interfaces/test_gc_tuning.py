@@ -31,7 +31,8 @@ async def served() -> None:
 
     logging.getLogger("llama_agents.process").addHandler(Ready())
     logging.getLogger("llama_agents.process").setLevel(logging.INFO)
-    service = ComponentService(upper, SimpleMessageQueue(), "Upper-cases.", service_name="upper", port=0)
+    queue = SimpleMessageQueue()
+    service = ComponentService(upper, queue, "Upper-cases.", service_name="upper", port=0)
     serving = asyncio.create_task(serve_service(service, port=0, register=False))
     # The tuning follows the "ready" line with no await in between.
     await asyncio.wait_for(ready.wait(), 30)
