@@ -137,13 +137,20 @@ async def delete_leftovers(url: str, exchange: str, queues: list[str]) -> list[s
 # -- /proc --------------------------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process `pid` (all its threads) so far."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """User + system CPU seconds of process `pid` (all its threads, or only `thread`) so far."""
+    path = f"/proc/{pid}/task/{thread}/stat" if thread is not None else f"/proc/{pid}/stat"
+    stat = Path(path).read_text()
     # The command name (field 2) may hold spaces: count fields after its closing paren.
     fields = stat[stat.rindex(")") + 2 :].split()
     utime, stime = int(fields[11]), int(fields[12])
     return (utime + stime) / CLK_TCK
+
+
+def main_thread_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process `pid`'s main thread (its event loop's) so far;
+    the rest of `cpu_seconds` is its other threads' (executors, exporters)."""
+    return cpu_seconds(pid, thread=pid)
 
 
 def peak_rss_mb(pid: int) -> float | None:

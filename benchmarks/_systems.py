@@ -32,6 +32,7 @@ from _common import (
     Output,
     announce,
     cpu_seconds,
+    main_thread_cpu_seconds,
     postgres_backends_of,
     postgres_cpu_seconds,
     serve_control_plane,
@@ -270,6 +271,8 @@ class CpuSample:
     """CPU seconds so far of everything a burst makes work."""
 
     processes: dict[str, float]
+    #: Each process's main thread (its event loop).
+    main_threads: dict[str, float]
     #: The broker's processes, by pid (tools such as rabbitmqctl come and go).
     broker: dict[int, float]
     #: The PostgreSQL server's postmaster pid and CPU (None: SQLite, or not visible).
@@ -283,6 +286,7 @@ class CpuSpent:
     """CPU seconds spent between two samples (None: not measured)."""
 
     processes: dict[str, float]
+    main_threads: dict[str, float]
     broker: float | None
     postgres: float | None
     postgres_backends: float | None
@@ -307,6 +311,7 @@ def sample_cpu(system: System, broker: list[int]) -> CpuSample:
         backends = _cpu_by_pid(postgres_backends_of(pids, system.layout.postgres_port))
     return CpuSample(
         processes={child.role: cpu_seconds(child.pid) for child in system.children},
+        main_threads={child.role: main_thread_cpu_seconds(child.pid) for child in system.children},
         broker=_cpu_by_pid(broker),
         postgres=postgres,
         backends=backends,
@@ -330,6 +335,9 @@ def cpu_spent(before: CpuSample, after: CpuSample) -> CpuSpent:
         backends = sum(cpu - before.backends.get(pid, 0.0) for pid, cpu in after.backends.items())
     return CpuSpent(
         processes={role: cpu - before.processes[role] for role, cpu in after.processes.items()},
+        main_threads={
+            role: cpu - before.main_threads[role] for role, cpu in after.main_threads.items()
+        },
         broker=broker,
         postgres=postgres,
         postgres_backends=backends,

@@ -431,6 +431,7 @@ def cpu_record(run: BurstRun, system: System, settings: Settings) -> dict[str, A
         child.role: {
             "cpu_s": seconds(spent[child.role]),
             "cpu_ms_per_task": per(spent[child.role]),
+            "main_thread_cpu_ms_per_task": per(run.cpu.main_threads[child.role]),
             "peak_rss_mb": peak_rss_mb(child.pid),
         }
         for child in system.children
