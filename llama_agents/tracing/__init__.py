@@ -193,7 +193,8 @@ def http_telemetry() -> TelemetryConfig:
     """FastAPI's own OpenTelemetry settings for our apps (`FastAPI(telemetry=...)`).
 
     While tracing is on: one server span per request, continuing a caller's `traceparent`
-    (not for `/health` and `/metrics`). FastAPI's operation spans (dependencies, endpoint,
+    (not for `/health` and `/metrics`, nor for a read whose caller sent no trace context:
+    see `_setup.untraced_read`). FastAPI's operation spans (dependencies, endpoint,
     serialization: four more spans per request), its OpenTelemetry metrics (ours are
     Prometheus') and its log records stay off. While tracing is off: nothing at all."""
     if not enabled():

@@ -107,11 +107,16 @@ memory = InMemorySpanExporter()
 trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(memory))
 app = create_app(SimpleMessageQueue())
 
+TRACED = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+
 async def main():
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://queue") as client:
         for path in ("/", "/health", "/consumers"):
-            assert (await client.get(path)).status_code == 200
+            assert (await client.get(path, headers=TRACED)).status_code == 200
+        # An untraced caller: its reads start no trace, its writes do.
+        assert (await client.get("/consumers")).status_code == 200
+        assert (await client.post("/queues/work")).status_code == 200
 
 asyncio.run(main())
 spans = [(s.name, s.kind.name) for s in memory.get_finished_spans()]
@@ -137,14 +142,23 @@ async def http_spans(env: dict[str, str]) -> list[list[str]]:
     return spans
 
 
-async def test_one_server_span_per_request_and_none_for_probes() -> None:
+async def test_one_server_span_per_request_and_none_for_probes_or_untraced_reads() -> None:
     """FastAPI's own telemetry, as we set it: one server span per request; none of its
     operation spans (dependencies, endpoint, serialization: three more per request, each
-    paid for on every request, sampled or not); none for `/health`."""
+    paid for on every request, sampled or not); none for `/health`; none for a read whose
+    caller sent no trace context (it would be a trace of its own), one for a write."""
     spans = await http_spans({})
-    assert spans == [["GET /", "SERVER"], ["GET /consumers", "SERVER"]]
+    assert spans == [
+        ["GET /", "SERVER"],
+        ["GET /consumers", "SERVER"],
+        ["POST /queues/{message_type}", "SERVER"],
+    ]
 
 
 async def test_the_excluded_paths_are_the_otel_variables() -> None:
     spans = await http_spans({"OTEL_PYTHON_FASTAPI_EXCLUDED_URLS": "/consumers"})
-    assert spans == [["GET /", "SERVER"], ["GET /health", "SERVER"]]
+    assert spans == [
+        ["GET /", "SERVER"],
+        ["GET /health", "SERVER"],
+        ["POST /queues/{message_type}", "SERVER"],
+    ]
