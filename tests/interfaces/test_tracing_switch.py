@@ -42,12 +42,14 @@ print("RESULT " + json.dumps({"headers": headers,
 """
 
 
-async def run(env: dict[str, str]) -> tuple[dict[str, Any], str]:
+async def run_script(script: str, env: dict[str, str]) -> tuple[Any, str]:
+    """Run `script` in a fresh interpreter with no OTEL variables but `env`; what it printed
+    on its `RESULT` line (JSON), and its stdout."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        SCRIPT,
+        script,
         env={**clean, **env},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -57,6 +59,12 @@ async def run(env: dict[str, str]) -> tuple[dict[str, Any], str]:
     assert process.returncode == 0, err.decode()
     line = next(line for line in err.decode().splitlines() if line.startswith("RESULT "))
     return json.loads(line.removeprefix("RESULT ")), out.decode()
+
+
+async def run(env: dict[str, str]) -> tuple[dict[str, Any], str]:
+    seen, out = await run_script(SCRIPT, env)
+    assert isinstance(seen, dict)
+    return seen, out
 
 
 def spans_in(text: str) -> list[dict[str, Any]]:
@@ -125,20 +133,8 @@ print("RESULT " + json.dumps(spans), file=sys.stderr)
 
 
 async def http_spans(env: dict[str, str]) -> list[list[str]]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        HTTP_SCRIPT,
-        env={**clean, "OTEL_TRACES_EXPORTER": "console", **env},
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(DEADLINE * 2):
-        _, err = await process.communicate()
-    assert process.returncode == 0, err.decode()
-    line = next(line for line in err.decode().splitlines() if line.startswith("RESULT "))
-    spans: list[list[str]] = json.loads(line.removeprefix("RESULT "))
+    spans, _ = await run_script(HTTP_SCRIPT, {"OTEL_TRACES_EXPORTER": "console", **env})
+    assert isinstance(spans, list)
     return spans
 
 
