@@ -3,8 +3,12 @@
 Messaging spans follow OpenTelemetry's messaging semantic conventions (`messaging.system`,
 `messaging.destination.name`, `messaging.message.id`, `messaging.operation.type`, and for
 RabbitMQ the routing key); ours name the task, step, service and session
-(`llama_agents.task_id` ...). Attributes are only computed for spans that record: a trace
-the sampler dropped costs a non-recording span and no more.
+(`llama_agents.task_id` ...). Attributes are only computed for spans that record.
+
+Most traces are ones the sampler dropped (at 10%, nine in ten), so their path is the one
+kept cheap: no span at all, only the context carried on (a shared no-op or a small class
+around `attach`/`detach`, not a generator), and each stored context parsed once
+(`_context_of`).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from llama_agents.tracing import Settled, _settled_noop
+from llama_agents.tracing import _OFF, Settled, _settled_noop
 
 if TYPE_CHECKING:
     from llama_agents.messages import QueueMessage
@@ -87,21 +91,53 @@ def _trace_id_of(carrier: Mapping[str, str]) -> str:
     return carrier.get("traceparent", "")[3:35]
 
 
-@contextlib.contextmanager
-def _within(carrier: Mapping[str, str]) -> Iterator[None]:
-    token = otel_context.attach(_w3c.extract(carrier))
-    try:
-        yield
-    finally:
-        otel_context.detach(token)
+#: Parsed trace contexts by their headers: a task's stored context is read at each of its
+#: hops, and a parsed `Context` is immutable, so one parse serves them all.
+_parsed: dict[tuple[str, str | None], otel_context.Context] = {}
+_PARSED_MAX = 4096
 
 
-@contextlib.contextmanager
-def publishing(message: QueueMessage, system: str, destination: str | None) -> Iterator[None]:
+def _context_of(carrier: Mapping[str, str]) -> otel_context.Context:
+    """`carrier`'s context, as the W3C propagator reads it (parsed once per context)."""
+    key = (carrier.get("traceparent", ""), carrier.get("tracestate"))
+    found = _parsed.get(key)
+    if found is None:
+        found = _w3c.extract(carrier)
+        if len(_parsed) >= _PARSED_MAX:
+            _parsed.clear()  # old tasks' contexts: cheaper to forget than to rank
+        _parsed[key] = found
+    return found
+
+
+class _Within:
+    """Work runs in `context` (made current on enter, restored on exit): the context of a
+    dropped trace, carried on with no span."""
+
+    __slots__ = ("_context", "_token")
+
+    def __init__(self, context: otel_context.Context) -> None:
+        self._context = context
+        self._token: object = None
+
+    def __enter__(self) -> Any:  # `Settled` for `consuming`, ignored elsewhere
+        self._token = otel_context.attach(self._context)
+        return _settled_noop
+
+    def __exit__(self, *exc_info: object) -> None:
+        otel_context.detach(self._token)  # type: ignore[arg-type]
+
+
+def publishing(
+    message: QueueMessage, system: str, destination: str | None
+) -> contextlib.AbstractContextManager[None]:
     if _dropped():
         _inject(message)
-        yield
-        return
+        return _OFF
+    return _publish_span(message, system, destination)
+
+
+@contextlib.contextmanager
+def _publish_span(message: QueueMessage, system: str, destination: str | None) -> Iterator[None]:
     with _tracer.start_as_current_span(
         f"publish {message.type}", kind=SpanKind.PRODUCER, record_exception=True
     ) as span:
@@ -119,7 +155,6 @@ def _inject(message: QueueMessage) -> None:
     message.headers.update(carrier)
 
 
-@contextlib.contextmanager
 def consuming(
     message: QueueMessage,
     consumer_type: str,
@@ -127,13 +162,22 @@ def consuming(
     system: str,
     destination: str | None,
     headers: Mapping[str, Any] | None,
-) -> Iterator[Settled]:
+) -> contextlib.AbstractContextManager[Settled]:
     carrier = _carrier(headers) or _carrier(message.headers)
     if carrier and not _sampled(carrier):
-        with _within(carrier):
-            yield _settled_noop
-        return
-    parent = _w3c.extract(carrier) if carrier else None
+        return _Within(_context_of(carrier))
+    return _consume_span(message, consumer_type, system, destination, carrier)
+
+
+@contextlib.contextmanager
+def _consume_span(
+    message: QueueMessage,
+    consumer_type: str,
+    system: str,
+    destination: str | None,
+    carrier: Mapping[str, str],
+) -> Iterator[Settled]:
+    parent = _context_of(carrier) if carrier else None
     with _tracer.start_as_current_span(
         f"process {message.type}", context=parent, kind=SpanKind.CONSUMER
     ) as span:
@@ -192,27 +236,25 @@ def start_task(record: TaskRecord) -> None:
     record.trace_context = carrier
 
 
-@contextlib.contextmanager
-def task_context(carrier: Mapping[str, str]) -> Iterator[None]:
+def task_context(carrier: Mapping[str, str]) -> contextlib.AbstractContextManager[None]:
     current_id = trace.get_current_span().get_span_context().trace_id
     if current_id and format(current_id, "032x") == _trace_id_of(carrier):
-        yield  # already in the task's trace (a result of it being handled): nothing to parse
-        return
-    stored = _w3c.extract(carrier)
-    wanted = trace.get_current_span(stored).get_span_context()
-    current = trace.get_current_span().get_span_context()
-    if not wanted.is_valid or (current.is_valid and current.trace_id == wanted.trace_id):
-        yield
-        return
-    token = otel_context.attach(stored)
-    try:
-        yield
-    finally:
-        otel_context.detach(token)
+        return _OFF  # already in the task's trace (a result of it being handled)
+    stored = _context_of(carrier)
+    if not trace.get_current_span(stored).get_span_context().is_valid:
+        return _OFF
+    return _Within(stored)
+
+
+def decision(record: TaskRecord, orchestrator: str) -> contextlib.AbstractContextManager[None]:
+    carrier = record.trace_context
+    if carrier and not _sampled(carrier):
+        return task_context(carrier)  # a dropped trace: its context, no span
+    return _decision_span(record, orchestrator)
 
 
 @contextlib.contextmanager
-def decision(record: TaskRecord, orchestrator: str) -> Iterator[None]:
+def _decision_span(record: TaskRecord, orchestrator: str) -> Iterator[None]:
     with task_context(record.trace_context):
         if _dropped():
             yield
@@ -224,11 +266,14 @@ def decision(record: TaskRecord, orchestrator: str) -> Iterator[None]:
             yield
 
 
-@contextlib.contextmanager
-def step(service: str, message: QueueMessage) -> Iterator[None]:
+def step(service: str, message: QueueMessage) -> contextlib.AbstractContextManager[None]:
     if _dropped():
-        yield
-        return
+        return _OFF
+    return _step_span(service, message)
+
+
+@contextlib.contextmanager
+def _step_span(service: str, message: QueueMessage) -> Iterator[None]:
     with _tracer.start_as_current_span(f"step {service}", record_exception=True) as span:
         if span.is_recording():
             span.set_attributes(_ids(message.data))

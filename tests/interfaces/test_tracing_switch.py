@@ -158,3 +158,76 @@ async def test_the_excluded_paths_are_the_otel_variables() -> None:
         ["GET /health", "SERVER"],
         ["POST /queues/{message_type}", "SERVER"],
     ]
+
+
+#: A trace the sampler dropped, carried on with no span: a message consumed in it, a message
+#: published while handling it, a task's stored context used again (`task_context`,
+#: `decision`). Prints the trace context each hop saw.
+DROPPED_SCRIPT = """
+import asyncio, json, sys
+from opentelemetry import trace
+from llama_agents import CallableMessageConsumer, QueueMessage, SimpleMessageQueue, tracing
+from llama_agents.messages.records import TaskRecord
+from llama_agents.tracing import _spans
+from tests.support.helpers import Collector
+
+DROPPED = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+seen = {}
+
+def current():
+    context = trace.get_current_span().get_span_context()
+    return [format(context.trace_id, "032x"), context.trace_flags.sampled]
+
+async def main():
+    tracing.enabled()
+    queue = SimpleMessageQueue()
+    onward = Collector()
+
+    async def handle(message):
+        seen["consumed_in"] = current()
+        with tracing.step("work", message):
+            await queue.publish(QueueMessage(type="onward", data={}))
+
+    worker = CallableMessageConsumer(handler=handle, message_type="work")
+    starts = [await queue.register_consumer(worker),
+              await queue.register_consumer(onward.consumer("onward"))]
+    running = [asyncio.create_task(start()) for start in starts]
+    with tracing.task_context({"traceparent": DROPPED}):  # a request in a dropped trace
+        await queue.publish(QueueMessage(type="work", data={}))
+    (message,) = await onward.wait_for(1)
+    seen["onward_headers"] = message.headers
+    record = TaskRecord(task_id="t-1", input="x", trace_context={"traceparent": DROPPED})
+    with tracing.task_context(record.trace_context):
+        seen["task_context"] = current()
+    with tracing.decision(record, "Pipeline"):
+        seen["decision"] = current()
+    seen["after"] = current()
+    for index in range(_spans._PARSED_MAX + 10):
+        _spans._context_of({"traceparent": f"00-{index:032x}-b7ad6b7169203331-00"})
+    seen["parsed"] = len(_spans._parsed)
+    for task in running:
+        task.cancel()
+    await queue.close()
+
+asyncio.run(main())
+trace.get_tracer_provider().force_flush()
+print("RESULT " + json.dumps(seen), file=sys.stderr)
+"""
+
+
+async def test_a_dropped_trace_is_carried_on_with_no_span() -> None:
+    """The cheap path most traces take (nine in ten at 10% sampling): no span is made, and
+    the trace's context still reaches every hop, so nothing downstream starts a trace of its
+    own. Parsed contexts are cached, within a bound."""
+    seen, out = await run_script(
+        DROPPED_SCRIPT,
+        {"OTEL_TRACES_EXPORTER": "console", "OTEL_TRACES_SAMPLER": "parentbased_always_on"},
+    )
+    trace_id = "0af7651916cd43dd8448eb211c80319c"
+    assert seen["consumed_in"] == [trace_id, False]
+    assert seen["onward_headers"]["traceparent"].startswith(f"00-{trace_id}-")
+    assert seen["onward_headers"]["traceparent"].endswith("-00")
+    assert seen["task_context"] == seen["decision"] == [trace_id, False]
+    assert seen["after"] == ["0" * 32, False]
+    assert 0 < seen["parsed"] <= 4096
+    assert spans_in(out) == []  # a dropped parent drops every span under it
