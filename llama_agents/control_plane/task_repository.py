@@ -14,7 +14,7 @@ notice arrives.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -42,12 +42,22 @@ def _record(row: TaskRow) -> TaskRecord:
 
 
 class TaskRepository:
-    """Loads and saves `TaskRecord`s; keeps up to `cache_size` of them in memory."""
+    """Loads and saves `TaskRecord`s; keeps up to `cache_size` of them in memory.
+
+    `amend` is given each record a writer loads from the store (not from the cache): what
+    this process knows of it and has not saved yet goes on it (held publish marks).
+    """
 
     def __init__(
-        self, store: StateStore, *, cache_size: int = 10_000, replica_id: str | None = None
+        self,
+        store: StateStore,
+        *,
+        cache_size: int = 10_000,
+        replica_id: str | None = None,
+        amend: Callable[[TaskRecord], object] | None = None,
     ) -> None:
         self.store = store
+        self.amend = amend
         #: Written into each saved record (`handled_by`) on a shared store.
         self.replica_id = replica_id
         #: task id -> (the writers' object, its stored version, the stored body)
@@ -107,6 +117,8 @@ class TaskRepository:
         if row is None:
             return None
         record = _record(row)
+        if self.amend is not None:
+            self.amend(record)
         self._remember(record, row)
         return record
 

@@ -3,8 +3,8 @@
 Every change is saved before the message that caused it is acknowledged, and before
 anything it decided is published (see docs/architecture.md, "delivery contract"):
 
-- a step is stored, then published, then marked published; a restart publishes what was
-  stored but never confirmed;
+- a step is stored, then published, then marked published (the mark goes with the task's
+  next save: `publish_marks.py`); a restart publishes what was stored but never marked;
 - a service's result is recorded once per step id (a redelivered result finds its step
   closed); deciding the next step runs afterwards, bounded (`decisions.py`);
 - a step that never comes back fails its task at its deadline (`deadlines.py`); one that was
@@ -39,6 +39,7 @@ from llama_agents.control_plane.event_log import (
 )
 from llama_agents.control_plane.events import ControlPlaneEvent, EventHub
 from llama_agents.control_plane.models import NewTask
+from llama_agents.control_plane.publish_marks import DEFAULT_MARK_DELAY, PublishMarks
 from llama_agents.control_plane.registry import ServiceRegistry
 from llama_agents.control_plane.runs import RunCoordinator
 from llama_agents.control_plane.schemas import validate_start_event
@@ -86,6 +87,9 @@ class TaskManager:
         max_concurrent_decisions: orchestrator decisions (LLM calls) at once.
         publish_retry_for: seconds a publish is retried while the broker refuses it.
         result_key: the default message type of results (its queue is declared).
+        publish_mark_delay: seconds a step's publish mark waits to be written with its
+            task's next save (`publish_marks`); 0 writes it at once, as a shared store
+            (control planes as replicas) always does.
     """
 
     def __init__(
@@ -100,6 +104,7 @@ class TaskManager:
         max_concurrent_decisions: int = 16,
         publish_retry_for: float = 120.0,
         result_key: str = "human",
+        publish_mark_delay: float = DEFAULT_MARK_DELAY,
     ) -> None:
         self.store = store
         self.orchestrator = orchestrator
@@ -107,7 +112,12 @@ class TaskManager:
         self.events = events or EventHub()
         #: On a shared store (control planes as replicas), this replica's id.
         self.replica_id: str | None = store.store_id if store.shared else None
-        self.tasks = TaskRepository(store, replica_id=self.replica_id)
+        # With control planes as replicas, marks are written at once: another replica
+        # reading the task from the store must see them.
+        self.marks = PublishMarks(
+            0.0 if store.shared else publish_mark_delay, self._write_held_marks
+        )
+        self.tasks = TaskRepository(store, replica_id=self.replica_id, amend=self.marks.apply)
         self.registry = ServiceRegistry(store, message_queue, self.events)
         self.sessions = SessionManager(store)
         self.log = EventLog(store)
@@ -223,9 +233,14 @@ class TaskManager:
             key = finished_key(record.reopened)
             logged.append(NewEvent(body, dedupe_key=key))
             sequence_of = ("finished_event", key)
+        held = self.marks.held(record.task_id)
+        if held:
+            self.marks.apply(record)
         appended = await self.tasks.save(
             record, events=logged, checkpoint=checkpoint, sequence_of=sequence_of
         )
+        if held:
+            self.marks.saved(record.task_id)
         self.log.appended(record.task_id, appended)
         if sequence_of is not None:
             self.metrics.task_finished(record)
@@ -584,13 +599,14 @@ class TaskManager:
         fails with the reason.
         """
         changed = False
+        result_marked = False
         try:
             for step in record.steps:
                 if step.published or step.status is not StepStatus.PENDING:
                     continue
                 if record.status.finished:
                     step.published = True
-                    changed = True
+                    changed = result_marked = True
                     continue
                 await self.dispatch.publish_step(record, step)
                 step.published = True
@@ -608,15 +624,35 @@ class TaskManager:
                         record.result_key,
                     )
                 record.result_published = True
-                changed = True
+                changed = result_marked = True
         except MessageQueueError as exc:
             logger.warning("publishing for task %s failed (%s); retrying", record.task_id, exc)
             if record.task_id not in self._retrying:
                 self._retrying.add(record.task_id)
                 self.spawn(self._republish(record.task_id))
         finally:
-            if changed:
+            if changed and (result_marked or self.marks.delay <= 0):
                 await self._save_marks(record)
+            elif changed:
+                self.marks.hold(record)  # written with the task's next save
+                self.deadlines.set(record.task_id, _next_deadline(record))
+
+    async def _write_held_marks(self, task_id: str) -> None:
+        """No save of the task came within the delay: write its held publish marks alone."""
+        try:
+            async with self.lock(task_id):
+                if not self.marks.held(task_id):
+                    return
+                try:
+                    record = await self.get(task_id)
+                except TaskNotFoundError:
+                    self.marks.saved(task_id)  # deleted meanwhile: nothing to mark
+                    return
+                self.marks.apply(record)
+                await self._save_marks(record)
+        except Exception as exc:
+            logger.warning("task %s: saving publish marks failed (%s); retrying", task_id, exc)
+            self.marks.retry(task_id)
 
     async def _save_marks(self, record: TaskRecord) -> None:
         """Save what `flush` published. If another replica saved the task since it was
@@ -798,6 +834,7 @@ class TaskManager:
     async def close(self, drain_timeout: float = 10.0) -> None:
         """Stop timers and retries; let decisions and starting tasks finish, briefly."""
         self.stopping.set()
+        await self.marks.write_all(drain_timeout)
         if self._unwatch is not None:
             self._unwatch()
             self._unwatch = None

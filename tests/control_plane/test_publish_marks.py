@@ -1,0 +1,124 @@
+"""A step's publish mark is written with its task's next save, not with a write of its own
+(`control_plane/publish_marks.py`): a step answered soon costs one save fewer; a mark no save
+takes is written alone after the delay, and when the control plane stops; a restarted control
+plane does not send a step whose mark was held."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llama_agents import ControlPlaneServer, TaskStatus
+from llama_agents.control_plane.publish_marks import DEFAULT_MARK_DELAY
+from llama_agents.control_plane.state import SqliteStateStore
+from llama_agents.control_plane.state.base import TaskRow
+from tests.conftest import QueueFactory
+from tests.support.hardening import ReadmeService, RouteByInput, served
+from tests.support.helpers import DEADLINE
+
+pytestmark = pytest.mark.rabbitmq
+
+
+class CountingStore(SqliteStateStore):
+    """The SQLite store, counting the saves of each task."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.saves: Counter[str] = Counter()
+
+    async def save_task(self, row: TaskRow, **kwargs: Any) -> Any:
+        self.saves[row.task_id] += 1
+        return await super().save_task(row, **kwargs)
+
+
+async def saves_per_task(
+    rabbitmq_factory: QueueFactory, path: Path, *, mark_delay: float, tasks: int = 3
+) -> list[int]:
+    queue = await rabbitmq_factory()
+    store = CountingStore(path)
+    async with served(queue, store) as system:
+        system.control_plane.manager.marks.delay = mark_delay
+        await system.add(ReadmeService(queue, "worker"))
+        task_ids = [await system.create(f"worker: job {n}") for n in range(tasks)]
+        for task_id in task_ids:
+            record = await system.finished(task_id)
+            assert record.status is TaskStatus.COMPLETED, record.error
+            assert record.steps[0].published
+        assert len(system.control_plane.manager.marks) == 0
+        return [store.saves[task_id] for task_id in task_ids]
+
+
+async def test_a_step_answered_soon_costs_no_save_of_its_own(
+    rabbitmq_factory: QueueFactory, tmp_path: Path
+) -> None:
+    at_once = await saves_per_task(rabbitmq_factory, tmp_path / "a.sqlite3", mark_delay=0)
+    held = await saves_per_task(rabbitmq_factory, tmp_path / "b.sqlite3", mark_delay=DEADLINE)
+    assert held == [n - 1 for n in at_once], (at_once, held)
+
+
+async def test_a_mark_no_save_takes_is_written_after_the_delay(
+    rabbitmq_factory: QueueFactory, tmp_path: Path
+) -> None:
+    queue = await rabbitmq_factory()
+    service = ReadmeService(queue, "worker", hold=True)
+    async with served(queue, tmp_path / "cp.sqlite3") as system:
+        manager = system.control_plane.manager
+        assert manager.marks.delay == DEFAULT_MARK_DELAY
+        await system.add(service)
+        task_id = await system.create("worker: wait for me")
+        async with asyncio.timeout(DEADLINE):
+            await service.started.wait()
+        if manager.marks.held(task_id):  # not yet written: the store does not say it yet
+            assert not (await manager.read(task_id)).steps[0].published
+        # No save comes while the step is held: the mark is written alone.
+        record = await system.published(task_id)
+        assert record.steps[0].deadline_at is not None
+        assert not manager.marks.held(task_id)
+        service.gate.set()
+        assert (await system.finished(task_id)).status is TaskStatus.COMPLETED
+
+
+async def test_stopping_writes_held_marks_and_a_restart_does_not_send_the_step_again(
+    rabbitmq_factory: QueueFactory, tmp_path: Path
+) -> None:
+    path = tmp_path / "cp.sqlite3"
+    queue = await rabbitmq_factory()
+    service = ReadmeService(queue, "worker", hold=True)
+    first = ControlPlaneServer(queue, RouteByInput(), SqliteStateStore(path))
+    consuming = asyncio.create_task((await first.register_to_message_queue())())
+    await first.register_service(service.service_definition)
+    await service.launch_local()
+    try:
+        first.manager.marks.delay = DEADLINE * 10  # only stopping writes it
+        task_id = (await first.create_task("worker: once")).task_id
+        async with asyncio.timeout(DEADLINE):
+            await service.started.wait()
+        assert first.manager.marks.held(task_id)
+        # Read from the store again (dropped from the cache), the task carries its held mark:
+        # a writer that flushes it does not publish the step again.
+        first.manager.tasks.forget(task_id)
+        assert (await first.manager.get(task_id)).steps[0].published
+        assert not (await first.manager.read(task_id)).steps[0].published  # the store's
+    finally:
+        await first.close()
+        consuming.cancel()
+    stored = await SqliteStateStore(path).load_task(task_id)
+    assert stored is not None and stored.body["steps"][0]["published"] is True
+
+    # The service still holds the step; a new control plane on the same store recovers:
+    # nothing unconfirmed to send again.
+    second = ControlPlaneServer(await rabbitmq_factory(), RouteByInput(), SqliteStateStore(path))
+    consuming = asyncio.create_task((await second.register_to_message_queue())())
+    try:
+        service.gate.set()
+        record = await second.wait_for_status(task_id, {TaskStatus.COMPLETED}, timeout=DEADLINE)
+        assert record.result is not None and record.result.result == "ONCE"
+        assert service.inputs == ["once"], "the step was sent once"
+    finally:
+        await service.deregister_from_message_queue()
+        await second.close()
+        consuming.cancel()
