@@ -428,7 +428,13 @@ class ControlPlaneServer:
         self, task_id: str, statuses: set[TaskStatus], timeout: float | None = None
     ) -> TaskRecord:
         """Wait until the task is in one of `statuses`."""
-        return await self.manager.wait_until(task_id, lambda r: r.status in statuses, timeout)
+        wanted = {status.value for status in statuses}
+        return await self.manager.wait_until(
+            task_id,
+            lambda r: r.status in statuses,
+            timeout,
+            stored=lambda body: body["status"] in wanted,
+        )
 
     async def get_task_result(self, task_id: str) -> TaskResult | None:
         """The task's result once finished, else None."""

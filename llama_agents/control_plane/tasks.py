@@ -808,28 +808,44 @@ class TaskManager:
         return info.active == record.task_id
 
     async def wait_until(
-        self, task_id: str, predicate: Callable[[TaskRecord], bool], timeout: float | None
+        self,
+        task_id: str,
+        predicate: Callable[[TaskRecord], bool],
+        timeout: float | None,
+        *,
+        stored: Callable[[dict[str, Any]], bool] | None = None,
     ) -> TaskRecord:
         """The task once `predicate(task)` holds; `TaskTimeoutError` after `timeout` seconds.
 
-        Driven by the task's saves: each one wakes the waiters, who check again.
+        Driven by the task's saves: each one wakes the waiters, who check again. `stored`, a
+        test of the stored record's JSON that `predicate` can only pass after, spares the
+        waiter a whole record per save (a long-poll wakes at every step of its task).
         """
         try:
             async with asyncio.timeout(timeout):
                 while True:
                     changed = self._changes.setdefault(task_id, asyncio.Event())
-                    record = await self.read(task_id)
-                    if predicate(record):
-                        return record
+                    if stored is None or stored(await self._stored(task_id)):
+                        record = await self.read(task_id)
+                        if predicate(record):
+                            return record
                     await changed.wait()
         except TimeoutError:
             raise TaskTimeoutError(
                 f"task {task_id} did not reach the awaited state within {timeout}s"
             ) from None
 
+    async def _stored(self, task_id: str) -> dict[str, Any]:
+        body = await self.tasks.stored(task_id)
+        if body is None:
+            raise TaskNotFoundError(task_id)
+        return body
+
     async def wait(self, task_id: str, timeout: float | None) -> TaskRecord:
         """The task once finished; `TaskTimeoutError` if it is still running after `timeout`."""
-        return await self.wait_until(task_id, lambda record: record.status.finished, timeout)
+        return await self.wait_until(
+            task_id, lambda record: record.status.finished, timeout, stored=_stored_finished
+        )
 
     async def close(self, drain_timeout: float = 10.0) -> None:
         """Stop timers and retries; let decisions and starting tasks finish, briefly."""
@@ -858,6 +874,10 @@ async def _set_within(event: asyncio.Event, seconds: float) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+def _stored_finished(body: dict[str, Any]) -> bool:
+    return TaskStatus(body["status"]).finished
 
 
 def _next_deadline(record: TaskRecord) -> Any:
