@@ -651,6 +651,9 @@ class TaskManager:
                 self.marks.apply(record)
                 await self._save_marks(record)
         except Exception as exc:
+            if self.stopping.is_set():  # a restart sends the step again: at least once
+                logger.warning("task %s: saving publish marks failed (%s)", task_id, exc)
+                return
             logger.warning("task %s: saving publish marks failed (%s); retrying", task_id, exc)
             self.marks.retry(task_id)
 
@@ -850,7 +853,6 @@ class TaskManager:
     async def close(self, drain_timeout: float = 10.0) -> None:
         """Stop timers and retries; let decisions and starting tasks finish, briefly."""
         self.stopping.set()
-        await self.marks.write_all(drain_timeout)
         if self._unwatch is not None:
             self._unwatch()
             self._unwatch = None
@@ -864,6 +866,8 @@ class TaskManager:
                 task.cancel()
             if still:
                 await asyncio.wait(still)
+        # Last: the decisions and publishes drained above may have held marks of their own.
+        await self.marks.write_all(drain_timeout)
 
 
 async def _set_within(event: asyncio.Event, seconds: float) -> bool:
