@@ -26,9 +26,10 @@ from datetime import datetime
 
 from llama_agents.messages.records import StepStatus, TaskRecord
 
-#: Seconds a step's publish mark waits for its task's next save (a workflow step's first
-#: update comes after its first step, often an LLM call: a second or more).
-DEFAULT_MARK_DELAY = 2.0
+#: Seconds a step's publish mark waits for its task's next save: long enough for a step
+#: that waited its turn in its queue and made an LLM call (a workflow's first update), short
+#: enough that a crash re-sends only the steps of the last few seconds.
+DEFAULT_MARK_DELAY = 5.0
 
 
 @dataclass(frozen=True)
