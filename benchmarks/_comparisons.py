@@ -9,6 +9,7 @@ returns one line (`tasks.py` adds its ``bench``). Where a system was measured se
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,10 +57,17 @@ def median_run(runs: list[dict[str, Any]] | None) -> dict[str, Any] | None:
     return ordered[len(ordered) // 2]
 
 
-def tracing_cost(off: dict[str, Any], on: dict[str, Any], sample_ratio: float) -> dict[str, Any]:
-    """Tracing's cost: the system's CPU ms per task, off and on."""
+def tracing_cost(
+    off: dict[str, Any],
+    on: dict[str, Any],
+    sample_ratio: float,
+    rounds: Sequence[tuple[dict[str, Any], dict[str, Any]]] = (),
+) -> dict[str, Any]:
+    """Tracing's cost: the system's CPU ms per task, off and on (the median runs); with the
+    rounds' (off, on) pairs, also each round's overhead and their median, which a drift of
+    the machine's speed between rounds moves less than the medians' comparison."""
     before, after = off["system_cpu_ms_per_task"], on["system_cpu_ms_per_task"]
-    return {
+    line = {
         "case": "tracing_cost",
         "sample_ratio": sample_ratio,
         "off_cpu_ms_per_task": before,
@@ -67,6 +75,17 @@ def tracing_cost(off: dict[str, Any], on: dict[str, Any], sample_ratio: float) -
         "overhead_pct": round((after - before) / before * 100.0, 1) if before else None,
         "target_overhead_pct_max": 10,
     }
+    paired = [
+        (b["system_cpu_ms_per_task"] - a["system_cpu_ms_per_task"])
+        / a["system_cpu_ms_per_task"]
+        * 100.0
+        for a, b in rounds
+        if a["system_cpu_ms_per_task"]
+    ]
+    if paired:
+        line["rounds_overhead_pct"] = [round(value, 1) for value in paired]
+        line["paired_overhead_pct"] = round(statistics.median(paired), 1)
+    return line
 
 
 def _median(values: list[float | None]) -> float | None:

@@ -56,7 +56,8 @@ its standard ``OTEL_*`` variables: ``parentbased_traceidratio`` at ``SAMPLE_RATI
 OTLP over HTTP to a local sink the script starts, ``_otlp_sink.py``); ``--tracing both``
 runs it off, then on (two systems, one after the other), tags every line with
 ``"tracing": "off"|"on"``, counts the spans the sink received (``otlp_sink``) and prints
-``tracing_cost``: the system's CPU ms per task both ways and the overhead in percent.
+``tracing_cost``: the system's CPU ms per task both ways and the overhead in percent (of the
+median runs; and ``paired_overhead_pct``, the median of each round's own overhead).
 ``--rounds N`` measures off and on N times each, alternated, and compares the median runs
 (this machine's speed drifts by more than the overhead being measured).
 
@@ -821,7 +822,14 @@ def main(argv: list[str] | None = None) -> None:
         off = median_run([m.cpu for m in runs.get("off", [])])
         on = median_run([m.cpu for m in runs.get("on", [])])
         if off is not None and on is not None:
-            emit({"bench": BENCH, **tracing_cost(off, on, settings.sample_ratio)})
+            pairs = list(
+                zip(
+                    [m.cpu for m in runs.get("off", [])],
+                    [m.cpu for m in runs.get("on", [])],
+                    strict=False,
+                )
+            )
+            emit({"bench": BENCH, **tracing_cost(off, on, settings.sample_ratio, pairs)})
     log(f"wall time {time.perf_counter() - started:.1f} s")
 
 
