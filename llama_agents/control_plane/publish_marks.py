@@ -67,16 +67,18 @@ class PublishMarks:
         ]
         if not marks:
             return
-        task_id = record.task_id
-        self._held[task_id] = marks
+        self._held[record.task_id] = marks
+        self._arm(record.task_id)
+
+    def _arm(self, task_id: str) -> None:
+        """Write the task's marks alone after `delay`, unless a save takes them first."""
         if task_id not in self._timers:
             loop = asyncio.get_running_loop()
             self._timers[task_id] = loop.call_later(self.delay, self._due, task_id)
 
-    def apply(self, record: TaskRecord) -> bool:
-        """Put the marks held for `record` on it (a save of it is on its way); True if one
-        was missing from it (it was read from the store again since)."""
-        changed = False
+    def apply(self, record: TaskRecord) -> None:
+        """Put the marks held for `record` on it: a save of it is on its way, or it was read
+        from the store again."""
         for mark in self._held.get(record.task_id, ()):
             step = record.step(mark.step_id)
             if (
@@ -87,8 +89,6 @@ class PublishMarks:
             ):
                 step.published = True
                 step.deadline_at = mark.deadline_at
-                changed = True
-        return changed
 
     def saved(self, task_id: str) -> None:
         """The task was saved with its marks: nothing is held for it any more."""
@@ -103,9 +103,8 @@ class PublishMarks:
     def retry(self, task_id: str) -> None:
         """Writing the task's marks failed (the store is down): try again after `delay`,
         unless a save takes them first."""
-        if task_id in self._held and task_id not in self._timers:
-            loop = asyncio.get_running_loop()
-            self._timers[task_id] = loop.call_later(self.delay, self._due, task_id)
+        if task_id in self._held:
+            self._arm(task_id)
 
     def _due(self, task_id: str) -> None:
         self._timers.pop(task_id, None)

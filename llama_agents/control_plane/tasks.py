@@ -648,8 +648,7 @@ class TaskManager:
                 except TaskNotFoundError:
                     self.marks.saved(task_id)  # deleted meanwhile: nothing to mark
                     return
-                self.marks.apply(record)
-                await self._save_marks(record)
+                await self._save_marks(record)  # `save` puts the held marks on it
         except Exception as exc:
             if self.stopping.is_set():  # a restart sends the step again: at least once
                 logger.warning("task %s: saving publish marks failed (%s)", task_id, exc)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping
+from contextvars import Token
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
@@ -117,14 +118,15 @@ class _Within:
 
     def __init__(self, context: otel_context.Context) -> None:
         self._context = context
-        self._token: object = None
+        self._token: Token[otel_context.Context] | None = None
 
     def __enter__(self) -> Any:  # `Settled` for `consuming`, ignored elsewhere
         self._token = otel_context.attach(self._context)
         return _settled_noop
 
     def __exit__(self, *exc_info: object) -> None:
-        otel_context.detach(self._token)  # type: ignore[arg-type]
+        assert self._token is not None
+        otel_context.detach(self._token)
 
 
 def publishing(

@@ -78,6 +78,9 @@ async def test_task_lifecycle_over_http(
     served: tuple[ControlPlaneServer, httpx.AsyncClient],
 ) -> None:
     control_plane, http = served
+    # The step's publish mark is awaited below: held 5 s, it would leave the HTTP client's
+    # connection idle as long as uvicorn keeps one open.
+    control_plane.manager.marks.delay = 1.0
     worker = Worker(control_plane.message_queue)
     await worker.start()
     human = Collector()

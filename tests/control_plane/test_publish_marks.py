@@ -17,7 +17,7 @@ from llama_agents.control_plane.publish_marks import DEFAULT_MARK_DELAY
 from llama_agents.control_plane.state import SqliteStateStore
 from llama_agents.control_plane.state.base import TaskRow
 from tests.conftest import QueueFactory
-from tests.support.hardening import ReadmeService, RouteByInput, served
+from tests.support.hardening import TEST_MARK_DELAY, ReadmeService, RouteByInput, served
 from tests.support.helpers import DEADLINE
 
 pytestmark = pytest.mark.rabbitmq
@@ -79,13 +79,13 @@ async def test_a_mark_no_save_takes_is_written_after_the_delay(
     service = ReadmeService(queue, "worker", hold=True)
     async with served(queue, tmp_path / "cp.sqlite3") as system:
         manager = system.control_plane.manager
-        assert manager.marks.delay == DEFAULT_MARK_DELAY
+        assert manager.marks.delay == TEST_MARK_DELAY  # held, then written alone
         await system.add(service)
         task_id = await system.create("worker: wait for me")
         async with asyncio.timeout(DEADLINE):
             await service.started.wait()
-        if manager.marks.held(task_id):  # not yet written: the store does not say it yet
-            assert not (await manager.read(task_id)).steps[0].published
+        assert manager.marks.held(task_id)  # not written yet: the store does not say it yet
+        assert not (await manager.read(task_id)).steps[0].published
         # No save comes while the step is held: the mark is written alone.
         record = await system.published(task_id)
         assert record.steps[0].deadline_at is not None
@@ -105,6 +105,7 @@ async def test_stopping_writes_held_marks_and_a_restart_does_not_send_the_step_a
     await first.register_service(service.service_definition)
     await service.launch_local()
     try:
+        assert first.manager.marks.delay == DEFAULT_MARK_DELAY  # a store of its own
         first.manager.marks.delay = DEADLINE * 10  # only stopping writes it
         task_id = (await first.create_task("worker: once")).task_id
         async with asyncio.timeout(DEADLINE):

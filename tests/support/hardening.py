@@ -50,6 +50,10 @@ from tests.support.helpers import DEADLINE
 FINISHED = {TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED}
 
 
+#: Seconds a served control plane holds a step's publish mark in these tests.
+TEST_MARK_DELAY = 1.0
+
+
 def state_store(path: Path) -> StateStore:
     """The control plane's SQLite store in the file `path`."""
     return SqliteStateStore(path)
@@ -187,6 +191,9 @@ async def served(
         **settings,
     )
     serving = await serve(control_plane)
+    # Tests await a step's stored publish mark (`Served.published`) and then use their HTTP
+    # client: a mark held 5 s would leave its connection idle as long as uvicorn keeps one.
+    control_plane.manager.marks.delay = TEST_MARK_DELAY
     system = Served(queue, control_plane, httpx.AsyncClient(base_url=control_plane.url, timeout=30))
     try:
         yield system
