@@ -60,6 +60,13 @@ runs it off, then on (two systems, one after the other), tags every line with
 median runs; and ``paired_overhead_pct``, the median of each round's own overhead).
 ``--rounds N`` measures off and on N times each, alternated, and compares the median runs
 (this machine's speed drifts by more than the overhead being measured).
+``--tracing side-by-side`` starts both systems (off and on) at once, and each of
+``--rounds`` rounds sends a burst of ``--tasks`` into each at the same time: a drift of the
+machine's speed, which moves alternated runs by tens of percent here, falls on both alike.
+It prints each round's ``cpu`` line per system (``"round"``, ``"side_by_side": true``;
+``client_cpu_s`` is then the load generator's for both bursts) and ``tracing_cost``, whose
+``paired_overhead_pct`` is the median of the rounds' own overheads. With ``--profile-dir
+DIR``, each system's children are profiled over all rounds into ``DIR/off`` and ``DIR/on``.
 
 ``--observability`` measures three systems one after the other, in one run: metrics and
 tracing off (``LLAMA_AGENTS_METRICS=0``), metrics on, metrics and tracing on (sampled at
@@ -82,6 +89,7 @@ Run it from the project root::
     .venv/bin/python benchmarks/tasks.py --repeat 3 --tasks 500
     .venv/bin/python benchmarks/tasks.py --profile-dir /tmp/prof
     .venv/bin/python benchmarks/tasks.py --tracing both --repeat 3
+    .venv/bin/python benchmarks/tasks.py --tracing side-by-side --rounds 7 --tasks 1000
     .venv/bin/python benchmarks/tasks.py --observability --repeat 3 --tasks 500
     .venv/bin/python benchmarks/tasks.py --control-planes 2 --replicas 2 --state postgres
     .venv/bin/python benchmarks/tasks.py --compare-stores --rounds 3
@@ -575,9 +583,19 @@ async def stop_system(system: System, url: str, exchange: str) -> None:
             log(f"deleted what the children left: {', '.join(leftovers)}")
 
 
-async def main_async(settings: Settings, mode: str = "off") -> Measured | None:
-    """One system, measured; `mode` "on": its children trace (see `SAMPLE_RATIO`) to a sink
-    started here. Returns its figures (None if it failed)."""
+@dataclass
+class OpenSystem:
+    """A started system, its load generator's clients, and its span sink when it traces."""
+
+    system: System
+    client: Client
+    mode: str
+    sink: Any = None
+
+
+async def open_system(settings: Settings, mode: str, stack: AsyncExitStack) -> OpenSystem:
+    """Start one system on an exchange and a store of its own, ready to measure; `mode` "on":
+    its children trace (see `SAMPLE_RATIO`) to a sink started here. `stack` stops it all."""
     exchange = f"bench_tasks_{uuid.uuid4().hex[:8]}"
     layout = settings.layout
     log(
@@ -585,39 +603,51 @@ async def main_async(settings: Settings, mode: str = "off") -> Measured | None:
         f"{layout.replicas} replica(s) of each service, tracing {mode}"
     )
     system = System(layout)
+    state_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench_tasks_"))
+    state_url = await stack.enter_async_context(state_store(layout, state_dir, log))
+    otel = None
+    sink = None
+    if mode == "on":
+        from _otlp_sink import running_sink
+
+        sink = await stack.enter_async_context(running_sink())
+        otel = sink.env(settings.sample_ratio)
+    stack.push_async_callback(stop_system, system, settings.url, exchange)
+    await start_system(SCRIPT, OUT, launch(settings, exchange, state_url, otel), system)
+    # Every burst task holds one connection for its POST, then for its long poll.
+    client = await Client.open(system.urls, max(settings.tasks, 10), stack)
+    await check_ready(client)
+    return OpenSystem(system, client, mode, sink)
+
+
+async def count_spans(settings: Settings, opened: OpenSystem) -> None:
+    """Stop a tracing system's children (they export what they hold on their way out), then
+    print how many spans its sink received."""
+    if opened.sink is None:
+        return
+    for child in reversed(opened.system.children):
+        await stop_child(child, STOP_TIMEOUT)
+    OUT.emit(
+        {
+            "bench": BENCH,
+            "case": "otlp_sink",
+            **tags(settings, opened.mode),
+            "sample_ratio": settings.sample_ratio,
+            "exports": opened.sink.exports,
+            "spans": opened.sink.spans,
+        }
+    )
+
+
+async def main_async(settings: Settings, mode: str = "off") -> Measured | None:
+    """One system, measured (see `open_system`). Returns its figures (None if it failed)."""
     measured: Measured | None = None
     try:
         # Unwound in reverse: the SDK clients, the children, the sink, the store, the folder.
         async with AsyncExitStack() as stack:
-            state_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench_tasks_"))
-            state_url = await stack.enter_async_context(state_store(layout, state_dir, log))
-            otel = None
-            sink = None
-            if mode == "on":
-                from _otlp_sink import running_sink
-
-                sink = await stack.enter_async_context(running_sink())
-                otel = sink.env(settings.sample_ratio)
-            stack.push_async_callback(stop_system, system, settings.url, exchange)
-            await start_system(SCRIPT, OUT, launch(settings, exchange, state_url, otel), system)
-            # Every burst task holds one connection for its POST, then for its long poll.
-            client = await Client.open(system.urls, max(settings.tasks, 10), stack)
-            await check_ready(client)
-            measured = await measure(settings, client, system, mode)
-            if sink is not None:
-                # Children export what they still hold on their way out: counted below.
-                for child in reversed(system.children):
-                    await stop_child(child, STOP_TIMEOUT)
-                OUT.emit(
-                    {
-                        "bench": BENCH,
-                        "case": "otlp_sink",
-                        **tags(settings, mode),
-                        "sample_ratio": settings.sample_ratio,
-                        "exports": sink.exports,
-                        "spans": sink.spans,
-                    }
-                )
+            opened = await open_system(settings, mode, stack)
+            measured = await measure(settings, opened.client, opened.system, mode)
+            await count_spans(settings, opened)
     except Exception as exc:
         log(f"failed: {type(exc).__name__}: {exc}")
         error = f"{type(exc).__name__}: {exc}"
@@ -625,6 +655,69 @@ async def main_async(settings: Settings, mode: str = "off") -> Measured | None:
     if settings.profile_dir:
         log(f"profiles in {settings.profile_dir}")
     return measured
+
+
+async def side_by_side(settings: Settings) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Tracing off and on as two systems running at the same time: their idle phases one
+    after the other, then each round one burst of `settings.tasks` into each, both at once,
+    so a drift of the machine's speed falls on both alike. Returns each round's pair of
+    CPU lines (off, on)."""
+    pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
+
+    def own(mode: str) -> Settings:
+        """With --profile-dir, each system's profiles go in a folder of its own (off, on)."""
+        if not settings.profile_dir:
+            return settings
+        folder = os.path.join(settings.profile_dir, mode)
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        return replace(settings, profile_dir=folder)
+
+    async with AsyncExitStack() as stack:
+        systems = [await open_system(own(mode), mode, stack) for mode in ("off", "on")]
+        for opened in systems:
+            log(f"tracing {opened.mode}: idle, {settings.warmup} warm-up, {settings.idle} tasks")
+            async with asyncio.timeout(PHASE_TIMEOUT):
+                idle = await idle_phase(opened.client, settings.idle, settings.warmup)
+            emit({"bench": BENCH, "case": "idle", **idle, **tags(settings, opened.mode)})
+        broker = broker_pids()
+        if settings.profile_dir:
+            for opened in systems:
+                folder = own(opened.mode).profile_dir
+                assert folder is not None
+                await start_profiling(opened.system.children, settings.profiler, folder)
+        for round_number in range(1, settings.rounds + 1):
+            log(f"round {round_number}/{settings.rounds}: {settings.tasks} tasks into each")
+            async with asyncio.timeout(PHASE_TIMEOUT):
+                bursts = await asyncio.gather(
+                    *(
+                        burst_phase(o.client, o.system, settings.tasks, round_number, broker)
+                        for o in systems
+                    )
+                )
+            lines = []
+            for opened, burst in zip(systems, bursts, strict=True):
+                line = {
+                    **cpu_record(burst, opened.system, settings),
+                    **tags(settings, opened.mode),
+                    "round": round_number,
+                    "side_by_side": True,
+                    "errors": burst.errors,
+                    "wrong": burst.wrong,
+                    "tasks_per_s": round(burst.tasks_per_s, 1),
+                }
+                emit(line)
+                lines.append(line)
+            log(
+                "  system CPU ms per task: off {:.2f}, on {:.2f}".format(
+                    *(line["system_cpu_ms_per_task"] for line in lines)
+                )
+            )
+            pairs.append((lines[0], lines[1]))
+        if settings.profile_dir:
+            for opened in systems:
+                await stop_profiling(opened.system.children, settings.profiler)
+        await count_spans(settings, systems[1])
+    return pairs
 
 
 def ratio(text: str) -> float:
@@ -670,17 +763,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--tracing",
-        choices=("off", "on", "both"),
+        choices=("off", "on", "both", "side-by-side"),
         default="off",
         help="trace the children (OpenTelemetry, sampled at 10%%, to a local sink); "
-        "both: measure off, then on, and print the cost",
+        "both: measure off, then on, and print the cost; side-by-side: both systems at "
+        "once, each round a burst into each at the same time",
     )
     parser.add_argument(
         "--rounds",
         type=positive,
         default=1,
-        help="with --tracing both or --compare-stores: measure each system this many times, "
-        "alternated (medians)",
+        help="with --tracing both|side-by-side or --compare-stores: measure each system this "
+        "many times, alternated or side by side (medians)",
     )
     parser.add_argument(
         "--observability",
@@ -728,6 +822,7 @@ def layout_from(parser: argparse.ArgumentParser, args: argparse.Namespace) -> La
             ("--compare-stores", args.compare_stores),
             ("--observability", args.observability),
             ("--tracing both", args.tracing == "both"),
+            ("--tracing side-by-side", args.tracing == "side-by-side"),
         )
         if given
     ]
@@ -816,6 +911,13 @@ def main(argv: list[str] | None = None) -> None:
             "tracing": settings.tracing,
         }
         emit({"bench": BENCH, **store_comparison(layouts, runs, header)})
+    elif settings.tracing == "side-by-side":
+        pairs = run(side_by_side(settings))
+        off = median_run([a for a, _ in pairs])
+        on = median_run([b for _, b in pairs])
+        if off is not None and on is not None:
+            line = tracing_cost(off, on, settings.sample_ratio, pairs)
+            emit({"bench": BENCH, **line, "side_by_side": True})
     else:
         modes = ("off", "on") if settings.tracing == "both" else (settings.tracing,)
         runs = run_alternated(settings, [(mode, settings, mode) for mode in modes])

@@ -11,6 +11,9 @@ batch span processor exports in a thread of its own. One JSON line per measureme
   trace started, then three times: its stored context entered, a decision, a publish, and a
   consume), µs per task, with the sampler (``parentbased_traceidratio``) at 0, 0.1 and 1, and
   with tracing off;
+* ``service``: the hooks a service calls for one message (consumed, its step, its reply
+  published), each message of a trace not seen before, sampled upstream at the ratio (flags
+  ``01``) or dropped (``00``), µs per message: off, and at 0, 0.1 and 1;
 * ``http``: one ``POST`` through a FastAPI app (httpx's ASGI transport, no sockets), µs per
   request: tracing off; on with our settings (`tracing.http_telemetry`: one server span) at
   0.1; on with FastAPI's defaults (its operation spans too) at 0.1.
@@ -75,6 +78,36 @@ def hooks():
 
     return per_call(task)
 
+def service():
+    import random
+
+    # What a service sees: each message of a task it has not seen, its trace sampled
+    # upstream at the control plane's ratio (flags 01) or dropped (00).
+    ratio = float(os.environ.get("OTEL_TRACES_SAMPLER_ARG", "0"))
+    rng = random.Random(7)
+    carriers = [
+        {"traceparent": "00-%032x-%016x-%s" % (
+            rng.getrandbits(128) | 1, rng.getrandbits(64) | 1,
+            "01" if rng.random() < ratio else "00",
+        )}
+        for _ in range(iterations + 500)
+    ]
+    feed = iter(carriers)
+    message = QueueMessage(type="step_a", data={"task_id": "t-1", "step_id": "s-1"})
+
+    def one():
+        headers = next(feed)
+        with tracing.consuming(
+            message, "step_a", system="rabbitmq", destination="q", headers=headers
+        ) as settled:
+            with tracing.step("step_a", message):
+                reply = QueueMessage(type="control_plane", data={"task_id": "t-1"})
+                with tracing.publishing(reply, "rabbitmq", "exchange"):
+                    pass
+            settled("ack")
+
+    return per_call(one)
+
 def http():
     import httpx
     from fastapi import FastAPI
@@ -98,7 +131,7 @@ def http():
 
     return asyncio.run(main())
 
-us = hooks() if kind == "hooks" else http()
+us = {"hooks": hooks, "service": service, "http": http}[kind]()
 tracing.shutdown()
 print(json.dumps({"us": round(us, 1)}))
 """
@@ -143,6 +176,10 @@ async def main_async(iterations: int) -> None:
         for ratio in (0.0, 0.1, 1.0):
             hooks[f"sampled_{ratio}"] = await measure("hooks", iterations, traced(ratio))
         emit({"case": "hooks", "unit": "us_per_task", "iterations": iterations, **hooks})
+        service = {"off": await measure("service", iterations, {})}
+        for ratio in (0.0, 0.1, 1.0):
+            service[f"sampled_{ratio}"] = await measure("service", iterations, traced(ratio))
+        emit({"case": "service", "unit": "us_per_message", "iterations": iterations, **service})
 
         http = {"off": await measure("http", iterations, {"BENCH_HTTP": "ours"})}
         http["ours_sampled_0.1"] = await measure(

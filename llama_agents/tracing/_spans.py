@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping
-from contextvars import Token
+from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from llama_agents.tracing import _OFF, Settled, _settled_noop
@@ -74,6 +74,9 @@ def _dropped() -> bool:
     """The current trace is one the sampler dropped: spans under it would record nothing,
     so the hooks make none (the context still travels, so nothing downstream starts a
     trace of its own)."""
+    within = _carrying()
+    if within is not None:
+        return within.parsed.dropped
     context = trace.get_current_span().get_span_context()
     return context.is_valid and not context.trace_flags.sampled
 
@@ -87,46 +90,100 @@ def _sampled(carrier: Mapping[str, str]) -> bool:
         return True  # not ours to judge: let the propagator read it
 
 
-def _trace_id_of(carrier: Mapping[str, str]) -> str:
-    """The trace id a W3C `traceparent` names, as hex (`00-<trace id>-<span id>-<flags>`)."""
-    return carrier.get("traceparent", "")[3:35]
+class _Parsed:
+    """A stored trace context, parsed: the context to enter, its trace id (0: none), whether
+    the sampler dropped it, and the headers that name it exactly (None unless a plain
+    `traceparent` did: see `_parse`)."""
+
+    __slots__ = ("context", "dropped", "headers", "trace_id")
+
+    def __init__(self, context: otel_context.Context, headers: dict[str, str] | None) -> None:
+        span_context = trace.get_current_span(context).get_span_context()
+        self.context = context
+        self.trace_id = span_context.trace_id if span_context.is_valid else 0
+        self.dropped = span_context.is_valid and not span_context.trace_flags.sampled
+        self.headers = headers
+
+
+def _parse(carrier: Mapping[str, str]) -> _Parsed:
+    """`carrier`'s context, as the W3C propagator reads it.
+
+    A lone `traceparent` in its one canonical form (version 00, lower-case hex, ids not
+    zero), which is all this mesh writes, is read here without the propagator's regular
+    expression; anything else (a `tracestate`, another version, a malformed header) is left
+    to the propagator, which judges it."""
+    parent = carrier.get("traceparent", "")
+    if len(carrier) == 1 and len(parent) == 55:
+        try:
+            trace_id, span_id = int(parent[3:35], 16), int(parent[36:52], 16)
+            flags = int(parent[53:], 16)
+        except ValueError:
+            trace_id = span_id = flags = 0
+        if trace_id and span_id and parent == f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}":
+            span = trace.NonRecordingSpan(
+                trace.SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags))
+            )
+            context = trace.set_span_in_context(span, otel_context.Context())
+            return _Parsed(context, {"traceparent": parent})
+    return _Parsed(_w3c.extract(carrier), None)
 
 
 #: Parsed trace contexts by their headers: a task's stored context is read at each of its
 #: hops, and a parsed `Context` is immutable, so one parse serves them all.
-_parsed: dict[tuple[str, str | None], otel_context.Context] = {}
+_parsed: dict[tuple[str, str | None], _Parsed] = {}
 _PARSED_MAX = 4096
 
 
-def _context_of(carrier: Mapping[str, str]) -> otel_context.Context:
-    """`carrier`'s context, as the W3C propagator reads it (parsed once per context)."""
+def _parsed_of(carrier: Mapping[str, str]) -> _Parsed:
+    """`carrier` parsed (once per context)."""
     key = (carrier.get("traceparent", ""), carrier.get("tracestate"))
     found = _parsed.get(key)
     if found is None:
-        found = _w3c.extract(carrier)
+        found = _parse(carrier)
         if len(_parsed) >= _PARSED_MAX:
             _parsed.clear()  # old tasks' contexts: cheaper to forget than to rank
         _parsed[key] = found
     return found
 
 
+def _context_of(carrier: Mapping[str, str]) -> otel_context.Context:
+    """`carrier`'s context, as the W3C propagator reads it (parsed once per context)."""
+    return _parsed_of(carrier).context
+
+
+#: The dropped trace entered last (`_Within`), while it is still the current context.
+_within: ContextVar[_Within | None] = ContextVar("llama_agents_dropped_trace", default=None)
+
+
+def _carrying() -> _Within | None:
+    """The `_Within` whose dropped trace is current, if the current context is still the one
+    it entered (nothing started a span or entered another context inside it)."""
+    within = _within.get()
+    if within is not None and otel_context.get_current() is within.parsed.context:
+        return within
+    return None
+
+
 class _Within:
-    """Work runs in `context` (made current on enter, restored on exit): the context of a
-    dropped trace, carried on with no span."""
+    """Work runs in a dropped trace's context (made current on enter, restored on exit),
+    carried on with no span. While it is current, the hooks know the trace is dropped and
+    what headers carry it on without asking OpenTelemetry again."""
 
-    __slots__ = ("_context", "_token")
+    __slots__ = ("_tokens", "parsed")
 
-    def __init__(self, context: otel_context.Context) -> None:
-        self._context = context
-        self._token: Token[otel_context.Context] | None = None
+    def __init__(self, parsed: _Parsed) -> None:
+        self.parsed = parsed
+        self._tokens: tuple[Token[otel_context.Context], Token[_Within | None]] | None = None
 
     def __enter__(self) -> Any:  # `Settled` for `consuming`, ignored elsewhere
-        self._token = otel_context.attach(self._context)
+        self._tokens = (otel_context.attach(self.parsed.context), _within.set(self))
         return _settled_noop
 
     def __exit__(self, *exc_info: object) -> None:
-        assert self._token is not None
-        otel_context.detach(self._token)
+        assert self._tokens is not None
+        attached, within = self._tokens
+        _within.reset(within)
+        otel_context.detach(attached)
 
 
 def publishing(
@@ -152,6 +209,10 @@ def _publish_span(message: QueueMessage, system: str, destination: str | None) -
 
 def _inject(message: QueueMessage) -> None:
     """The current trace context into the message's headers."""
+    within = _carrying()
+    if within is not None and within.parsed.headers is not None:
+        message.headers.update(within.parsed.headers)  # exactly what the propagator writes
+        return
     carrier: dict[str, str] = {}
     _w3c.inject(carrier)
     message.headers.update(carrier)
@@ -167,7 +228,7 @@ def consuming(
 ) -> contextlib.AbstractContextManager[Settled]:
     carrier = _carrier(headers) or _carrier(message.headers)
     if carrier and not _sampled(carrier):
-        return _Within(_context_of(carrier))
+        return _Within(_parsed_of(carrier))
     return _consume_span(message, consumer_type, system, destination, carrier)
 
 
@@ -239,13 +300,12 @@ def start_task(record: TaskRecord) -> None:
 
 
 def task_context(carrier: Mapping[str, str]) -> contextlib.AbstractContextManager[None]:
-    current_id = trace.get_current_span().get_span_context().trace_id
-    if current_id and format(current_id, "032x") == _trace_id_of(carrier):
-        return _OFF  # already in the task's trace (a result of it being handled)
-    stored = _context_of(carrier)
-    if not trace.get_current_span(stored).get_span_context().is_valid:
+    parsed = _parsed_of(carrier)
+    if not parsed.trace_id:
         return _OFF
-    return _Within(stored)
+    if trace.get_current_span().get_span_context().trace_id == parsed.trace_id:
+        return _OFF  # already in the task's trace (a result of it being handled)
+    return _Within(parsed)
 
 
 def decision(record: TaskRecord, orchestrator: str) -> contextlib.AbstractContextManager[None]:
