@@ -27,9 +27,13 @@ class Measured:
 
 
 def observability_cost(
-    measured: dict[str, dict[str, Any] | None], sample_ratio: float
+    measured: dict[str, dict[str, Any] | None],
+    sample_ratio: float,
+    rounds: dict[str, list[dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
-    """What metrics, then metrics and tracing, cost: the system's CPU ms per task each way."""
+    """What metrics, then metrics and tracing, cost: the system's CPU ms per task each way
+    (the median runs); with every round's CPU lines, also each round's overhead against the
+    same round's system without either, and their median (``paired_overhead_pct``)."""
     figures = {
         name: None if cpu is None else cpu["system_cpu_ms_per_task"]
         for name, cpu in measured.items()
@@ -46,7 +50,30 @@ def observability_cost(
         line[f"{name}_overhead_pct"] = (
             round((value - base) / base * 100.0, 1) if base and value is not None else None
         )
+    if rounds:
+        paired: dict[str, Any] = {}
+        for name in ("metrics", "metrics_and_tracing"):
+            pairs = zip(rounds.get("none", []), rounds.get(name, []), strict=False)
+            overheads = _overheads(list(pairs))
+            if overheads:
+                paired[name] = {
+                    "rounds_overhead_pct": [round(value, 1) for value in overheads],
+                    "paired_overhead_pct": round(statistics.median(overheads), 1),
+                }
+        if paired:
+            line["paired"] = paired
     return line
+
+
+def _overheads(rounds: Sequence[tuple[dict[str, Any], dict[str, Any]]]) -> list[float]:
+    """Each (without, with) round's overhead in percent of the system's CPU per task."""
+    return [
+        (b["system_cpu_ms_per_task"] - a["system_cpu_ms_per_task"])
+        / a["system_cpu_ms_per_task"]
+        * 100.0
+        for a, b in rounds
+        if a["system_cpu_ms_per_task"]
+    ]
 
 
 def median_run(runs: list[dict[str, Any]] | None) -> dict[str, Any] | None:
@@ -75,13 +102,7 @@ def tracing_cost(
         "overhead_pct": round((after - before) / before * 100.0, 1) if before else None,
         "target_overhead_pct_max": 10,
     }
-    paired = [
-        (b["system_cpu_ms_per_task"] - a["system_cpu_ms_per_task"])
-        / a["system_cpu_ms_per_task"]
-        * 100.0
-        for a, b in rounds
-        if a["system_cpu_ms_per_task"]
-    ]
+    paired = _overheads(rounds)
     if paired:
         line["rounds_overhead_pct"] = [round(value, 1) for value in paired]
         line["paired_overhead_pct"] = round(statistics.median(paired), 1)

@@ -60,19 +60,21 @@ runs it off, then on (two systems, one after the other), tags every line with
 median runs; and ``paired_overhead_pct``, the median of each round's own overhead).
 ``--rounds N`` measures off and on N times each, alternated, and compares the median runs
 (this machine's speed drifts by more than the overhead being measured).
-``--tracing side-by-side`` starts both systems (off and on) at once, and each of
-``--rounds`` rounds sends a burst of ``--tasks`` into each at the same time: a drift of the
-machine's speed, which moves alternated runs by tens of percent here, falls on both alike.
-It prints each round's ``cpu`` line per system (``"round"``, ``"side_by_side": true``;
-``client_cpu_s`` is then the load generator's for both bursts) and ``tracing_cost``, whose
-``paired_overhead_pct`` is the median of the rounds' own overheads. With ``--profile-dir
-DIR``, each system's children are profiled over all rounds into ``DIR/off`` and ``DIR/on``.
-
-``--observability`` measures three systems one after the other, in one run: metrics and
-tracing off (``LLAMA_AGENTS_METRICS=0``), metrics on, metrics and tracing on (sampled at
+``--observability`` measures three systems one after the other (``--rounds N``: N times
+each, alternated), in one run: metrics and tracing off (``LLAMA_AGENTS_METRICS=0``), metrics on, metrics and tracing on (sampled at
 ``--sample-ratio``, default 0.1); every line says ``"metrics"`` and ``"tracing"``, and
 ``observability_cost`` gives the system's CPU ms per task each way and the overheads next to
 the issue's targets (metrics under 5%, tracing at 10% under 10%).
+
+``--side-by-side`` (with ``--tracing both`` or ``--observability``) starts the systems it
+compares at once, and each of ``--rounds`` rounds sends a burst of ``--tasks`` into each at
+the same time: a drift of the machine's speed, which moves alternated runs by tens of
+percent here, falls on all alike. It prints each round's ``cpu`` line per system
+(``"round"``, ``"side_by_side": true``; ``client_cpu_s`` is then the load generator's for all
+the bursts), then the comparison, with each round's own overhead and their median
+(``paired_overhead_pct``). With ``--profile-dir DIR``, each system's children are profiled
+over all rounds into a folder of its own (``DIR/off``, ``DIR/on``; ``DIR/none``,
+``DIR/metrics``, ``DIR/metrics_and_tracing``).
 
 ``--compare-stores`` measures three systems one after the other, in one run: one control
 plane on SQLite, one on PostgreSQL, two on PostgreSQL (``--replicas``, ``--repeat`` and
@@ -89,7 +91,8 @@ Run it from the project root::
     .venv/bin/python benchmarks/tasks.py --repeat 3 --tasks 500
     .venv/bin/python benchmarks/tasks.py --profile-dir /tmp/prof
     .venv/bin/python benchmarks/tasks.py --tracing both --repeat 3
-    .venv/bin/python benchmarks/tasks.py --tracing side-by-side --rounds 7 --tasks 1000
+    .venv/bin/python benchmarks/tasks.py --tracing both --side-by-side --rounds 7 --tasks 1000
+    .venv/bin/python benchmarks/tasks.py --observability --side-by-side --rounds 5 --tasks 1000
     .venv/bin/python benchmarks/tasks.py --observability --repeat 3 --tasks 500
     .venv/bin/python benchmarks/tasks.py --control-planes 2 --replicas 2 --state postgres
     .venv/bin/python benchmarks/tasks.py --compare-stores --rounds 3
@@ -397,6 +400,8 @@ class Settings:
     #: With `--tracing both` or `--compare-stores`: how many times each system is measured,
     #: alternated.
     rounds: int = 1
+    #: With `--tracing both` or `--observability`: the systems run at the same time.
+    side_by_side: bool = False
     #: How many control planes and service replicas, on which store.
     layout: Layout = field(default_factory=Layout)
     compare_stores: bool = False
@@ -657,48 +662,53 @@ async def main_async(settings: Settings, mode: str = "off") -> Measured | None:
     return measured
 
 
-async def side_by_side(settings: Settings) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """Tracing off and on as two systems running at the same time: their idle phases one
-    after the other, then each round one burst of `settings.tasks` into each, both at once,
-    so a drift of the machine's speed falls on both alike. Returns each round's pair of
-    CPU lines (off, on)."""
-    pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
+async def side_by_side(
+    settings: Settings, systems: list[tuple[str, Settings, str]]
+) -> dict[str, list[dict[str, Any]]]:
+    """The `(name, settings, tracing mode)` systems running at the same time: their idle
+    phases one after the other, then each round one burst of `settings.tasks` into each,
+    all at once, so a drift of the machine's speed falls on all alike. Returns each
+    system's CPU lines, one per round."""
+    lines: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in systems}
 
-    def own(mode: str) -> Settings:
-        """With --profile-dir, each system's profiles go in a folder of its own (off, on)."""
+    def own(name: str, system_settings: Settings) -> Settings:
+        """With --profile-dir, each system's profiles go in a folder of its own."""
         if not settings.profile_dir:
-            return settings
-        folder = os.path.join(settings.profile_dir, mode)
+            return system_settings
+        folder = os.path.join(settings.profile_dir, name)
         Path(folder).mkdir(parents=True, exist_ok=True)
-        return replace(settings, profile_dir=folder)
+        return replace(system_settings, profile_dir=folder)
 
     async with AsyncExitStack() as stack:
-        systems = [await open_system(own(mode), mode, stack) for mode in ("off", "on")]
-        for opened in systems:
-            log(f"tracing {opened.mode}: idle, {settings.warmup} warm-up, {settings.idle} tasks")
+        started = []
+        for name, system_settings, mode in systems:
+            mine = own(name, system_settings)
+            started.append((name, mine, await open_system(mine, mode, stack)))
+        for name, system_settings, opened in started:
+            log(f"{name}: idle, {settings.warmup} warm-up, {settings.idle} tasks")
             async with asyncio.timeout(PHASE_TIMEOUT):
                 idle = await idle_phase(opened.client, settings.idle, settings.warmup)
-            emit({"bench": BENCH, "case": "idle", **idle, **tags(settings, opened.mode)})
+            emit({"bench": BENCH, "case": "idle", **idle, **tags(system_settings, opened.mode)})
         broker = broker_pids()
-        if settings.profile_dir:
-            for opened in systems:
-                folder = own(opened.mode).profile_dir
-                assert folder is not None
-                await start_profiling(opened.system.children, settings.profiler, folder)
+        for _, system_settings, opened in started:
+            if system_settings.profile_dir:
+                await start_profiling(
+                    opened.system.children, settings.profiler, system_settings.profile_dir
+                )
         for round_number in range(1, settings.rounds + 1):
             log(f"round {round_number}/{settings.rounds}: {settings.tasks} tasks into each")
             async with asyncio.timeout(PHASE_TIMEOUT):
                 bursts = await asyncio.gather(
                     *(
                         burst_phase(o.client, o.system, settings.tasks, round_number, broker)
-                        for o in systems
+                        for _, _, o in started
                     )
                 )
-            lines = []
-            for opened, burst in zip(systems, bursts, strict=True):
+            figures = []
+            for (name, system_settings, opened), burst in zip(started, bursts, strict=True):
                 line = {
-                    **cpu_record(burst, opened.system, settings),
-                    **tags(settings, opened.mode),
+                    **cpu_record(burst, opened.system, system_settings),
+                    **tags(system_settings, opened.mode),
                     "round": round_number,
                     "side_by_side": True,
                     "errors": burst.errors,
@@ -706,18 +716,15 @@ async def side_by_side(settings: Settings) -> list[tuple[dict[str, Any], dict[st
                     "tasks_per_s": round(burst.tasks_per_s, 1),
                 }
                 emit(line)
-                lines.append(line)
-            log(
-                "  system CPU ms per task: off {:.2f}, on {:.2f}".format(
-                    *(line["system_cpu_ms_per_task"] for line in lines)
-                )
-            )
-            pairs.append((lines[0], lines[1]))
-        if settings.profile_dir:
-            for opened in systems:
+                lines[name].append(line)
+                figures.append(f"{name} {line['system_cpu_ms_per_task']:.2f}")
+            log(f"  system CPU ms per task: {', '.join(figures)}")
+        for _, system_settings, opened in started:
+            if system_settings.profile_dir:
                 await stop_profiling(opened.system.children, settings.profiler)
-        await count_spans(settings, systems[1])
-    return pairs
+        for _, system_settings, opened in started:
+            await count_spans(system_settings, opened)
+    return lines
 
 
 def ratio(text: str) -> float:
@@ -763,24 +770,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--tracing",
-        choices=("off", "on", "both", "side-by-side"),
+        choices=("off", "on", "both"),
         default="off",
         help="trace the children (OpenTelemetry, sampled at 10%%, to a local sink); "
-        "both: measure off, then on, and print the cost; side-by-side: both systems at "
-        "once, each round a burst into each at the same time",
+        "both: measure off, then on, and print the cost",
     )
     parser.add_argument(
         "--rounds",
         type=positive,
         default=1,
-        help="with --tracing both|side-by-side or --compare-stores: measure each system this "
-        "many times, alternated or side by side (medians)",
+        help="with --tracing both, --observability or --compare-stores: measure each system "
+        "this many times, alternated, or side by side with --side-by-side (medians)",
     )
     parser.add_argument(
         "--observability",
         action="store_true",
         help="measure three systems in one run: metrics and tracing off, metrics on, both on; "
         "print what each costs",
+    )
+    parser.add_argument(
+        "--side-by-side",
+        action="store_true",
+        help="with --tracing both or --observability: run the systems at the same time, "
+        "each round a burst into each at once (a drift of the machine's speed falls on all)",
     )
     parser.add_argument(
         "--sample-ratio",
@@ -822,12 +834,13 @@ def layout_from(parser: argparse.ArgumentParser, args: argparse.Namespace) -> La
             ("--compare-stores", args.compare_stores),
             ("--observability", args.observability),
             ("--tracing both", args.tracing == "both"),
-            ("--tracing side-by-side", args.tracing == "side-by-side"),
         )
         if given
     ]
     if len(exclusive) > 1:
         parser.error(f"{' and '.join(exclusive)} cannot go together: choose one")
+    if args.side_by_side and not (args.tracing == "both" or args.observability):
+        parser.error("--side-by-side compares systems: give it --tracing both or --observability")
     if args.compare_stores and (args.control_planes is not None or args.state is not None):
         parser.error("--compare-stores chooses the stores and control planes itself")
     layout = Layout(
@@ -858,6 +871,21 @@ def run_alternated(
     return runs
 
 
+def measure_all(
+    settings: Settings, systems: list[tuple[str, Settings, str]]
+) -> dict[str, list[dict[str, Any]]]:
+    """Each system's CPU lines, one per round: side by side (`--side-by-side`) or one
+    system after the other, alternated."""
+    if settings.side_by_side:
+        return run(side_by_side(settings, systems))
+    runs = run_alternated(settings, systems)
+    return {name: [m.cpu for m in measured] for name, measured in runs.items()}
+
+
+def side_tag(settings: Settings) -> dict[str, Any]:
+    return {"side_by_side": True} if settings.side_by_side else {}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -880,6 +908,7 @@ def main(argv: list[str] | None = None) -> None:
         tracing=args.tracing,
         sample_ratio=args.sample_ratio,
         observability=args.observability,
+        side_by_side=args.side_by_side,
         rounds=args.rounds,
         layout=layout_from(parser, args),
         compare_stores=args.compare_stores,
@@ -888,13 +917,15 @@ def main(argv: list[str] | None = None) -> None:
         Path(settings.profile_dir).mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     if settings.observability:
-        measured = {
-            "none": run(main_async(replace(settings, metrics=False), "off")),
-            "metrics": run(main_async(settings, "off")),
-            "metrics_and_tracing": run(main_async(settings, "on")),
-        }
-        cpu = {name: None if m is None else m.cpu for name, m in measured.items()}
-        emit({"bench": BENCH, **observability_cost(cpu, settings.sample_ratio)})
+        systems = [
+            ("none", replace(settings, metrics=False), "off"),
+            ("metrics", settings, "off"),
+            ("metrics_and_tracing", settings, "on"),
+        ]
+        cpu_runs = measure_all(settings, systems)
+        medians = {name: median_run(lines) for name, lines in cpu_runs.items()}
+        line = observability_cost(medians, settings.sample_ratio, cpu_runs)
+        emit({"bench": BENCH, **line, **side_tag(settings)})
     elif settings.compare_stores:
         base = settings.layout
         layouts = [
@@ -911,27 +942,15 @@ def main(argv: list[str] | None = None) -> None:
             "tracing": settings.tracing,
         }
         emit({"bench": BENCH, **store_comparison(layouts, runs, header)})
-    elif settings.tracing == "side-by-side":
-        pairs = run(side_by_side(settings))
-        off = median_run([a for a, _ in pairs])
-        on = median_run([b for _, b in pairs])
-        if off is not None and on is not None:
-            line = tracing_cost(off, on, settings.sample_ratio, pairs)
-            emit({"bench": BENCH, **line, "side_by_side": True})
     else:
         modes = ("off", "on") if settings.tracing == "both" else (settings.tracing,)
-        runs = run_alternated(settings, [(mode, settings, mode) for mode in modes])
-        off = median_run([m.cpu for m in runs.get("off", [])])
-        on = median_run([m.cpu for m in runs.get("on", [])])
+        cpu_runs = measure_all(settings, [(mode, settings, mode) for mode in modes])
+        off = median_run(cpu_runs.get("off"))
+        on = median_run(cpu_runs.get("on"))
         if off is not None and on is not None:
-            pairs = list(
-                zip(
-                    [m.cpu for m in runs.get("off", [])],
-                    [m.cpu for m in runs.get("on", [])],
-                    strict=False,
-                )
-            )
-            emit({"bench": BENCH, **tracing_cost(off, on, settings.sample_ratio, pairs)})
+            pairs = list(zip(cpu_runs["off"], cpu_runs["on"], strict=False))
+            line = tracing_cost(off, on, settings.sample_ratio, pairs)
+            emit({"bench": BENCH, **line, **side_tag(settings)})
     log(f"wall time {time.perf_counter() - started:.1f} s")
 
 

@@ -7,8 +7,10 @@ RabbitMQ the routing key); ours name the task, step, service and session
 
 Most traces are ones the sampler dropped (at 10%, nine in ten), so their path is the one
 kept cheap: no span at all, only the context carried on (a shared no-op or a small class
-around `attach`/`detach`, not a generator), and each stored context parsed once
-(`_context_of`).
+around `attach`/`detach`, not a generator); each stored context parsed once (`_parsed_of`),
+a plain `traceparent` without the propagator's regular expression (`_parse`); and while a
+dropped trace entered here is current (`_carrying`), the hooks know it is dropped, and the
+headers that carry it on, without asking OpenTelemetry.
 """
 
 from __future__ import annotations
@@ -97,11 +99,16 @@ class _Parsed:
 
     __slots__ = ("context", "dropped", "headers", "trace_id")
 
-    def __init__(self, context: otel_context.Context, headers: dict[str, str] | None) -> None:
-        span_context = trace.get_current_span(context).get_span_context()
+    def __init__(
+        self,
+        context: otel_context.Context,
+        trace_id: int,
+        dropped: bool,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.context = context
-        self.trace_id = span_context.trace_id if span_context.is_valid else 0
-        self.dropped = span_context.is_valid and not span_context.trace_flags.sampled
+        self.trace_id = trace_id
+        self.dropped = dropped
         self.headers = headers
 
 
@@ -124,8 +131,12 @@ def _parse(carrier: Mapping[str, str]) -> _Parsed:
                 trace.SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags))
             )
             context = trace.set_span_in_context(span, otel_context.Context())
-            return _Parsed(context, {"traceparent": parent})
-    return _Parsed(_w3c.extract(carrier), None)
+            return _Parsed(context, trace_id, not flags & 1, {"traceparent": parent})
+    context = _w3c.extract(carrier)
+    found = trace.get_current_span(context).get_span_context()
+    if not found.is_valid:
+        return _Parsed(context, 0, False)
+    return _Parsed(context, found.trace_id, not found.trace_flags.sampled)
 
 
 #: Parsed trace contexts by their headers: a task's stored context is read at each of its
@@ -303,6 +314,9 @@ def task_context(carrier: Mapping[str, str]) -> contextlib.AbstractContextManage
     parsed = _parsed_of(carrier)
     if not parsed.trace_id:
         return _OFF
+    within = _carrying()
+    if within is not None and within.parsed.trace_id == parsed.trace_id:
+        return _OFF  # already carrying the task's dropped trace
     if trace.get_current_span().get_span_context().trace_id == parsed.trace_id:
         return _OFF  # already in the task's trace (a result of it being handled)
     return _Within(parsed)
