@@ -145,12 +145,16 @@ _parsed: dict[tuple[str, str | None], _Parsed] = {}
 _PARSED_MAX = 4096
 
 
-def _parsed_of(carrier: Mapping[str, str]) -> _Parsed:
-    """`carrier` parsed (once per context)."""
+def _parsed_of(carrier: Mapping[str, str], *, keep: bool = True) -> _Parsed:
+    """`carrier` parsed (once per context); `keep=False`: parsed again unless kept already
+    (a message's context, seen once where it is not a task's stored one: kept, it would
+    only crowd out the tasks' contexts and give the collector more to scan)."""
     key = (carrier.get("traceparent", ""), carrier.get("tracestate"))
     found = _parsed.get(key)
     if found is None:
         found = _parse(carrier)
+        if not keep:
+            return found
         if len(_parsed) >= _PARSED_MAX:
             _parsed.clear()  # old tasks' contexts: cheaper to forget than to rank
         _parsed[key] = found
@@ -239,7 +243,7 @@ def consuming(
 ) -> contextlib.AbstractContextManager[Settled]:
     carrier = _carrier(headers) or _carrier(message.headers)
     if carrier and not _sampled(carrier):
-        return _Within(_parsed_of(carrier))
+        return _Within(_parsed_of(carrier, keep=False))
     return _consume_span(message, consumer_type, system, destination, carrier)
 
 
@@ -251,7 +255,7 @@ def _consume_span(
     destination: str | None,
     carrier: Mapping[str, str],
 ) -> Iterator[Settled]:
-    parent = _context_of(carrier) if carrier else None
+    parent = _parsed_of(carrier, keep=False).context if carrier else None
     with _tracer.start_as_current_span(
         f"process {message.type}", context=parent, kind=SpanKind.CONSUMER
     ) as span:
