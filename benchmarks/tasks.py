@@ -61,8 +61,9 @@ median runs; and ``paired_overhead_pct``, the median of each round's own overhea
 ``--rounds N`` measures off and on N times each, alternated, and compares the median runs
 (this machine's speed drifts by more than the overhead being measured).
 ``--observability`` measures three systems one after the other (``--rounds N``: N times
-each, alternated), in one run: metrics and tracing off (``LLAMA_AGENTS_METRICS=0``), metrics on, metrics and tracing on (sampled at
-``--sample-ratio``, default 0.1); every line says ``"metrics"`` and ``"tracing"``, and
+each, alternated), in one run: metrics and tracing off (``LLAMA_AGENTS_METRICS=0``),
+metrics on, metrics and tracing on (sampled at ``--sample-ratio``, default 0.1); every line
+says ``"metrics"`` and ``"tracing"``, and
 ``observability_cost`` gives the system's CPU ms per task each way and the overheads next to
 the issue's targets (metrics under 5%, tracing at 10% under 10%).
 
