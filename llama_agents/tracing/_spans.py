@@ -9,7 +9,7 @@ Most traces are ones the sampler dropped (at 10%, nine in ten), so their path is
 kept cheap: no span at all, only the context carried on (a shared no-op or a small class
 around `attach`/`detach`, not a generator); each stored context parsed once (`_parsed_of`),
 a plain `traceparent` without the propagator's regular expression (`_parse`); and while a
-dropped trace entered here is current (`_carrying`), the hooks know it is dropped, and the
+context entered here is current (`_carrying`), the hooks know whether it is dropped, and the
 headers that carry it on, without asking OpenTelemetry.
 """
 
@@ -93,7 +93,7 @@ def _sampled(carrier: Mapping[str, str]) -> bool:
 
 
 class _Parsed:
-    """A stored trace context, parsed: the context to enter, its trace id (0: none), whether
+    """Trace context headers, parsed: the context to enter, its trace id (0: none), whether
     the sampler dropped it, and the headers that name it exactly (None unless a plain
     `traceparent` did: see `_parse`)."""
 
@@ -166,13 +166,13 @@ def _context_of(carrier: Mapping[str, str]) -> otel_context.Context:
     return _parsed_of(carrier).context
 
 
-#: The dropped trace entered last (`_Within`), while it is still the current context.
-_within: ContextVar[_Within | None] = ContextVar("llama_agents_dropped_trace", default=None)
+#: The context entered last by a `_Within`, whether or not it is still the current one.
+_within: ContextVar[_Within | None] = ContextVar("llama_agents_within", default=None)
 
 
 def _carrying() -> _Within | None:
-    """The `_Within` whose dropped trace is current, if the current context is still the one
-    it entered (nothing started a span or entered another context inside it)."""
+    """The `_Within` whose context is current: the one entered last, if nothing started a
+    span or entered another context inside it since."""
     within = _within.get()
     if within is not None and otel_context.get_current() is within.parsed.context:
         return within
@@ -180,9 +180,10 @@ def _carrying() -> _Within | None:
 
 
 class _Within:
-    """Work runs in a dropped trace's context (made current on enter, restored on exit),
-    carried on with no span. While it is current, the hooks know the trace is dropped and
-    what headers carry it on without asking OpenTelemetry again."""
+    """Work runs in a parsed context (made current on enter, restored on exit) with no span
+    of its own: a dropped trace carried on, or a task's stored context entered. While it is
+    current, the hooks know whether its trace is dropped, and the headers that carry it on,
+    without asking OpenTelemetry again."""
 
     __slots__ = ("_tokens", "parsed")
 

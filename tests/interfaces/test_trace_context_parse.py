@@ -78,3 +78,16 @@ def test_a_dropped_trace_entered_carries_its_headers_and_nothing_inside_mistakes
     assert not _spans._dropped()  # left: no trace at all
     with _spans.task_context(sampled):
         assert not _spans._dropped()  # a sampled stored context entered is not dropped
+
+
+def test_a_consumed_message_is_not_kept_but_a_tasks_stored_context_is() -> None:
+    """A service sees each message's context once: keeping it would only crowd the cache."""
+    message = QueueMessage(type="work", data={})
+    fresh = {"traceparent": f"00-{'1' * 32}-{SPAN}-00"}
+    _spans._parsed.clear()
+    with _spans.consuming(message, "work", system="rabbitmq", destination="q", headers=fresh):
+        assert _spans._dropped()
+    assert _spans._parsed == {}
+    with _spans.task_context(fresh):
+        pass
+    assert list(_spans._parsed) == [(fresh["traceparent"], None)]
