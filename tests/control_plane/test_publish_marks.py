@@ -80,6 +80,9 @@ async def test_a_mark_no_save_takes_is_written_after_the_delay(
     async with served(queue, tmp_path / "cp.sqlite3") as system:
         manager = system.control_plane.manager
         assert manager.marks.delay == TEST_MARK_DELAY  # held, then written alone
+        # Long enough that a loaded machine still finds the mark held below (at 1 s, a CI
+        # run once did not); short of uvicorn's 5 s keep-alive for the idle client.
+        manager.marks.delay = 3.0
         await system.add(service)
         task_id = await system.create("worker: wait for me")
         async with asyncio.timeout(DEADLINE):
