@@ -878,7 +878,13 @@ def measure_all(
     """Each system's CPU lines, one per round: side by side (`--side-by-side`) or one
     system after the other, alternated."""
     if settings.side_by_side:
-        return run(side_by_side(settings, systems))
+        try:
+            return run(side_by_side(settings, systems))
+        except Exception as exc:  # reported as one line, as a system measured alone is
+            log(f"failed: {type(exc).__name__}: {exc}")
+            error = f"{type(exc).__name__}: {exc}"
+            emit({"bench": BENCH, "case": "error", "side_by_side": True, "error": error})
+            return {}
     runs = run_alternated(settings, systems)
     return {name: [m.cpu for m in measured] for name, measured in runs.items()}
 
