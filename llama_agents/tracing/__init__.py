@@ -122,7 +122,7 @@ def publishing(
 ) -> AbstractContextManager[None]:
     """A producer span around one publish (on `system`, to `destination`: an exchange, or
     the message's type); injects its context in `message.headers`."""
-    if not enabled():
+    if not (_enabled or enabled()):  # the flag first: no call on the hot path
         return _OFF
     span: AbstractContextManager[None] = _impl.publishing(message, system, destination)
     return span
@@ -147,7 +147,7 @@ def consuming(
 ) -> AbstractContextManager[Settled]:
     """A consumer span around handling one delivery, continuing the publisher's context
     (from the transport's `headers`, else the message's own)."""
-    if not enabled():
+    if not (_enabled or enabled()):
         return _OFF_CONSUMING
     span: AbstractContextManager[Settled] = _impl.consuming(
         message, consumer_type, system=system, destination=destination, headers=headers
@@ -158,14 +158,14 @@ def consuming(
 def start_task(record: TaskRecord) -> None:
     """Give a new task its trace: a span under the current one (the HTTP request that
     created it), or a new trace; its context is kept in `record.trace_context`."""
-    if enabled():
+    if _enabled or enabled():
         _impl.start_task(record)
 
 
 def task_context(carrier: Mapping[str, str] | None) -> AbstractContextManager[None]:
     """Work for a task runs in its trace: the stored context, unless the current span is
     already in that trace (a result being handled)."""
-    if not carrier or not enabled():
+    if not carrier or not (_enabled or enabled()):
         return _OFF
     context: AbstractContextManager[None] = _impl.task_context(carrier)
     return context
@@ -173,18 +173,20 @@ def task_context(carrier: Mapping[str, str] | None) -> AbstractContextManager[No
 
 def decision(record: TaskRecord, orchestrator: str) -> AbstractContextManager[None]:
     """A span around an orchestrator's decision for a task (its LLM call sits under it)."""
-    if not enabled():
+    if not (_enabled or enabled()):
         return _OFF
-    _bridge_llama_index()
+    if not _bridged:
+        _bridge_llama_index()
     span: AbstractContextManager[None] = _impl.decision(record, orchestrator)
     return span
 
 
 def step(service: str, message: QueueMessage) -> AbstractContextManager[None]:
     """A span around a service's step (the agent's LLM and tool calls sit under it)."""
-    if not enabled():
+    if not (_enabled or enabled()):
         return _OFF
-    _bridge_llama_index()
+    if not _bridged:
+        _bridge_llama_index()
     span: AbstractContextManager[None] = _impl.step(service, message)
     return span
 

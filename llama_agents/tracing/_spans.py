@@ -79,6 +79,11 @@ def _dropped() -> bool:
     within = _carrying()
     if within is not None:
         return within.parsed.dropped
+    return _current_dropped()
+
+
+def _current_dropped() -> bool:
+    """`_dropped`, asking OpenTelemetry (no context of ours is current)."""
     context = trace.get_current_span().get_span_context()
     return context.is_valid and not context.trace_flags.sampled
 
@@ -205,8 +210,18 @@ class _Within:
 def publishing(
     message: QueueMessage, system: str, destination: str | None
 ) -> contextlib.AbstractContextManager[None]:
-    if _dropped():
-        _inject(message)
+    within = _carrying()
+    if within is not None:  # a context entered here: its headers, unless it is sampled
+        parsed = within.parsed
+        if not parsed.dropped:
+            return _publish_span(message, system, destination)
+        if parsed.headers is not None:
+            message.headers.update(parsed.headers)  # exactly what the propagator writes
+        else:
+            _w3c_inject(message)
+        return _OFF
+    if _current_dropped():
+        _w3c_inject(message)
         return _OFF
     return _publish_span(message, system, destination)
 
@@ -219,16 +234,12 @@ def _publish_span(message: QueueMessage, system: str, destination: str | None) -
         if span.is_recording():
             span.set_attributes(_messaging(system, "publish", "send", message, destination))
             span.set_attributes(_ids(message.data))
-        _inject(message)
+        _w3c_inject(message)
         yield
 
 
-def _inject(message: QueueMessage) -> None:
+def _w3c_inject(message: QueueMessage) -> None:
     """The current trace context into the message's headers."""
-    within = _carrying()
-    if within is not None and within.parsed.headers is not None:
-        message.headers.update(within.parsed.headers)  # exactly what the propagator writes
-        return
     carrier: dict[str, str] = {}
     _w3c.inject(carrier)
     message.headers.update(carrier)
