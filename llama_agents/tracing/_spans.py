@@ -166,11 +166,6 @@ def _parsed_of(carrier: Mapping[str, str], *, keep: bool = True) -> _Parsed:
     return found
 
 
-def _context_of(carrier: Mapping[str, str]) -> otel_context.Context:
-    """`carrier`'s context, as the W3C propagator reads it (parsed once per context)."""
-    return _parsed_of(carrier).context
-
-
 #: The context entered last by a `_Within`, whether or not it is still the current one.
 _within: ContextVar[_Within | None] = ContextVar("llama_agents_within", default=None)
 

@@ -67,7 +67,7 @@ def test_a_dropped_trace_entered_carries_its_headers_and_nothing_inside_mistakes
         assert message.headers["traceparent"] == dropped["traceparent"]
         # Another context entered inside it is judged on its own: here a sampled one.
         inner = trace.set_span_in_context(
-            trace.NonRecordingSpan(_span_context(_spans._context_of(sampled)))
+            trace.NonRecordingSpan(_span_context(_spans._parsed_of(sampled).context))
         )
         token = otel_context.attach(inner)
         try:

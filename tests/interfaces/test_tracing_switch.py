@@ -203,7 +203,7 @@ async def main():
         seen["decision"] = current()
     seen["after"] = current()
     for index in range(_spans._PARSED_MAX + 10):
-        _spans._context_of({"traceparent": f"00-{index:032x}-b7ad6b7169203331-00"})
+        _spans._parsed_of({"traceparent": f"00-{index:032x}-b7ad6b7169203331-00"})
     seen["parsed"] = len(_spans._parsed)
     for task in running:
         task.cancel()
