@@ -230,6 +230,26 @@ class Counting(Workflow):
         return StopEvent(result=seen)
 
 
+async def settled_session(m: Mesh, session: str) -> dict[str, Any]:
+    """The session once no task of it is active: its last task's end releases it in a
+    write of its own, after the task is saved finished. Woken by the store's changes."""
+    changed = asyncio.Event()
+    store = m.control_plane.manager.store
+    unwatch = store.watch(
+        lambda change: changed.set() if (change.kind, change.key) == ("session", session) else None
+    )
+    try:
+        async with asyncio.timeout(DEADLINE):
+            while True:
+                changed.clear()
+                info: dict[str, Any] = (await m.http.get(f"/sessions/{session}")).json()
+                if info["active"] is None:
+                    return info
+                await changed.wait()
+    finally:
+        unwatch()
+
+
 async def test_a_session_continues_its_context_one_task_at_a_time(
     queue_factory: QueueFactory, tmp_path: Path
 ) -> None:
@@ -251,7 +271,7 @@ async def test_a_session_continues_its_context_one_task_at_a_time(
         other = await m.create("c", service="counting")  # no session: a fresh context
         fresh = await wait_status(m, other, TaskStatus.COMPLETED)
         assert fresh.result is not None and fresh.result.data["result"] == ["c"]
-        info = (await m.http.get(f"/sessions/{session}")).json()
+        info = await settled_session(m, session)
         assert info["tasks"] == [first, second] and info["active"] is None
         assert (await m.http.delete(f"/sessions/{session}")).status_code == 204
         assert (await m.http.get(f"/sessions/{session}")).status_code == 404
