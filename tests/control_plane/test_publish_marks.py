@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 
 from llama_agents import ControlPlaneServer, TaskStatus
-from llama_agents.control_plane.publish_marks import DEFAULT_MARK_DELAY
+from llama_agents.control_plane.publish_marks import DEFAULT_MARK_DELAY, PublishMarks
 from llama_agents.control_plane.state import SqliteStateStore
 from llama_agents.control_plane.state.base import TaskRow
+from llama_agents.messages.records import TaskRecord
 from tests.conftest import QueueFactory
 from tests.support.hardening import TEST_MARK_DELAY, ReadmeService, RouteByInput, served
 from tests.support.helpers import DEADLINE
@@ -33,6 +34,30 @@ class CountingStore(SqliteStateStore):
     async def save_task(self, row: TaskRow, **kwargs: Any) -> Any:
         self.saves[row.task_id] += 1
         return await super().save_task(row, **kwargs)
+
+
+def holds_of(marks: PublishMarks) -> dict[str, asyncio.Event]:
+    """An event per task, set once its step's mark is held.
+
+    The mark is held once the broker confirmed the step's publish, and the service can
+    receive the step (and start) before the control plane hears that confirm: a loaded CI
+    run once found the mark not held yet when the service had started.
+    """
+    held: dict[str, asyncio.Event] = {}
+    hold = marks.hold
+
+    def holding(record: TaskRecord) -> None:
+        hold(record)
+        if marks.held(record.task_id):
+            held.setdefault(record.task_id, asyncio.Event()).set()
+
+    marks.hold = holding  # type: ignore[method-assign]
+    return held
+
+
+async def until_held(holds: dict[str, asyncio.Event], task_id: str) -> None:
+    async with asyncio.timeout(DEADLINE):
+        await holds.setdefault(task_id, asyncio.Event()).wait()
 
 
 async def saves_per_task(
@@ -83,10 +108,10 @@ async def test_a_mark_no_save_takes_is_written_after_the_delay(
         # Long enough that a loaded machine still finds the mark held below (at 1 s, a CI
         # run once did not); short of uvicorn's 5 s keep-alive for the idle client.
         manager.marks.delay = 3.0
+        holds = holds_of(manager.marks)
         await system.add(service)
         task_id = await system.create("worker: wait for me")
-        async with asyncio.timeout(DEADLINE):
-            await service.started.wait()
+        await until_held(holds, task_id)
         assert manager.marks.held(task_id)  # not written yet: the store does not say it yet
         assert not (await manager.read(task_id)).steps[0].published
         # No save comes while the step is held: the mark is written alone.
@@ -107,21 +132,26 @@ async def test_stopping_writes_held_marks_and_a_restart_does_not_send_the_step_a
     consuming = asyncio.create_task((await first.register_to_message_queue())())
     await first.register_service(service.service_definition)
     await service.launch_local()
+    first_part_passed = False
     try:
         assert first.manager.marks.delay == DEFAULT_MARK_DELAY  # a store of its own
         first.manager.marks.delay = DEADLINE * 10  # only stopping writes it
+        holds = holds_of(first.manager.marks)
         task_id = (await first.create_task("worker: once")).task_id
-        async with asyncio.timeout(DEADLINE):
-            await service.started.wait()
+        await until_held(holds, task_id)
         assert first.manager.marks.held(task_id)
         # Read from the store again (dropped from the cache), the task carries its held mark:
         # a writer that flushes it does not publish the step again.
         first.manager.tasks.forget(task_id)
         assert (await first.manager.get(task_id)).steps[0].published
         assert not (await first.manager.read(task_id)).steps[0].published  # the store's
+        first_part_passed = True
     finally:
         await first.close()
         consuming.cancel()
+        if not first_part_passed:  # let the held step go, or the teardown waits on it
+            service.gate.set()
+            await service.deregister_from_message_queue()
     stored = await SqliteStateStore(path).load_task(task_id)
     assert stored is not None and stored.body["steps"][0]["published"] is True
 
@@ -141,13 +171,16 @@ async def test_stopping_writes_held_marks_and_a_restart_does_not_send_the_step_a
 
 
 class FailingOnceStore(SqliteStateStore):
-    """The SQLite store, failing the first save of a task that `fail_next` names."""
+    """The SQLite store, failing once, when `armed`, the first save of an open task whose
+    step is marked published: its held mark's own write."""
 
-    fail_next: str | None = None
+    armed = False
 
     async def save_task(self, row: TaskRow, **kwargs: Any) -> Any:
-        if row.task_id == self.fail_next:
-            self.fail_next = None
+        steps = row.body.get("steps") or []
+        marked = any(step.get("published") for step in steps)
+        if self.armed and marked and row.status == TaskStatus.RUNNING.value:
+            self.armed = False
             raise OSError("disk I/O error (injected)")
         return await super().save_task(row, **kwargs)
 
@@ -162,11 +195,10 @@ async def test_a_mark_whose_write_fails_is_written_again(
         manager = system.control_plane.manager
         manager.marks.delay = 0.2
         await system.add(service)
+        store.armed = True  # the mark's own write fails once
         task_id = await system.create("worker: keep trying")
-        async with asyncio.timeout(DEADLINE):
-            await service.started.wait()
-        store.fail_next = task_id  # the mark's own write fails once
         record = await system.published(task_id)
+        assert not store.armed, "the mark's write failed once"
         assert record.steps[0].published and not manager.marks.held(task_id)
         service.gate.set()
         assert (await system.finished(task_id)).status is TaskStatus.COMPLETED
