@@ -15,8 +15,9 @@ batch span processor exports in a thread of its own. One JSON line per measureme
   published), each message of a trace not seen before, sampled upstream at the ratio (flags
   ``01``) or dropped (``00``), µs per message: off, and at 0, 0.1 and 1;
 * ``http``: one ``POST`` through a FastAPI app (httpx's ASGI transport, no sockets), µs per
-  request: tracing off; on with our settings (`tracing.http_telemetry`: one server span) at
-  0.1; on with FastAPI's defaults (its operation spans too) at 0.1.
+  request: tracing off; on, at 0 and 0.1, with our server spans (`tracing.instrument_app`),
+  and with FastAPI's own telemetry set to make the same one span (``fastapi_...``, what our
+  apps used before); on with FastAPI's defaults (its operation spans too) at 0.1.
 
 Run it from the project root::
 
@@ -112,12 +113,23 @@ def http():
     import httpx
     from fastapi import FastAPI
 
-    telemetry = {"defaults": None}.get(os.environ["BENCH_HTTP"], tracing.http_telemetry())
-    app = FastAPI() if telemetry is None else FastAPI(telemetry=telemetry)
+    variant = os.environ["BENCH_HTTP"]
+    if variant == "defaults":
+        app = FastAPI()
+    elif variant == "fastapi" and tracing.enabled():
+        from llama_agents.tracing import _setup
+
+        app = FastAPI(telemetry={"tracing": True, "metrics": False, "logs": False,
+                                 "operation_spans": False, "exclude": _setup.excluded_path()})
+    else:
+        app = FastAPI(telemetry=tracing.http_telemetry())
 
     @app.post("/tasks")
     async def create(body: dict) -> dict:
         return {"task_id": "t-1", **body}
+
+    if variant == "ours":
+        tracing.instrument_app(app)
 
     async def main():
         transport = httpx.ASGITransport(app=app)
@@ -182,9 +194,11 @@ async def main_async(iterations: int) -> None:
         emit({"case": "service", "unit": "us_per_message", "iterations": iterations, **service})
 
         http = {"off": await measure("http", iterations, {"BENCH_HTTP": "ours"})}
-        http["ours_sampled_0.1"] = await measure(
-            "http", iterations, {**traced(0.1), "BENCH_HTTP": "ours"}
-        )
+        for variant in ("ours", "fastapi"):
+            for ratio in (0.0, 0.1):
+                http[f"{variant}_sampled_{ratio}"] = await measure(
+                    "http", iterations, {**traced(ratio), "BENCH_HTTP": variant}
+                )
         http["fastapi_defaults_sampled_0.1"] = await measure(
             "http", iterations, {**traced(0.1), "BENCH_HTTP": "defaults"}
         )

@@ -291,4 +291,5 @@ def create_app(control_plane: ControlPlaneFace) -> FastAPI:
         app.include_router(workflows, prefix=prefix)
         app.include_router(workflow_health_router(control_plane), prefix=prefix)
     add_a2a_routes(app, control_plane)  # A2A's JSON-RPC binding and agent card, if installed
+    tracing.instrument_app(app)
     return app

@@ -62,6 +62,7 @@ def metrics_app(*sets: MetricSet, api_key: str | None = None, open: bool | None 
         return {"status": "healthy"}
 
     add_metrics_route(app, sources)
+    tracing.instrument_app(app)
     return app
 
 

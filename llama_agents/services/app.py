@@ -113,4 +113,5 @@ def create_service_app(service: ServedService) -> FastAPI:
 
     add_metrics_route(app, metric_sets)
     service.add_routes(app)
+    tracing.instrument_app(app)
     return app

@@ -15,7 +15,8 @@ The hooks, each one line where it is used:
 - `start_task` / `task_context` / `decision`: a task's trace context, kept in its record,
   so its steps, results handled later and resumed runs join one trace;
 - `step`: a service's step (llama-index's own spans, bridged, sit under it);
-- `http_telemetry`: the HTTP server spans of our FastAPI apps (FastAPI's own telemetry).
+- `instrument_app`: the HTTP server span of each request to our FastAPI apps (FastAPI's own
+  telemetry, `http_telemetry`, stays off).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
     from fastapi.telemetry import TelemetryConfig
 
     from llama_agents.messages import QueueMessage
@@ -192,24 +194,23 @@ def step(service: str, message: QueueMessage) -> AbstractContextManager[None]:
 
 
 def http_telemetry() -> TelemetryConfig:
-    """FastAPI's own OpenTelemetry settings for our apps (`FastAPI(telemetry=...)`).
+    """FastAPI's own OpenTelemetry settings for our apps (`FastAPI(telemetry=...)`): all off.
 
-    While tracing is on: one server span per request, continuing a caller's `traceparent`
-    (not for `/health` and `/metrics`, nor for a read whose caller sent no trace context:
-    see `_setup.untraced_read`). FastAPI's operation spans (dependencies, endpoint,
-    serialization: four more spans per request), its OpenTelemetry metrics (ours are
-    Prometheus') and its log records stay off. While tracing is off: nothing at all."""
+    Its spans, metrics and logs would cost every request, sampled or not, a good part of a
+    task's tracing cost (`_http`'s docstring); the server span is `instrument_app`'s."""
+    return {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
+
+
+def instrument_app(app: FastAPI) -> None:
+    """While tracing is on, one server span per request to `app` (`_http.ServerSpans`),
+    continuing a caller's `traceparent`; none for `/health` and `/metrics`, nor for a read
+    whose caller sent no trace context (`_setup.untraced_read`). Call it once the app's
+    other middleware is added: its span then covers theirs (a refused API key included)."""
     if not enabled():
-        return {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
-    from llama_agents.tracing import _setup
+        return
+    from llama_agents.tracing import _http, _setup
 
-    return {
-        "tracing": True,
-        "metrics": False,
-        "logs": False,
-        "operation_spans": False,
-        "exclude": _setup.excluded_path(),
-    }
+    app.add_middleware(_http.ServerSpans, excluded=_setup.excluded_path())
 
 
 def shutdown() -> None:
@@ -228,6 +229,7 @@ __all__ = [
     "decision",
     "enabled",
     "http_telemetry",
+    "instrument_app",
     "publishing",
     "shutdown",
     "start_task",

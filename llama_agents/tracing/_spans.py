@@ -309,6 +309,10 @@ def _task_attributes(record: TaskRecord) -> dict[str, str]:
 
 
 def start_task(record: TaskRecord) -> None:
+    within = _carrying()
+    if within is not None and within.parsed.dropped and within.parsed.headers is not None:
+        record.trace_context = dict(within.parsed.headers)  # the dropped request's trace
+        return
     carrier: dict[str, str] = {}
     if _dropped():  # the request's trace was not sampled: the task stays in it, unrecorded
         _w3c.inject(carrier)

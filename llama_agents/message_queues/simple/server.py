@@ -184,6 +184,7 @@ def create_app(queue: ServableQueue, api_key: str | None = None) -> FastAPI:
         """The dead letters, oldest first, removed from the queue."""
         return await read_dead_letters(limit, wait_for, timeout, remove=True)
 
+    tracing.instrument_app(app)
     return app
 
 
