@@ -418,24 +418,22 @@ class TaskManager:
             record = await self.get(task_id)
             if record.status.finished:
                 return
-            if (
+            stale = (
                 record.undecided[: len(folded)] != folded
-                or (not folded and record.steps)  # a first decision was applied already
+                or (not folded and bool(record.steps))  # a first decision was applied already
                 or to_jsonable_python(record.state) != decided_on
-            ):
-                stale = True
-            else:
-                stale = False
+            )
+            if not stale:
                 record.state = state
                 record.undecided = record.undecided[len(folded) :]
                 self._apply(record, messages)
                 await self.save(record)
+                if record.status.finished:
+                    await self.after_finish(record)
                 await self.flush(record)
             again = bool(record.undecided) and not record.status.finished
         if again:
             self.decisions.submit(task_id)
-        if not stale and record.status.finished:
-            await self.after_finish(record)
 
     def _apply(self, record: TaskRecord, messages: list[QueueMessage]) -> None:
         for message in messages:
@@ -480,6 +478,8 @@ class TaskManager:
                     result.task_id,
                     result.step_id,
                 )
+                if record.status.finished:
+                    await self.after_finish(record)  # its first delivery may not have got there
                 await self.flush(record)
             else:
                 result.step_id = step.step_id  # the orchestrator knows steps by their own id
@@ -501,10 +501,10 @@ class TaskManager:
                         record.undecided.append(step.step_id)
                 # The run's last events come before its end (an append is idempotent).
                 await self.save(record, events=streamed_events(events, step_id=step.sent_id))
+                if record.status.finished:
+                    await self.after_finish(record)
                 await self.flush(record)
-        if record.status.finished:
-            await self.after_finish(record)
-        elif record.undecided:
+        if not record.status.finished and record.undecided:
             self.decisions.submit(record.task_id)
 
     # -- ending -----------------------------------------------------------------------
@@ -556,14 +556,19 @@ class TaskManager:
             end(record)
             record.run = None
             await self.save(record)
+            await self.after_finish(record)
             await self.flush(record)
         for service in sorted(services):
             await self.dispatch.broadcast_cancel(service, task_id, reason)
-        await self.after_finish(record)
         return record
 
     async def after_finish(self, record: TaskRecord) -> None:
-        """A task ended: stop its timer, start the next task of its session."""
+        """A task ended: stop its timer, start the next task of its session.
+
+        Called once its end is saved and before `flush` publishes its result and marks it
+        done with: a control plane that dies in between leaves it among the tasks a restart
+        recovers, which calls this again (it is idempotent), so its session never stays
+        held by a task that ended."""
         self.deadlines.clear(record.task_id)
         if record.session_id is not None:
             following = await self.sessions.finished(record.session_id, record.task_id)
@@ -768,8 +773,8 @@ class TaskManager:
             if not self.message_queue.durable:
                 touched = await self._resend_lost_steps(record)
             if record.status.finished:
-                await self.flush(record)  # its result was never confirmed
                 await self.after_finish(record)
+                await self.flush(record)  # its result was never confirmed
                 return 1
             if record.status is TaskStatus.PENDING and not record.steps:
                 if record.session_id is None or await self._session_turn(record):
