@@ -128,9 +128,6 @@ def _request_attributes(scope: Scope, method: str) -> dict[str, Any]:
         attributes["server.address"] = server[0]
         if server[1] is not None:
             attributes["server.port"] = server[1]
-    client = scope.get("client")
-    if client:
-        attributes["client.address"] = client[0]
     return attributes
 
 
