@@ -92,8 +92,8 @@ Run it from the project root::
     .venv/bin/python benchmarks/tasks.py --repeat 3 --tasks 500
     .venv/bin/python benchmarks/tasks.py --profile-dir /tmp/prof
     .venv/bin/python benchmarks/tasks.py --tracing both --repeat 3
-    .venv/bin/python benchmarks/tasks.py --tracing both --side-by-side --rounds 7 --tasks 1000
-    .venv/bin/python benchmarks/tasks.py --observability --side-by-side --rounds 5 --tasks 1000
+    .venv/bin/python benchmarks/tasks.py --tracing both --side-by-side --rounds 15 --tasks 1000
+    .venv/bin/python benchmarks/tasks.py --observability --side-by-side --rounds 10 --tasks 1000
     .venv/bin/python benchmarks/tasks.py --observability --repeat 3 --tasks 500
     .venv/bin/python benchmarks/tasks.py --control-planes 2 --replicas 2 --state postgres
     .venv/bin/python benchmarks/tasks.py --compare-stores --rounds 3
