@@ -21,7 +21,12 @@ from llama_agents.control_plane.dead_letter_routes import dead_letter_router
 from llama_agents.control_plane.face import ControlPlaneFace
 from llama_agents.control_plane.mcp_server import McpEndpoint
 from llama_agents.control_plane.models import NewTask, ServiceName
-from llama_agents.control_plane.streams import change_events, parse_last_event_id, task_events
+from llama_agents.control_plane.streams import (
+    EventStreamResponse,
+    change_events,
+    parse_last_event_id,
+    task_events,
+)
 from llama_agents.control_plane.workflow_api import workflow_api_router, workflow_health_router
 from llama_agents.errors import (
     ConfigurationError,
@@ -226,7 +231,7 @@ def create_app(control_plane: ControlPlaneFace) -> FastAPI:
             raise TaskNotFoundError(task_id)  # 404 before the stream starts
         start = after if after is not None else parse_last_event_id(last_event_id) or 0
         sse = format == "sse"
-        return StreamingResponse(
+        return EventStreamResponse(
             task_events(control_plane, task_id, start, sse=sse, follow=follow),
             media_type="text/event-stream" if sse else "application/x-ndjson",
             headers={"cache-control": "no-cache", "x-accel-buffering": "no"},

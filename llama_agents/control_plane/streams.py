@@ -11,9 +11,38 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 
+from starlette.responses import StreamingResponse
+from starlette.types import Send
+
 from llama_agents.control_plane.event_log import TASK_FINISHED
 from llama_agents.control_plane.face import ControlPlaneFace
 from llama_agents.messages.records import KEEPALIVE_SECONDS, TaskEvent, TaskStatus
+
+
+class LastChunk(str):
+    """A stream's last chunk (its terminal event): it ends the response in the same write."""
+
+
+class EventStreamResponse(StreamingResponse):
+    """A streamed response whose `LastChunk` goes out with the response's end.
+
+    Starlette ends a stream with an empty body message of its own, which the server writes
+    apart (with chunked encoding, its terminator): a write, a system call, per stream; a
+    workflow run's stream has about four."""
+
+    async def stream_response(self, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        ended = False
+        async for chunk in self.body_iterator:
+            if ended:
+                continue  # nothing follows a terminal event (see `task_events`)
+            body = chunk if isinstance(chunk, bytes | memoryview) else chunk.encode(self.charset)
+            ended = isinstance(chunk, LastChunk)
+            await send({"type": "http.response.body", "body": body, "more_body": not ended})
+        if not ended:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def log_complete(control_plane: ControlPlaneFace, task_id: str) -> bool:
@@ -63,8 +92,10 @@ async def task_events(
         if rows is None:
             yield ": keep-alive\n\n" if sse else "\n"
             continue
-        # The events available at once go out in one write.
-        yield "".join(_framed(row.sequence, row.body, sse=sse) for row in rows)
+        # The events available at once go out in one write; the terminal event's batch, the
+        # stream's last, with the response's end (`follow_batches` ends after it).
+        text = "".join(_framed(row.sequence, row.body, sse=sse) for row in rows)
+        yield LastChunk(text) if rows[-1].body.get("type") == TASK_FINISHED else text
 
 
 async def _logged_events(

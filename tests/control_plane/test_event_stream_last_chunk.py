@@ -1,0 +1,86 @@
+"""A task's event stream ends in the same body message as its terminal event: the server
+writes the last events and the response's end at once, not as two writes
+(`streams.EventStreamResponse`)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from llama_agents import ControlPlaneServer, SimpleMessageQueue
+from llama_agents.control_plane import SqliteStateStore
+from tests.support.control_plane import Worker, serve, stop
+from tests.support.helpers import DEADLINE
+from tests.support.orchestrators import FanOutOrchestrator
+
+
+async def stream_messages(app: Any, task_id: str, query: str) -> list[dict[str, Any]]:
+    """The ASGI messages the app sends for `GET /tasks/{task_id}/events?<query>`."""
+    path = f"/tasks/{task_id}/events"
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query.encode(),
+        "root_path": "",
+        "headers": [(b"host", b"control-plane")],
+        "server": ("control-plane", 80),
+        "client": ("127.0.0.1", 50000),
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.Event().wait()  # the client never goes away
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async with asyncio.timeout(DEADLINE):
+        await app(scope, receive, send)
+    return sent
+
+
+@pytest.mark.parametrize("query", ["format=ndjson", "format=sse"])
+async def test_the_terminal_event_and_the_end_of_the_stream_are_one_message(
+    tmp_path: Path, query: str
+) -> None:
+    queue = SimpleMessageQueue()
+    store = SqliteStateStore(tmp_path / "cp.db")
+    control_plane = ControlPlaneServer(queue, FanOutOrchestrator(["worker"]), store, port=0)
+    serving = await serve(control_plane)
+    try:
+        worker = Worker(queue)
+        await worker.start()
+        async with httpx.AsyncClient(base_url=control_plane.url, timeout=DEADLINE) as http:
+            created = await http.post("/tasks", json={"input": "x"})
+            task_id = created.json()["task_id"]
+        streaming = asyncio.create_task(stream_messages(control_plane.app, task_id, query))
+        [step] = await worker.steps.wait_for(1)
+        await worker.answer(step, "done")
+        sent = await streaming
+    finally:
+        await stop(control_plane, serving)
+
+    start, *bodies = sent
+    assert start["type"] == "http.response.start" and start["status"] == 200
+    assert all(m["type"] == "http.response.body" for m in bodies)
+    assert [m["more_body"] for m in bodies] == [True] * (len(bodies) - 1) + [False]
+    last = bodies[-1]["body"].decode()
+    assert "TaskFinished" in last, "the terminal event travels with the end, not after it"
+    events = [
+        json.loads(line.removeprefix("data: "))
+        for line in b"".join(m["body"] for m in bodies).decode().splitlines()
+        if line.startswith("{") or line.startswith("data: ")
+    ]
+    assert events[-1]["type"] == "TaskFinished" and events[-1]["data"]["status"] == "completed"
+    assert [e["sequence"] for e in events] == sorted({e["sequence"] for e in events})
