@@ -20,6 +20,7 @@ from collections.abc import Callable, MutableMapping
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -40,8 +41,9 @@ def _trace_headers(scope: Scope) -> dict[str, str]:
     return found
 
 
-def _dropped_root(span: Span) -> _Parsed:
-    """The context of a new trace the sampler dropped, as `_Within` carries it."""
+def _dropped_root(span: Span, parent: Context | None) -> _Parsed:
+    """The context of a new trace the sampler dropped (under `parent`, else the current
+    context), as `_Within` carries it."""
     context = span.get_span_context()
     headers = None
     if not context.trace_state:
@@ -49,7 +51,7 @@ def _dropped_root(span: Span) -> _Parsed:
             "traceparent": f"00-{context.trace_id:032x}-{context.span_id:016x}-"
             f"{context.trace_flags:02x}"
         }
-    return _Parsed(trace.set_span_in_context(span), context.trace_id, True, headers)
+    return _Parsed(trace.set_span_in_context(span, parent), context.trace_id, True, headers)
 
 
 class ServerSpans:
@@ -77,7 +79,7 @@ class ServerSpans:
         method = scope.get("method") or "HTTP"
         span = _tracer.start_span(method, context=parent, kind=SpanKind.SERVER)
         if not span.is_recording():
-            with _Within(_dropped_root(span)):
+            with _Within(_dropped_root(span, parent)):
                 await self.app(scope, receive, send)
             return
         await self._recorded(span, method, scope, receive, send)
@@ -98,7 +100,7 @@ class ServerSpans:
         try:
             with trace.use_span(span, end_on_exit=False, record_exception=False):
                 await self.app(scope, receive, sending)
-        except BaseException as exc:
+        except Exception as exc:  # not a cancellation (a server stopping): no error of its own
             span.record_exception(exc)
             span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
             span.set_attribute("error.type", type(exc).__qualname__)
