@@ -24,7 +24,13 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llama_agents.tracing._spans import _Parsed, _parsed_of, _sampled, _Within
+from llama_agents.tracing._spans import (
+    _Parsed,
+    _parsed_of,
+    _sampled,
+    _traceparent,
+    _Within,
+)
 
 _tracer = trace.get_tracer("llama_agents.http")
 
@@ -48,8 +54,7 @@ def _dropped_root(span: Span, parent: Context | None) -> _Parsed:
     headers = None
     if not context.trace_state:
         headers = {
-            "traceparent": f"00-{context.trace_id:032x}-{context.span_id:016x}-"
-            f"{context.trace_flags:02x}"
+            "traceparent": _traceparent(context.trace_id, context.span_id, context.trace_flags)
         }
     return _Parsed(trace.set_span_in_context(span, parent), context.trace_id, True, headers)
 

@@ -97,6 +97,11 @@ def _sampled(carrier: Mapping[str, str]) -> bool:
         return True  # not ours to judge: let the propagator read it
 
 
+def _traceparent(trace_id: int, span_id: int, flags: int) -> str:
+    """A W3C `traceparent` in its one canonical form (version 00, lower-case hex)."""
+    return f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}"
+
+
 class _Parsed:
     """Trace context headers, parsed: the context to enter, its trace id (0: none), whether
     the sampler dropped it, and the headers that name it exactly (None unless a plain
@@ -131,7 +136,7 @@ def _parse(carrier: Mapping[str, str]) -> _Parsed:
             flags = int(parent[53:], 16)
         except ValueError:
             trace_id = span_id = flags = 0
-        if trace_id and span_id and parent == f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}":
+        if trace_id and span_id and parent == _traceparent(trace_id, span_id, flags):
             span = trace.NonRecordingSpan(
                 trace.SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags))
             )

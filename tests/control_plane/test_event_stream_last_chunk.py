@@ -9,12 +9,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from llama_agents import ControlPlaneServer, SimpleMessageQueue
 from llama_agents.control_plane import SqliteStateStore
-from tests.support.control_plane import Worker, serve, stop
+from tests.support.control_plane import Worker, post_task, serve, stop
 from tests.support.helpers import DEADLINE
 from tests.support.orchestrators import FanOutOrchestrator
 
@@ -61,9 +60,7 @@ async def test_the_terminal_event_and_the_end_of_the_stream_are_one_message(
     try:
         worker = Worker(queue)
         await worker.start()
-        async with httpx.AsyncClient(base_url=control_plane.url, timeout=DEADLINE) as http:
-            created = await http.post("/tasks", json={"input": "x"})
-            task_id = created.json()["task_id"]
+        task_id = await post_task(control_plane, "x")
         streaming = asyncio.create_task(stream_messages(control_plane.app, task_id, query))
         [step] = await worker.steps.wait_for(1)
         await worker.answer(step, "done")

@@ -18,6 +18,7 @@ from llama_agents.control_plane.state import SqliteStateStore
 from llama_agents.control_plane.state.base import TaskRow
 from llama_agents.messages.records import TaskRecord
 from tests.conftest import QueueFactory
+from tests.support.control_plane import consuming
 from tests.support.hardening import TEST_MARK_DELAY, ReadmeService, RouteByInput, served
 from tests.support.helpers import DEADLINE
 
@@ -129,45 +130,39 @@ async def test_stopping_writes_held_marks_and_a_restart_does_not_send_the_step_a
     queue = await rabbitmq_factory()
     service = ReadmeService(queue, "worker", hold=True)
     first = ControlPlaneServer(queue, RouteByInput(), SqliteStateStore(path))
-    consuming = asyncio.create_task((await first.register_to_message_queue())())
-    await first.register_service(service.service_definition)
-    await service.launch_local()
-    first_part_passed = False
-    try:
-        assert first.manager.marks.delay == DEFAULT_MARK_DELAY  # a store of its own
-        first.manager.marks.delay = DEADLINE * 10  # only stopping writes it
-        holds = holds_of(first.manager.marks)
-        task_id = (await first.create_task("worker: once")).task_id
-        await until_held(holds, task_id)
-        assert first.manager.marks.held(task_id)
-        # Read from the store again (dropped from the cache), the task carries its held mark:
-        # a writer that flushes it does not publish the step again.
-        first.manager.tasks.forget(task_id)
-        assert (await first.manager.get(task_id)).steps[0].published
-        assert not (await first.manager.read(task_id)).steps[0].published  # the store's
-        first_part_passed = True
-    finally:
-        await first.close()
-        consuming.cancel()
-        if not first_part_passed:  # let the held step go, or the teardown waits on it
+    async with consuming(first):
+        await first.register_service(service.service_definition)
+        await service.launch_local()
+        try:
+            assert first.manager.marks.delay == DEFAULT_MARK_DELAY  # a store of its own
+            first.manager.marks.delay = DEADLINE * 10  # only stopping writes it
+            holds = holds_of(first.manager.marks)
+            task_id = (await first.create_task("worker: once")).task_id
+            await until_held(holds, task_id)
+            assert first.manager.marks.held(task_id)
+            # Read from the store again (dropped from the cache), the task carries its held
+            # mark: a writer that flushes it does not publish the step again.
+            first.manager.tasks.forget(task_id)
+            assert (await first.manager.get(task_id)).steps[0].published
+            assert not (await first.manager.read(task_id)).steps[0].published  # the store's
+        except BaseException:  # let the held step go, or the teardown waits on it
             service.gate.set()
             await service.deregister_from_message_queue()
+            raise
     stored = await SqliteStateStore(path).load_task(task_id)
     assert stored is not None and stored.body["steps"][0]["published"] is True
 
     # The service still holds the step; a new control plane on the same store recovers:
     # nothing unconfirmed to send again.
     second = ControlPlaneServer(await rabbitmq_factory(), RouteByInput(), SqliteStateStore(path))
-    consuming = asyncio.create_task((await second.register_to_message_queue())())
-    try:
-        service.gate.set()
-        record = await second.wait_for_status(task_id, {TaskStatus.COMPLETED}, timeout=DEADLINE)
-        assert record.result is not None and record.result.result == "ONCE"
-        assert service.inputs == ["once"], "the step was sent once"
-    finally:
-        await service.deregister_from_message_queue()
-        await second.close()
-        consuming.cancel()
+    async with consuming(second):
+        try:
+            service.gate.set()
+            record = await second.wait_for_status(task_id, {TaskStatus.COMPLETED}, timeout=DEADLINE)
+            assert record.result is not None and record.result.result == "ONCE"
+            assert service.inputs == ["once"], "the step was sent once"
+        finally:
+            await service.deregister_from_message_queue()
 
 
 class FailingOnceStore(SqliteStateStore):

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
 
 from llama_agents import (
     ActionTypes,
@@ -30,6 +34,26 @@ class Worker:
     async def answer(self, message: QueueMessage, text: str) -> None:
         step = TaskDefinition.model_validate(message.data)
         await self.queue.publish(completion(step, text))
+
+
+async def post_task(control_plane: ControlPlaneServer, text: str) -> str:
+    """Create a task over the served control plane's HTTP API; its id."""
+    async with httpx.AsyncClient(base_url=control_plane.url, timeout=DEADLINE) as http:
+        created = await http.post("/tasks", json={"input": text})
+    assert created.status_code == 200, created.text
+    return str(created.json()["task_id"])
+
+
+@asynccontextmanager
+async def consuming(control_plane: ControlPlaneServer) -> AsyncIterator[ControlPlaneServer]:
+    """`control_plane` consuming its queue (no HTTP server), closed on the way out: a process
+    of its own, as far as the broker and the store can tell."""
+    running = asyncio.create_task((await control_plane.register_to_message_queue())())
+    try:
+        yield control_plane
+    finally:
+        await control_plane.close()
+        running.cancel()
 
 
 def completion(step: TaskDefinition, text: str) -> QueueMessage:
