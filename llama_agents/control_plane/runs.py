@@ -142,6 +142,10 @@ class RunCoordinator:
                     "late update for task %s step %s dropped", update.task_id, update.step_id
                 )
                 return
+            # Its run reports: the step reached the service, whatever the store says yet. On
+            # a shared store the replica that published it may not have saved its mark when
+            # another replica gets the run's first update; `flush` below would send it again.
+            step.published = True
             events = streamed_events(update.events, step_id=step.sent_id)
             run = record.run
             if (
