@@ -24,9 +24,11 @@ The script starts, by running itself again with ``--role``, each part in its own
   figures as JSON on that line.
 
 The benchmark process itself is the client: it keeps in_flight runs in flight in all (one
-worker per run in flight), each created with ``POST /tasks {"input", "service"}`` (httpx, in
-pools of ``POOL_SIZE`` connections) and followed with ``GET /tasks/{id}/events?format=ndjson``
-until its terminal ``TaskFinished`` event, whose result is checked. ``--warmup`` runs go
+worker per run in flight), each created and followed in one request with the SDK's
+``stream_task`` (``POST /tasks/stream {"input", "service"}``; httpx, in pools of
+``POOL_SIZE`` connections) until its terminal ``TaskFinished`` event, whose result is
+checked. ``--two-requests`` creates each task with ``POST /tasks``, then follows it with
+``GET /tasks/{id}/events``, as before that route existed. ``--warmup`` runs go
 first, outside the figures.
 
 Each phase prints JSON lines on stdout (progress goes to stderr):
@@ -52,7 +54,10 @@ Each phase prints JSON lines on stdout (progress goes to stderr):
   warm-up as every served process tunes its own, `tune_gc_for_serving`);
 * ``summary``: % of ideal and framework CPU per run / bare CPU per run next to the targets
   (``framework_over_bare``: against the plain script; ``framework_over_bare_tuned_gc``:
-  against the tuned one).
+  against the tuned one);
+* with ``--rounds N`` (N > 1), the mesh and bare phases run N times over, one after the
+  other, and a ``rounds`` line gives each figure's median over the rounds (``*_median``)
+  and every round's value (``*_all``): on a shared machine single runs differ by ±10%.
 
 ``--profile-dir DIR`` profiles the control plane and the replicas during the measured runs,
 with cProfile (``DIR/<in_flight>/<role>.prof``) or py-spy (``--profiler py-spy``,
@@ -62,6 +67,7 @@ Run it from the project root::
 
     .venv/bin/python benchmarks/workflow_runs.py --runs 100
     .venv/bin/python benchmarks/workflow_runs.py --runs 1000 --in-flight 100,400
+    .venv/bin/python benchmarks/workflow_runs.py --runs 1000 --in-flight 100,400 --rounds 3
 
 The broker is ``--url``, by default ``LLAMA_AGENTS_AMQP_URL`` or the local broker. The script
 reports figures only: it never passes or fails. Everything it declared on the broker is
@@ -79,6 +85,7 @@ import math
 import os
 import resource
 import socket
+import statistics
 import tempfile
 import time
 import uuid
@@ -443,13 +450,19 @@ class Client:
     """The project's SDK on the control plane: `POOL_SIZE` connections per client, used in
     turn (httpx spends CPU on every pooled connection at each request)."""
 
-    def __init__(self, clients: list[AsyncLlamaAgentsClient]) -> None:
+    def __init__(self, clients: list[AsyncLlamaAgentsClient], one_request: bool) -> None:
         self.clients = clients
+        self.one_request = one_request
         self._next = itertools.count()
 
     @classmethod
     async def open(
-        cls, base_url: str, concurrency: int, stack: contextlib.AsyncExitStack
+        cls,
+        base_url: str,
+        concurrency: int,
+        stack: contextlib.AsyncExitStack,
+        *,
+        one_request: bool = True,
     ) -> Client:
         pools = math.ceil(concurrency / POOL_SIZE)
         size = math.ceil(concurrency / pools)
@@ -460,16 +473,22 @@ class Client:
                 base_url, timeout=RUN_TIMEOUT, transport=httpx.AsyncHTTPTransport(limits=limits)
             )
             clients.append(await stack.enter_async_context(client))
-        return cls(clients)
+        return cls(clients, one_request)
 
     async def run_one(self, text: str) -> Outcome:
-        """Create the run's task, then stream its events to the terminal one."""
+        """Create the run's task and stream its events to the terminal one: in one request
+        (`stream_task`), or, with `--two-requests`, `create_task` then `stream_events`."""
         client = self.clients[next(self._next) % len(self.clients)]
         outcome = Outcome(posted=time.perf_counter(), posted_wall=time.time())
         try:
             async with asyncio.timeout(RUN_TIMEOUT):
-                task_id = outcome.task_id = await client.create_task(text, service=SERVICE)
-                async for event in client.stream_events(task_id):
+                if self.one_request:
+                    stream = await client.stream_task(text, service=SERVICE)
+                else:
+                    created = await client.create_task(text, service=SERVICE)
+                    stream = client.stream_events(created)
+                task_id = outcome.task_id = stream.task_id
+                async for event in stream:
                     now, wall = time.perf_counter(), time.time()
                     if outcome.first_event is None:
                         outcome.first_event, outcome.first_event_wall = now, wall
@@ -551,6 +570,8 @@ class Settings:
     llm_pool: int
     cp_prefetch: int | None
     skip_bare: bool
+    two_requests: bool
+    rounds: int
     profile_dir: str | None
     profiler: str
 
@@ -652,7 +673,9 @@ async def mesh_phase(
     try:
         await start_system(settings, in_flight, stub.ready_text, state_dir, system)
         async with contextlib.AsyncExitStack() as stack:
-            client = await Client.open(system.base_url, in_flight, stack)
+            client = await Client.open(
+                system.base_url, in_flight, stack, one_request=not settings.two_requests
+            )
             if settings.warmup:
                 log(f"in flight {in_flight}: {settings.warmup} warm-up runs")
                 warm = await client.run_many(settings.warmup, in_flight, f"warmup-{in_flight}")
@@ -707,6 +730,7 @@ async def mesh_phase(
         "llm_delay_s": settings.llm_delay,
         "event_coalesce_s": settings.coalesce,
         "llm_pool": settings.llm_pool,
+        "client_requests_per_run": 2 if settings.two_requests else 1,
         "wall_s": round(wall, 3),
         "ideal_s": round(ideal, 3),
         "pct_of_ideal": round(100.0 * ideal / wall, 1),
@@ -862,35 +886,12 @@ async def main_async(settings: Settings) -> None:
         stub = await spawn(OUT, SCRIPT, "stub", extra, dict(os.environ))
         log(f"stub LLM pid {stub.pid} at {await wait_ready(stub, START_TIMEOUT)}")
         for in_flight in settings.in_flights:
-            with tempfile.TemporaryDirectory(prefix="bench_wf_") as state_dir:
-                served = await mesh_phase(settings, in_flight, stub, state_dir)
-            bare = tuned = None
-            if not settings.skip_bare:
-                bare = await bare_phase(settings, in_flight, stub, tuned_gc=False)
-                tuned = await bare_phase(settings, in_flight, stub, tuned_gc=True)
-            summary: dict[str, Any] = {
-                "bench": BENCH,
-                "case": "summary",
-                "in_flight": in_flight,
-                "runs": settings.runs,
-                "wall_s": served["mesh"]["wall_s"],
-                "ideal_s": served["mesh"]["ideal_s"],
-                "pct_of_ideal": served["mesh"]["pct_of_ideal"],
-                "framework_cpu_ms_per_run": served["cpu"]["framework_cpu_ms_per_run"],
-                "replicas_cpu_ms_per_run": served["cpu"]["replicas_cpu_ms_per_run"],
-                "bare_cpu_ms_per_run": bare["cpu_ms_per_run"] if bare else None,
-                "bare_tuned_gc_cpu_ms_per_run": tuned["cpu_ms_per_run"] if tuned else None,
-                "targets": TARGETS,
-            }
-            if bare and bare["cpu_ms_per_run"] > 0:
-                ratio = served["cpu"]["framework_cpu_ms_per_run"] / bare["cpu_ms_per_run"]
-                summary["framework_over_bare"] = round(ratio, 2)
-                ratio = served["cpu"]["replicas_cpu_ms_per_run"] / bare["cpu_ms_per_run"]
-                summary["replicas_over_bare"] = round(ratio, 2)
-            if tuned and tuned["cpu_ms_per_run"] > 0:
-                ratio = served["cpu"]["framework_cpu_ms_per_run"] / tuned["cpu_ms_per_run"]
-                summary["framework_over_bare_tuned_gc"] = round(ratio, 2)
-            emit(summary)
+            summaries = [
+                await one_round(settings, in_flight, stub, index)
+                for index in range(settings.rounds)
+            ]
+            if settings.rounds > 1:
+                emit(rounds_summary(in_flight, summaries))
     except Exception as exc:
         log(f"failed: {type(exc).__name__}: {exc}")
         emit({"bench": BENCH, "case": "error", "error": f"{type(exc).__name__}: {exc}"})
@@ -899,6 +900,74 @@ async def main_async(settings: Settings) -> None:
             await stop_child(stub, STOP_TIMEOUT)
     if settings.profile_dir:
         log(f"profiles in {settings.profile_dir}")
+
+
+async def one_round(settings: Settings, in_flight: int, stub: Child, index: int) -> dict[str, Any]:
+    """The mesh, then the bare baseline (plain and tuned GC), at `in_flight`; their summary."""
+    with tempfile.TemporaryDirectory(prefix="bench_wf_") as state_dir:
+        served = await mesh_phase(settings, in_flight, stub, state_dir)
+    bare = tuned = None
+    if not settings.skip_bare:
+        bare = await bare_phase(settings, in_flight, stub, tuned_gc=False)
+        tuned = await bare_phase(settings, in_flight, stub, tuned_gc=True)
+    summary: dict[str, Any] = {
+        "bench": BENCH,
+        "case": "summary",
+        "in_flight": in_flight,
+        "round": index + 1,
+        "runs": settings.runs,
+        "wall_s": served["mesh"]["wall_s"],
+        "ideal_s": served["mesh"]["ideal_s"],
+        "pct_of_ideal": served["mesh"]["pct_of_ideal"],
+        "framework_cpu_ms_per_run": served["cpu"]["framework_cpu_ms_per_run"],
+        "control_plane_cpu_ms_per_run": served["cpu"]["control_plane_cpu_ms_per_run"],
+        "replicas_cpu_ms_per_run": served["cpu"]["replicas_cpu_ms_per_run"],
+        "bare_cpu_ms_per_run": bare["cpu_ms_per_run"] if bare else None,
+        "bare_tuned_gc_cpu_ms_per_run": tuned["cpu_ms_per_run"] if tuned else None,
+        "targets": TARGETS,
+    }
+    if bare and bare["cpu_ms_per_run"] > 0:
+        ratio = served["cpu"]["framework_cpu_ms_per_run"] / bare["cpu_ms_per_run"]
+        summary["framework_over_bare"] = round(ratio, 2)
+        ratio = served["cpu"]["replicas_cpu_ms_per_run"] / bare["cpu_ms_per_run"]
+        summary["replicas_over_bare"] = round(ratio, 2)
+    if tuned and tuned["cpu_ms_per_run"] > 0:
+        ratio = served["cpu"]["framework_cpu_ms_per_run"] / tuned["cpu_ms_per_run"]
+        summary["framework_over_bare_tuned_gc"] = round(ratio, 2)
+    emit(summary)
+    return summary
+
+
+#: The figures `--rounds` reports the median of (each round's own, mesh and bare paired).
+ROUND_FIGURES = (
+    "pct_of_ideal",
+    "framework_cpu_ms_per_run",
+    "control_plane_cpu_ms_per_run",
+    "replicas_cpu_ms_per_run",
+    "bare_cpu_ms_per_run",
+    "bare_tuned_gc_cpu_ms_per_run",
+    "framework_over_bare",
+    "replicas_over_bare",
+    "framework_over_bare_tuned_gc",
+)
+
+
+def rounds_summary(in_flight: int, summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The rounds' medians (the machine's own noise, ±10% from one run to the next on a
+    shared host, cancels out of each round's ratio more than out of single figures)."""
+    line: dict[str, Any] = {
+        "bench": BENCH,
+        "case": "rounds",
+        "in_flight": in_flight,
+        "rounds": len(summaries),
+        "targets": TARGETS,
+    }
+    for name in ROUND_FIGURES:
+        values = sorted(s[name] for s in summaries if s.get(name) is not None)
+        if values:
+            line[f"{name}_median"] = round(statistics.median(values), 3)
+            line[f"{name}_all"] = [s.get(name) for s in summaries]
+    return line
 
 
 def in_flight_list(text: str) -> list[int]:
@@ -947,6 +1016,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="the control plane's prefetch (default: the framework's)",
     )
     parser.add_argument("--skip-bare", action="store_true", help="no bare baseline")
+    parser.add_argument(
+        "--rounds",
+        type=positive,
+        default=1,
+        help="mesh and bare phases this many times over, each in_flight; then their medians",
+    )
+    parser.add_argument(
+        "--two-requests",
+        action="store_true",
+        help="the client creates each task, then streams it (default: one POST /tasks/stream)",
+    )
     parser.add_argument(
         "--profile-dir", default=None, help="profile the control plane and replicas, here"
     )
@@ -1004,6 +1084,8 @@ def main(argv: list[str] | None = None) -> None:
         llm_pool=args.llm_pool,
         cp_prefetch=args.cp_prefetch,
         skip_bare=args.skip_bare,
+        two_requests=args.two_requests,
+        rounds=args.rounds,
         profile_dir=args.profile_dir,
         profiler=args.profiler,
     )

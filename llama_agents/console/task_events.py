@@ -11,6 +11,7 @@ from llama_agents.console._common import (
     client_options,
     connect,
     echo_json,
+    fail,
     json_object,
     json_option,
 )
@@ -20,12 +21,24 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from llama_agents.messages.records import EventSent, TaskEvent
+    from llama_agents.sdk import TaskEventStream
 
 
 def _echo_events(events: Iterable[TaskEvent], as_json: bool) -> None:
     """One line per event, printed (and flushed) as each arrives."""
     for event in events:
         click.echo(event.model_dump_json() if as_json else event_line(event))
+
+
+def echo_stream(stream: TaskEventStream, as_json: bool) -> None:
+    """Print a task's stream to its end; exit 1 when the task ended other than completed."""
+    last: TaskEvent | None = None
+    with stream:
+        for last in stream:
+            _echo_events((last,), as_json)
+    if last is not None and last.is_terminal and last.data.get("status") != "completed":
+        reason = last.data.get("error") or last.data.get("status")
+        fail(f"task {stream.task_id} did not complete: {reason}")
 
 
 def _echo_sent(sent: EventSent, as_json: bool) -> None:

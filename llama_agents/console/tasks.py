@@ -22,7 +22,7 @@ from llama_agents.console._common import (
     json_option,
     when,
 )
-from llama_agents.console.task_events import events, respond, send_event
+from llama_agents.console.task_events import echo_stream, events, respond, send_event
 from llama_agents.console.task_views import echo_record
 from llama_agents.errors import TaskTimeoutError
 from llama_agents.messages.records import TaskStatus
@@ -89,6 +89,12 @@ def _print_result(
     help="The workflow's start event fields, as a JSON object.",
 )
 @click.option("--session", "session_id", default=None, help="Continue this session.")
+@click.option(
+    "--follow",
+    "-f",
+    is_flag=True,
+    help="Print its events as they happen, until it ends (created and streamed in one request).",
+)
 @json_option
 @client_options
 def create(
@@ -100,13 +106,29 @@ def create(
     service: str | None,
     start_event: str | None,
     session_id: str | None,
+    follow: bool,
     as_json: bool,
     control_plane_url: str,
     api_key: str | None,
 ) -> None:
-    """Submit a task and print its id (with --wait, its result)."""
+    """Submit a task and print its id (with --wait, its result; with --follow, its events,
+    the id on stderr)."""
+    if follow and (wait or timeout is not None):
+        raise click.UsageError("--follow prints the events to the end: not with --wait/--timeout")
     fields = None if start_event is None else json_object(start_event, "--start-event")
     with connect(control_plane_url, api_key) as client:
+        if follow:
+            stream = client.stream_task(
+                input,
+                task_id,
+                result_key,
+                service=service,
+                start_event=fields,
+                session_id=session_id,
+            )
+            click.echo(f"Task {stream.task_id}", err=True)
+            echo_stream(stream, as_json)
+            return
         created = client.create_task(
             input,
             task_id,

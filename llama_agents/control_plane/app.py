@@ -8,6 +8,7 @@ they are read.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -167,6 +168,35 @@ def create_app(control_plane: ControlPlaneFace) -> FastAPI:
     async def create_task(task: NewTask) -> Response:
         record = await control_plane.manager.create(task)
         return _json(TaskCreated(task_id=record.task_id, status=record.status))
+
+    @api.post(
+        "/tasks/stream",
+        status_code=201,
+        response_class=StreamingResponse,
+        responses={201: {"content": {"text/event-stream": {}, "application/x-ndjson": {}}}},
+    )
+    async def create_task_streaming(
+        task: NewTask, format: str = Query(default="sse", pattern="^(sse|ndjson)$")
+    ) -> StreamingResponse:
+        """Create a task and stream its events in the same response: one round trip fewer
+        than `POST /tasks` then `GET /tasks/{id}/events`, and the same stream (`?format=`).
+        The task's id is in `Location` and `x-task-id` (percent-encoded); a dropped stream
+        is resumed with `GET /tasks/{id}/events` and `Last-Event-ID`. A task that cannot be
+        created gets an error status, as with `POST /tasks`, before any stream starts."""
+        record = await control_plane.manager.create(task)
+        sse = format == "sse"
+        quoted = quote(record.task_id, safe="")  # headers are latin-1; ids need not be
+        return EventStreamResponse(
+            task_events(control_plane, record.task_id, 0, sse=sse),
+            status_code=201,
+            media_type="text/event-stream" if sse else "application/x-ndjson",
+            headers={
+                "cache-control": "no-cache",
+                "x-accel-buffering": "no",
+                "location": f"/tasks/{quoted}",
+                "x-task-id": quoted,
+            },
+        )
 
     @api.get("/tasks", response_model=list[TaskSummary])
     async def list_tasks(

@@ -196,6 +196,38 @@ class AsyncLlamaAgentsClient:
 
     # -- a task's events ----------------------------------------------------------------
 
+    async def stream_task(
+        self,
+        input: str,
+        task_id: str | None = None,
+        result_key: str | None = None,
+        *,
+        service: str | None = None,
+        start_event: dict[str, Any] | None = None,
+        session_id: str | None = None,
+    ) -> AsyncTaskEventStream:
+        """Submit a task and stream its events in the same request (`POST /tasks/stream`):
+        one round trip fewer than `create_task` then `stream_events`, and the same stream
+        (reopened where it broke, ending with `TaskFinished`; its `task_id` says which task).
+
+        The task exists once this returns; the arguments and the errors are
+        `create_task`'s, raised here. Use it as
+        `async with await client.stream_task(...) as stream: async for event in stream: ...`.
+        """
+        new_id, call = _task_events.create_and_stream(
+            api.new_task(
+                input,
+                task_id,
+                result_key,
+                service=service,
+                start_event=start_event,
+                session_id=session_id,
+            )
+        )
+        stream = AsyncTaskEventStream(self, new_id, None, first=call)
+        await stream.open()
+        return stream
+
     def stream_events(self, task_id: str, after: int | None = None) -> AsyncTaskEventStream:
         """The task's events after sequence `after`, as they happen, ending with its
         `TaskFinished`; a dropped connection is reopened where it broke (nothing is lost or

@@ -41,6 +41,7 @@ async def _open(client: AsyncStreamClient, call: api.Call[None]) -> httpx.Respon
     request = client.http.build_request(
         call.method,
         call.path,
+        json=call.json,
         params=call.params,
         headers=call.headers,
         timeout=client.config.stream_timeout(),
@@ -125,9 +126,16 @@ class AsyncTaskEventStream:
     the last event yielded: `stream_events(task_id, after=last_sequence)` continues it later.
     """
 
-    def __init__(self, client: AsyncStreamClient, task_id: str, after: int | None) -> None:
+    def __init__(
+        self,
+        client: AsyncStreamClient,
+        task_id: str,
+        after: int | None,
+        *,
+        first: api.Call[None] | None = None,
+    ) -> None:
         self._client = client
-        self._plan = EventFollow(task_id, after)
+        self._plan = EventFollow(task_id, after, first)
         self._response: httpx.Response | None = None
         self._lines: AsyncIterator[str] | None = None
         self._parser = TaskEventParser()
@@ -144,6 +152,25 @@ class AsyncTaskEventStream:
     async def aclose(self) -> None:
         self._closed = True
         await self._disconnect()
+
+    async def open(self) -> None:
+        """Connect now rather than at the first read (`stream_task` has created the task once
+        this returns). The library's exception for an error status, as the first read's."""
+        if self._lines is not None or self._plan.done or self._closed:
+            return
+        try:
+            with translated_errors(self._client.control_plane_url):
+                await self._connect()
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def _connect(self) -> AsyncIterator[str]:
+        self._response = await _open(self._client, self._plan.next_call())
+        self._lines = lines = self._response.aiter_lines()
+        self._parser = TaskEventParser()  # a cut event is not half-kept
+        self._plan.opened()
+        return lines
 
     async def _disconnect(self) -> None:
         response, self._response, self._lines = self._response, None, None
@@ -179,12 +206,8 @@ class AsyncTaskEventStream:
     async def _next_event(self) -> TaskEvent | None:
         while not (self._plan.done or self._closed):
             try:
-                if self._lines is None:
-                    self._response = await _open(self._client, self._plan.next_call())
-                    self._lines = self._response.aiter_lines()
-                    self._parser = TaskEventParser()  # a cut event is not half-kept
-                    self._plan.opened()
-                line = await anext(self._lines, None)
+                lines = self._lines if self._lines is not None else await self._connect()
+                line = await anext(lines, None)
             except httpx.TransportError as exc:  # refused, reset, cut mid-body, silent
                 await self._disconnect()
                 if not self._plan.reopens:

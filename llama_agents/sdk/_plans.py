@@ -148,18 +148,23 @@ class EventFollow:
     then with growing pauses; the stream gives up (`ControlPlaneUnavailableError`) after
     `RECONNECT_FOR` seconds of trying without an event. A first connection that fails is
     not retried: a wrong URL is reported at once.
+
+    `first`, when given, is the first connection's call instead (`stream_task`'s, which
+    creates the task): only ever sent once; reconnections read the task's events.
     """
 
-    def __init__(self, task_id: str, after: int | None) -> None:
+    def __init__(self, task_id: str, after: int | None, first: Call[None] | None = None) -> None:
         self.task_id = identifier(task_id, "task_id")
         self.last = check_after(after)
         self.done = False
+        self._first = first
         self._opened = False
         self._failures = 0
         self._failing_since: float | None = None
 
     def next_call(self) -> Call[None]:
-        return task_events(self.task_id, self.last)
+        first, self._first = self._first, None
+        return first if first is not None else task_events(self.task_id, self.last)
 
     def opened(self) -> None:
         """A connection was opened: from now on, losing it is worth reopening."""

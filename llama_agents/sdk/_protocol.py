@@ -149,7 +149,15 @@ def _dict(response: httpx.Response) -> dict[str, Any]:
 # -- tasks ------------------------------------------------------------------------------
 
 
-def create_task(
+@dataclass(frozen=True)
+class NewTask:
+    """A task to submit: its `POST /tasks` body, checked, and what a 404 or 409 means."""
+
+    body: dict[str, Any]
+    errors: Mapping[int, ErrorFactory]
+
+
+def new_task(
     input: str,
     task_id: str | None = None,
     result_key: str | None = None,
@@ -157,7 +165,7 @@ def create_task(
     service: str | None = None,
     start_event: dict[str, Any] | None = None,
     session_id: str | None = None,
-) -> Call[str]:
+) -> NewTask:
     if not isinstance(input, str) or not input.strip():
         raise ConfigurationError("a task needs a non-empty input string")
     body: dict[str, Any] = {"input": input}
@@ -177,12 +185,32 @@ def create_task(
             return ServiceNotFoundError(service)
         return ControlPlaneResponseError(404, detail)
 
+    return NewTask(body, {404: unknown, 409: TaskExistsError})
+
+
+def create_task(
+    input: str,
+    task_id: str | None = None,
+    result_key: str | None = None,
+    *,
+    service: str | None = None,
+    start_event: dict[str, Any] | None = None,
+    session_id: str | None = None,
+) -> Call[str]:
+    task = new_task(
+        input,
+        task_id,
+        result_key,
+        service=service,
+        start_event=start_event,
+        session_id=session_id,
+    )
     return Call(
         "POST",
         "/tasks",
         lambda r: str(_dict(r)["task_id"]),
-        json=body,
-        errors={404: unknown, 409: TaskExistsError},
+        json=task.body,
+        errors=task.errors,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from llama_agents.errors import (
@@ -14,7 +15,7 @@ from llama_agents.errors import (
 )
 from llama_agents.messages.records import EventSent
 
-from ._protocol import Call, identifier, json_object, model, segment, task_missing
+from ._protocol import Call, NewTask, identifier, json_object, model, segment, task_missing
 from ._sse import EVENT_STREAM_HEADERS, NDJSON_HEADERS
 
 #: The event a person's answer is (`respond`).
@@ -54,6 +55,22 @@ def task_events(
     if after:
         headers["last-event-id"] = str(after)
     return Call("GET", path, lambda _: None, headers=headers, errors=task_missing(task_id))
+
+
+def create_and_stream(task: NewTask) -> tuple[str, Call[None]]:
+    """`POST /tasks/stream`: create the task, and read its events from the same response as
+    `task_events` reads them (server-sent events). With the task's id, given a new one
+    here unless it has one: known before the request, a dropped stream is reopened by it."""
+    body = task.body if "task_id" in task.body else {**task.body, "task_id": str(uuid.uuid4())}
+    call = Call(
+        "POST",
+        "/tasks/stream",
+        lambda _: None,
+        json=body,
+        headers=EVENT_STREAM_HEADERS,
+        errors=task.errors,
+    )
+    return str(body["task_id"]), call
 
 
 def send_event(

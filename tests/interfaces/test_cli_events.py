@@ -95,6 +95,51 @@ async def test_events_follow_respond_and_read_back(
         assert one_error_line(late) == f"Error: task {task_id} is completed"
 
 
+async def test_create_follow_prints_the_new_tasks_events_to_its_end(served: Mesh) -> None:
+    """`tasks create --follow`: the id on stderr, the events as `events --follow` prints them
+    (from the same request that created the task); exit 0 once it completed, 1 with one
+    `Error:` line when it ended otherwise (cancelled here)."""
+    following = await cli_process(
+        served.url, "tasks", "create", "release notes", "--service", "review", "--follow"
+    )
+    assert following.stdout is not None and following.stderr is not None
+    async with asyncio.timeout(DEADLINE):
+        announced = (await following.stderr.readline()).decode()
+        first_two = [(await following.stdout.readline()).decode() for _ in range(2)]
+    task_id = announced.removeprefix("Task ").strip()
+    assert announced == f"Task {task_id}\n" and task_id
+    assert first_two[0] == '   1  Progress  {"message":"drafting release notes"}\n'
+    assert first_two[1].startswith("   2  InputRequiredEvent  {")
+    ok(await cli(served.url, "tasks", "respond", task_id, "yes"))
+    async with asyncio.timeout(DEADLINE):
+        rest, errors = await following.communicate()
+    assert (following.returncode, errors) == (0, b"")
+    last = rest.decode().splitlines()[-1]
+    assert last.split()[1] == "TaskFinished" and '"status":"completed"' in last
+    printed = "".join(first_two) + rest.decode()
+    assert ok(await cli(served.url, "tasks", "events", task_id)) == printed
+
+    cancelled = await cli_process(
+        served.url, "tasks", "create", "x", "--service", "review", "--task-id", "c1", "-f", "--json"
+    )
+    assert cancelled.stdout is not None
+    async with asyncio.timeout(DEADLINE):
+        first = TaskEvent.model_validate_json(await cancelled.stdout.readline())
+    assert (first.sequence, first.type) == (1, "Progress")
+    await waiting(served, "c1")
+    ok(await cli(served.url, "tasks", "cancel", "c1"))
+    async with asyncio.timeout(DEADLINE):
+        rest, errors = await cancelled.communicate()
+    assert cancelled.returncode == 1
+    assert errors.decode().splitlines() == ["Task c1", "Error: task c1 did not complete: cancelled"]
+    assert TaskEvent.model_validate_json(rest.splitlines()[-1]).data["status"] == "cancelled"
+
+    refused = await cli(served.url, "tasks", "create", "x", "--service", "nobody", "--follow")
+    assert one_error_line(refused).startswith("Error: ")
+    both = await cli(served.url, "tasks", "create", "x", "--follow", "--wait")
+    assert both.exit_code == 2 and "--follow" in both.stderr
+
+
 async def test_send_event_completes_a_waiting_run_and_refusals_are_one_line(
     served: Mesh,
 ) -> None:

@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from llama_agents import (
@@ -199,6 +200,119 @@ async def test_get_events_of_a_waiting_task_returns_what_is_logged(review: Mesh)
         events, after_one = await asyncio.wait_for(reads, DEADLINE * 2)
         assert seen(events) == FIRST_TWO
         assert after_one == events[1:]
+
+
+# -- creating a task and streaming it in one request ----------------------------------------
+
+
+async def test_async_stream_task_creates_and_streams_in_one_request(
+    queue_factory: QueueFactory, tmp_path: Path
+) -> None:
+    """On both queues: `stream_task` returns once the task exists (one `POST /tasks/stream`,
+    no `GET`), its stream is the task's whole log, answered on the way."""
+    queue = await queue_factory()
+    async with mesh(queue, tmp_path) as m:
+        await m.add(WorkflowService(Review(), queue, service_name="review", event_coalesce_s=0))
+        recorded: list[httpx.Request] = []
+
+        async def record(request: httpx.Request) -> None:
+            recorded.append(request)
+
+        async with AsyncLlamaAgentsClient(m.url) as client:
+            client.http.event_hooks["request"].append(record)
+            stream = await client.stream_task("release notes", service="review")
+            assert (await client.get_task(stream.task_id)).service == "review"
+            streamed: list[TaskEvent] = []
+            async with asyncio.timeout(DEADLINE), stream:
+                async for event in stream:
+                    streamed.append(event)
+                    if event.type == "InputRequiredEvent":
+                        await client.respond(stream.task_id, "yes")
+            sent = [(r.method, r.url.path) for r in recorded]
+            assert_whole_log(streamed)
+            assert await client.get_events(stream.task_id) == streamed
+        path = f"/tasks/{stream.task_id}"
+        assert sent == [("POST", "/tasks/stream"), ("GET", path), ("POST", f"{path}/events")]
+
+
+async def test_sync_stream_task_cut_mid_way_resumes_with_a_get(review: Mesh) -> None:
+    """The `POST` response is cut after event 1: the stream goes on with `GET
+    /tasks/{id}/events` and `Last-Event-ID: 1`, yields each event once, and the task was
+    created once, with the id the caller gave."""
+    transport = CuttingTransport(cuts=[1])
+
+    def scenario() -> tuple[str, list[TaskEvent], int]:
+        with LlamaAgentsClient(review.url, transport=transport) as client:
+            streamed = []
+            with client.stream_task("release notes", "my-task", service="review") as stream:
+                for event in stream:
+                    streamed.append(event)
+                    if event.type == "InputRequiredEvent":
+                        client.respond(stream.task_id, "yes")
+            return stream.task_id, streamed, len(client.list_tasks())
+
+    task_id, streamed, tasks = await asyncio.wait_for(asyncio.to_thread(scenario), DEADLINE)
+    assert task_id == "my-task"
+    assert_whole_log(streamed)
+    assert [(r.method, r.url.path) for r in transport.requests] == [
+        ("POST", "/tasks/stream"),
+        ("GET", "/tasks/my-task/events"),
+    ]
+    assert last_event_ids(transport.requests) == [None, "1"]
+    assert tasks == 1
+
+
+async def test_create_and_stream_over_http(review: Mesh) -> None:
+    """`POST /tasks/stream`: 201, the id in `Location` and `x-task-id`, the log as JSON
+    lines; a task that cannot be created gets its error status and no stream."""
+    async with review.http.stream(
+        "POST",
+        "/tasks/stream",
+        params={"format": "ndjson"},
+        json={"input": "release notes", "service": "review", "task_id": "via-http"},
+    ) as response:
+        assert response.status_code == 201
+        assert response.headers["location"] == "/tasks/via-http"
+        assert response.headers["x-task-id"] == "via-http"
+        assert response.headers["content-type"].startswith("application/x-ndjson")
+        lines = response.aiter_lines()
+        first = TaskEvent.model_validate_json(await asyncio.wait_for(anext(lines), DEADLINE))
+        assert (first.sequence, first.type) == (1, "Progress")
+    for body, params, status in (
+        ({"input": "again", "task_id": "via-http"}, {}, 409),
+        ({"input": "x", "service": "nobody"}, {}, 404),
+        ({"input": " "}, {}, 422),
+        ({"input": "x", "service": "review"}, {"format": "xml"}, 422),
+    ):
+        refused = await review.http.post("/tasks/stream", json=body, params=params)
+        assert refused.status_code == status, refused.text
+        assert refused.headers["content-type"] == "application/json"
+    tasks = (await review.http.get("/tasks")).json()
+    assert [t["task_id"] for t in tasks] == ["via-http"]
+
+
+async def test_stream_task_refusals_raise_before_it_returns(review: Mesh) -> None:
+    task_id = await waiting_task(review)
+    async with AsyncLlamaAgentsClient(review.url) as client:
+        with pytest.raises(TaskExistsError, match=task_id):
+            await client.stream_task("again", task_id)
+        with pytest.raises(ServiceNotFoundError):
+            await client.stream_task("x", service="nobody")
+        with pytest.raises(SessionNotFoundError):
+            await client.stream_task("x", service="review", session_id="no-session")
+    async with AsyncLlamaAgentsClient(UNREACHABLE, timeout=5) as client:
+        with pytest.raises(ConfigurationError, match="input"):
+            await client.stream_task(" ")
+        with pytest.raises(ConfigurationError, match="service"):
+            await client.stream_task("x", service="a/b")
+        with pytest.raises(ControlPlaneUnavailableError, match=UNREACHABLE):
+            await client.stream_task("x")
+
+    def scenario() -> None:
+        with LlamaAgentsClient(review.url) as client, pytest.raises(TaskExistsError):
+            client.stream_task("again", task_id)
+
+    await asyncio.wait_for(asyncio.to_thread(scenario), DEADLINE)
 
 
 # -- refusals, as typed errors ----------------------------------------------------------------

@@ -1,9 +1,10 @@
 """httpx transports that cut a task's event stream mid-way, as a dropped connection would.
 
-Each `GET /tasks/{id}/events` response is passed through until `cuts[i]` events went by;
-then half of whatever comes next (the start of the next event, say) is sent and the read
-fails with `httpx.ReadError`. Later responses pass whole. The requests are kept, so a test
-can check what the client asked for when it came back (`Last-Event-ID`).
+Each `GET /tasks/{id}/events` (and `POST /tasks/stream`) response is passed through until
+`cuts[i]` events went by; then half of whatever comes next (the start of the next event,
+say) is sent and the read fails with `httpx.ReadError`. Later responses pass whole. The
+requests are kept, so a test can check what the client asked for when it came back
+(`Last-Event-ID`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ DATA = b"\ndata:"
 
 
 def _is_events(request: httpx.Request) -> bool:
+    if request.method == "POST":
+        return request.url.path == "/tasks/stream"
     return request.method == "GET" and request.url.path.endswith("/events")
 
 
@@ -92,7 +95,7 @@ class CuttingTransport(httpx.HTTPTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         response = super().handle_request(request)
-        if not _is_events(request) or response.status_code != 200:
+        if not _is_events(request) or response.status_code not in (200, 201):
             return response
         self.requests.append(request)
         if not self.cuts:
@@ -111,7 +114,7 @@ class AsyncCuttingTransport(httpx.AsyncHTTPTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         response = await super().handle_async_request(request)
-        if not _is_events(request) or response.status_code != 200:
+        if not _is_events(request) or response.status_code not in (200, 201):
             return response
         self.requests.append(request)
         if not self.cuts:
