@@ -328,6 +328,7 @@ async def test_api_key_protects_every_route_but_health(tmp_path: Path) -> None:
             ("GET", "/"),
             ("GET", "/tasks"),
             ("POST", "/tasks"),
+            ("POST", "/tasks/stream"),
             ("GET", "/services"),
             ("GET", "/events"),
         ]:
