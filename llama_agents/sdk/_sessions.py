@@ -6,13 +6,17 @@ so a conversation is `session.run("...")` turn after turn.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from llama_agents.errors import ConfigurationError, SessionExistsError, SessionNotFoundError
 from llama_agents.messages import TaskResult
 from llama_agents.messages.records import SessionInfo
 
 from ._protocol import Call, ErrorFactory, identifier, model, segment
+
+if TYPE_CHECKING:
+    from ._async_streams import AsyncTaskEventStream
+    from ._sync_streams import TaskEventStream
 
 
 class SessionClient(Protocol):
@@ -28,6 +32,17 @@ class SessionClient(Protocol):
         start_event: dict[str, Any] | None = None,
         session_id: str | None = None,
     ) -> str: ...
+
+    def stream_task(
+        self,
+        input: str,
+        task_id: str | None = None,
+        result_key: str | None = None,
+        *,
+        service: str | None = None,
+        start_event: dict[str, Any] | None = None,
+        session_id: str | None = None,
+    ) -> TaskEventStream: ...
 
     def wait_for_result(self, task_id: str, timeout: float | None = None) -> TaskResult: ...
 
@@ -49,6 +64,17 @@ class AsyncSessionClient(Protocol):
         start_event: dict[str, Any] | None = None,
         session_id: str | None = None,
     ) -> str: ...
+
+    async def stream_task(
+        self,
+        input: str,
+        task_id: str | None = None,
+        result_key: str | None = None,
+        *,
+        service: str | None = None,
+        start_event: dict[str, Any] | None = None,
+        session_id: str | None = None,
+    ) -> AsyncTaskEventStream: ...
 
     async def wait_for_result(self, task_id: str, timeout: float | None = None) -> TaskResult: ...
 
@@ -106,6 +132,11 @@ class Session:
         task_id = self.create_task(input, **options)
         return self._client.wait_for_result(task_id, timeout=timeout)
 
+    def stream_task(self, input: str, **options: Any) -> TaskEventStream:
+        """Submit a task in this session and stream its events, in one request (a turn whose
+        tokens show as they come); see the client's `stream_task`."""
+        return self._client.stream_task(input, session_id=self.session_id, **options)
+
     def info(self) -> SessionInfo:
         """Its tasks in order, the one running now, the ones waiting their turn."""
         return self._client.get_session(self.session_id)
@@ -134,6 +165,11 @@ class AsyncSession:
         """Submit a task in this session and wait for its result (a turn of a conversation)."""
         task_id = await self.create_task(input, **options)
         return await self._client.wait_for_result(task_id, timeout=timeout)
+
+    async def stream_task(self, input: str, **options: Any) -> AsyncTaskEventStream:
+        """Submit a task in this session and stream its events, in one request (a turn whose
+        tokens show as they come); see the client's `stream_task`."""
+        return await self._client.stream_task(input, session_id=self.session_id, **options)
 
     async def info(self) -> SessionInfo:
         """Its tasks in order, the one running now, the ones waiting their turn."""

@@ -68,6 +68,14 @@ async def test_async_session_two_turns(queue_factory: QueueFactory, tmp_path: Pa
             queued = await session.create_task("third", service="remember")
             done = await client.wait_for_result(queued, timeout=DEADLINE)
             assert done.data["result"] == ["hello", "again", "third"]
+            # A turn streamed as it runs (created and followed in one request).
+            async with (
+                asyncio.timeout(DEADLINE),
+                await session.stream_task("fourth", service="remember") as stream,
+            ):
+                streamed = [event async for event in stream]
+            assert streamed[-1].data["result"] == ["hello", "again", "third", "fourth"]
+            assert (await client.get_task(stream.task_id)).session_id == session.session_id
 
             await session.delete()
             with pytest.raises(SessionNotFoundError) as gone:
@@ -88,9 +96,12 @@ async def test_sync_session_two_turns_and_named_sessions(remember: Mesh) -> None
             first = session.run("hi", timeout=DEADLINE, service="remember")
             second = session.run("there", timeout=DEADLINE, service="remember")
             assert second.data["result"] == ["hi", "there"]
+            with session.stream_task("you", service="remember") as stream:
+                streamed = list(stream)
+            assert streamed[-1].data["result"] == ["hi", "there", "you"]
             info = session.info()
             assert isinstance(info, SessionInfo)
-            assert info.tasks == [first.task_id, second.task_id]
+            assert info.tasks == [first.task_id, second.task_id, stream.task_id]
             with pytest.raises(SessionExistsError, match="chat-1"):
                 client.create_session("chat-1")
             # Another session starts from nothing.
