@@ -27,7 +27,10 @@ The benchmark process itself is the client: it keeps in_flight runs in flight in
 worker per run in flight), each created and followed in one request with the SDK's
 ``stream_task`` (``POST /tasks/stream {"input", "service"}``; httpx, in pools of
 ``POOL_SIZE`` connections) until its terminal ``TaskFinished`` event, whose result is
-checked. ``--two-requests`` creates each task with ``POST /tasks``, then follows it with
+checked. The client reads each result from its stream, so its tasks publish no result
+message (``publish_result=False``); ``--result-messages`` has each also publish its result
+to the ``human`` queue, the default for tasks (the queue is deleted at the end, unread).
+``--two-requests`` creates each task with ``POST /tasks``, then follows it with
 ``GET /tasks/{id}/events``, as before that route existed. ``--warmup`` runs go
 first, outside the figures.
 
@@ -450,9 +453,12 @@ class Client:
     """The project's SDK on the control plane: `POOL_SIZE` connections per client, used in
     turn (httpx spends CPU on every pooled connection at each request)."""
 
-    def __init__(self, clients: list[AsyncLlamaAgentsClient], one_request: bool) -> None:
+    def __init__(
+        self, clients: list[AsyncLlamaAgentsClient], one_request: bool, result_messages: bool
+    ) -> None:
         self.clients = clients
         self.one_request = one_request
+        self.result_messages = result_messages
         self._next = itertools.count()
 
     @classmethod
@@ -463,6 +469,7 @@ class Client:
         stack: contextlib.AsyncExitStack,
         *,
         one_request: bool = True,
+        result_messages: bool = False,
     ) -> Client:
         pools = math.ceil(concurrency / POOL_SIZE)
         size = math.ceil(concurrency / pools)
@@ -473,7 +480,7 @@ class Client:
                 base_url, timeout=RUN_TIMEOUT, transport=httpx.AsyncHTTPTransport(limits=limits)
             )
             clients.append(await stack.enter_async_context(client))
-        return cls(clients, one_request)
+        return cls(clients, one_request, result_messages)
 
     async def run_one(self, text: str) -> Outcome:
         """Create the run's task and stream its events to the terminal one: in one request
@@ -482,10 +489,13 @@ class Client:
         outcome = Outcome(posted=time.perf_counter(), posted_wall=time.time())
         try:
             async with asyncio.timeout(RUN_TIMEOUT):
+                publish = self.result_messages
                 if self.one_request:
-                    stream = await client.stream_task(text, service=SERVICE)
+                    stream = await client.stream_task(text, service=SERVICE, publish_result=publish)
                 else:
-                    created = await client.create_task(text, service=SERVICE)
+                    created = await client.create_task(
+                        text, service=SERVICE, publish_result=publish
+                    )
                     stream = client.stream_events(created)
                 task_id = outcome.task_id = stream.task_id
                 async for event in stream:
@@ -571,6 +581,7 @@ class Settings:
     cp_prefetch: int | None
     skip_bare: bool
     two_requests: bool
+    result_messages: bool
     rounds: int
     profile_dir: str | None
     profiler: str
@@ -674,7 +685,11 @@ async def mesh_phase(
         await start_system(settings, in_flight, stub.ready_text, state_dir, system)
         async with contextlib.AsyncExitStack() as stack:
             client = await Client.open(
-                system.base_url, in_flight, stack, one_request=not settings.two_requests
+                system.base_url,
+                in_flight,
+                stack,
+                one_request=not settings.two_requests,
+                result_messages=settings.result_messages,
             )
             if settings.warmup:
                 log(f"in flight {in_flight}: {settings.warmup} warm-up runs")
@@ -731,6 +746,7 @@ async def mesh_phase(
         "event_coalesce_s": settings.coalesce,
         "llm_pool": settings.llm_pool,
         "client_requests_per_run": 2 if settings.two_requests else 1,
+        "result_messages": settings.result_messages,
         "wall_s": round(wall, 3),
         "ideal_s": round(ideal, 3),
         "pct_of_ideal": round(100.0 * ideal / wall, 1),
@@ -1023,6 +1039,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="mesh and bare phases this many times over, each in_flight; then their medians",
     )
     parser.add_argument(
+        "--result-messages",
+        action="store_true",
+        help="each task also publishes its result to `human` (default: read from its stream)",
+    )
+    parser.add_argument(
         "--two-requests",
         action="store_true",
         help="the client creates each task, then streams it (default: one POST /tasks/stream)",
@@ -1085,6 +1106,7 @@ def main(argv: list[str] | None = None) -> None:
         cp_prefetch=args.cp_prefetch,
         skip_bare=args.skip_bare,
         two_requests=args.two_requests,
+        result_messages=args.result_messages,
         rounds=args.rounds,
         profile_dir=args.profile_dir,
         profiler=args.profiler,

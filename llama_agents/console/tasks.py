@@ -90,6 +90,12 @@ def _print_result(
 )
 @click.option("--session", "session_id", default=None, help="Continue this session.")
 @click.option(
+    "--no-result-message",
+    "quiet",
+    is_flag=True,
+    help="Publish no result message (read the result here instead): nothing fills up unread.",
+)
+@click.option(
     "--follow",
     "-f",
     is_flag=True,
@@ -106,6 +112,7 @@ def create(
     service: str | None,
     start_event: str | None,
     session_id: str | None,
+    quiet: bool,
     follow: bool,
     as_json: bool,
     control_plane_url: str,
@@ -125,6 +132,7 @@ def create(
                 service=service,
                 start_event=fields,
                 session_id=session_id,
+                publish_result=not quiet,
             )
             click.echo(f"Task {stream.task_id}", err=True)
             echo_stream(stream, as_json)
@@ -136,6 +144,7 @@ def create(
             service=service,
             start_event=fields,
             session_id=session_id,
+            publish_result=not quiet,
         )
         if wait or timeout is not None:
             _print_result(client, created, True, timeout, as_json)

@@ -83,7 +83,10 @@ class Dispatcher:
             await self.queue.publish(await self.step_message(record, step))
 
     async def publish_result(self, record: TaskRecord) -> None:
+        """Publish the task's final result as its `result_key` (none when that is None)."""
         assert record.result is not None
+        if record.result_key is None:
+            return
         with tracing.task_context(record.trace_context):
             await self.queue.publish(
                 QueueMessage(

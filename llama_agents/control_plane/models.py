@@ -38,12 +38,13 @@ class NewTask(TaskDefinition):
     """`POST /tasks`: a `TaskDefinition` (only `input` is required), and where its result goes.
 
     `service` runs it there directly (no orchestrator); `start_event` gives a workflow's start
-    event fields; `session_id` continues a session. `step_id` and `resume` are the control
-    plane's own and are refused here.
+    event fields; `session_id` continues a session. `result_key: null` publishes no result
+    message (a client that reads results over HTTP needs none, and a queue nobody reads only
+    grows). `step_id` and `resume` are the control plane's own and are refused here.
     """
 
     input: str = Field(min_length=1)
-    result_key: RoutingKey = HUMAN_MESSAGE_TYPE
+    result_key: RoutingKey | None = HUMAN_MESSAGE_TYPE
 
     @field_validator("input")
     @classmethod

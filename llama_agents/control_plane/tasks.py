@@ -233,6 +233,15 @@ class TaskManager:
             key = finished_key(record.reopened)
             logged.append(NewEvent(body, dedupe_key=key))
             sequence_of = ("finished_event", key)
+        if (
+            record.status.finished
+            and not record.result_published
+            and record.result_key is None
+            and record.session_id is None
+        ):
+            # No result message to publish and nothing to do after its end (a session's
+            # turn is handed on first, see `after_finish`): done with in this same write.
+            record.result_published = True
         held = self.marks.held(record.task_id)
         if held:
             self.marks.apply(record)
@@ -267,7 +276,7 @@ class TaskManager:
 
     async def create(self, new_task: NewTask) -> TaskRecord:
         """Store a new task and start it (or queue it behind its session); return it."""
-        if new_task.result_key not in self._result_keys:
+        if new_task.result_key is not None and new_task.result_key not in self._result_keys:
             if not await self.message_queue.queue_exists(new_task.result_key):
                 raise UnknownResultKeyError(
                     f"no queue takes results for {new_task.result_key!r}: declare it (or "

@@ -153,7 +153,8 @@ class TaskRecord(BaseModel):
     task_id: str
     input: str
     status: TaskStatus = TaskStatus.PENDING
-    result_key: str = HUMAN_MESSAGE_TYPE
+    #: The message type its final result is published as (None: none is; it is read here).
+    result_key: str | None = HUMAN_MESSAGE_TYPE
     service: str | None = None
     session_id: str | None = None
     start_event: dict[str, Any] | None = None

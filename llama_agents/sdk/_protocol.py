@@ -165,6 +165,7 @@ def new_task(
     service: str | None = None,
     start_event: dict[str, Any] | None = None,
     session_id: str | None = None,
+    publish_result: bool = True,
 ) -> NewTask:
     if not isinstance(input, str) or not input.strip():
         raise ConfigurationError("a task needs a non-empty input string")
@@ -172,7 +173,15 @@ def new_task(
     for name, value in (("task_id", task_id), ("service", service), ("session_id", session_id)):
         if value is not None:
             body[name] = identifier(value, name)
-    if result_key is not None:
+    if not isinstance(publish_result, bool):
+        raise ConfigurationError(f"publish_result is True or False, not {publish_result!r}")
+    if not publish_result:
+        if result_key is not None:
+            raise ConfigurationError(
+                "result_key says where the result message goes: not with publish_result=False"
+            )
+        body["result_key"] = None  # no result message: it is read from the task
+    elif result_key is not None:
         body["result_key"] = identifier(result_key, "result_key")
     if start_event is not None:
         body["start_event"] = json_object(start_event, "start_event")
@@ -196,6 +205,7 @@ def create_task(
     service: str | None = None,
     start_event: dict[str, Any] | None = None,
     session_id: str | None = None,
+    publish_result: bool = True,
 ) -> Call[str]:
     task = new_task(
         input,
@@ -204,6 +214,7 @@ def create_task(
         service=service,
         start_event=start_event,
         session_id=session_id,
+        publish_result=publish_result,
     )
     return Call(
         "POST",

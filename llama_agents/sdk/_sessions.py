@@ -31,6 +31,7 @@ class SessionClient(Protocol):
         service: str | None = None,
         start_event: dict[str, Any] | None = None,
         session_id: str | None = None,
+        publish_result: bool = True,
     ) -> str: ...
 
     def stream_task(
@@ -42,6 +43,7 @@ class SessionClient(Protocol):
         service: str | None = None,
         start_event: dict[str, Any] | None = None,
         session_id: str | None = None,
+        publish_result: bool = True,
     ) -> TaskEventStream: ...
 
     def wait_for_result(self, task_id: str, timeout: float | None = None) -> TaskResult: ...
@@ -63,6 +65,7 @@ class AsyncSessionClient(Protocol):
         service: str | None = None,
         start_event: dict[str, Any] | None = None,
         session_id: str | None = None,
+        publish_result: bool = True,
     ) -> str: ...
 
     async def stream_task(
@@ -74,6 +77,7 @@ class AsyncSessionClient(Protocol):
         service: str | None = None,
         start_event: dict[str, Any] | None = None,
         session_id: str | None = None,
+        publish_result: bool = True,
     ) -> AsyncTaskEventStream: ...
 
     async def wait_for_result(self, task_id: str, timeout: float | None = None) -> TaskResult: ...

@@ -123,12 +123,15 @@ class LlamaAgentsClient:
         service: str | None = None,
         start_event: dict[str, Any] | None = None,
         session_id: str | None = None,
+        publish_result: bool = True,
     ) -> str:
         """Submit a task; returns its id at once (the task runs in the background).
 
         `service` runs it on that service directly (no orchestrator); `start_event` gives a
         workflow service's start event fields; `session_id` continues a session (see
-        `create_session`). `TaskExistsError` if `task_id` is taken, `ServiceNotFoundError` /
+        `create_session`). `publish_result=False` publishes no result message (to `human`,
+        or `result_key`): the caller reads the result from the control plane instead, and no
+        queue fills up unread. `TaskExistsError` if `task_id` is taken, `ServiceNotFoundError` /
         `SessionNotFoundError` for an unknown service or session.
         """
         call = api.create_task(
@@ -138,6 +141,7 @@ class LlamaAgentsClient:
             service=service,
             start_event=start_event,
             session_id=session_id,
+            publish_result=publish_result,
         )
         return self._send(call)
 
@@ -208,6 +212,7 @@ class LlamaAgentsClient:
         service: str | None = None,
         start_event: dict[str, Any] | None = None,
         session_id: str | None = None,
+        publish_result: bool = True,
     ) -> TaskEventStream:
         """Submit a task and stream its events in the same request (`POST /tasks/stream`):
         one round trip fewer than `create_task` then `stream_events`, and the same stream
@@ -225,6 +230,7 @@ class LlamaAgentsClient:
                 service=service,
                 start_event=start_event,
                 session_id=session_id,
+                publish_result=publish_result,
             )
         )
         stream = TaskEventStream(self, new_id, None, first=call)

@@ -98,9 +98,12 @@ async def test_events_follow_respond_and_read_back(
 async def test_create_follow_prints_the_new_tasks_events_to_its_end(served: Mesh) -> None:
     """`tasks create --follow`: the id on stderr, the events as `events --follow` prints them
     (from the same request that created the task); exit 0 once it completed, 1 with one
-    `Error:` line when it ended otherwise (cancelled here)."""
+    `Error:` line when it ended otherwise (cancelled here). `--no-result-message` publishes
+    no result message."""
     following = await cli_process(
-        served.url, "tasks", "create", "release notes", "--service", "review", "--follow"
+        served.url,
+        *("tasks", "create", "release notes", "--service", "review", "--follow"),
+        "--no-result-message",
     )
     assert following.stdout is not None and following.stderr is not None
     async with asyncio.timeout(DEADLINE):
@@ -118,6 +121,10 @@ async def test_create_follow_prints_the_new_tasks_events_to_its_end(served: Mesh
     assert last.split()[1] == "TaskFinished" and '"status":"completed"' in last
     printed = "".join(first_two) + rest.decode()
     assert ok(await cli(served.url, "tasks", "events", task_id)) == printed
+    record = TaskRecord.model_validate_json(
+        ok(await cli(served.url, "tasks", "get", task_id, "--json"))
+    )
+    assert record.result_key is None  # --no-result-message: nothing published to `human`
 
     cancelled = await cli_process(
         served.url, "tasks", "create", "x", "--service", "review", "--task-id", "c1", "-f", "--json"
