@@ -3,8 +3,10 @@
 A research workflow of three steps writes progress events to its stream
 (`ctx.write_event_to_stream`). Served by a `WorkflowService`, each task sent to it is one
 run; the control plane keeps the run's events in the task's log, numbered, and the client
-reads them live with `stream_events()` (server-sent events, resumable after a disconnect).
-The task names its service, so no orchestrator is involved.
+reads them live (server-sent events, resumable after a disconnect). `stream_task()` creates
+the task and streams its events in one request; `stream_events(task_id)` follows a task
+created earlier. The task names its service, so no orchestrator is involved, and it sends
+no result message (`publish_result=False`): this client reads the result from the stream.
 
 Run it:
 
@@ -79,13 +81,15 @@ async def main(state_dir: Path) -> None:
     try:
         await launcher.wait_until_ready()
         async with AsyncLlamaAgentsClient(control_plane.url) as client:
-            task_id = await client.create_task("baby llamas", service="research")
-            async for event in client.stream_events(task_id):
+            stream = await client.stream_task(
+                "baby llamas", service="research", publish_result=False
+            )
+            async for event in stream:
                 if event.type == "Progress":
                     print(f"#{event.sequence} {event.data['stage']}: {event.data['note']}")
                 elif event.is_terminal:
                     print(f"#{event.sequence} finished: {event.data['status']}")
-            result = await client.wait_for_result(task_id, timeout=60)
+            result = await client.wait_for_result(stream.task_id, timeout=60)
         print(f"Result: {result.result}")
     finally:
         launcher.shutdown()
