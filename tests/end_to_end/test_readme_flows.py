@@ -101,6 +101,9 @@ async def test_low_level_api_as_written_without_the_sleeps(
     import os
 
     os.environ["LLAMA_AGENTS_STATE_PATH"] = str(tmp_path / "cp.db")
+    # Set before the block, so a failure inside it is reported, not a name it did not reach.
+    start_consuming_tasks: list[asyncio.Task[None]] = []
+    human_task: asyncio.Task[None] | None = None
     try:
         # ---- the README's "Launching" block, minus its asyncio.sleep(1) calls ----
         # launch the message queue
@@ -154,5 +157,5 @@ async def test_low_level_api_as_written_without_the_sleeps(
         control_plane.stop_server()
         message_queue.stop_server()
         await asyncio.gather(queue_task, control_plane_task, *service_tasks, return_exceptions=True)
-        for task in [*start_consuming_tasks, human_task]:
+        for task in [*start_consuming_tasks, *([human_task] if human_task else [])]:
             task.cancel()

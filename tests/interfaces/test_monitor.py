@@ -7,7 +7,6 @@ each time the app applied a pushed event, loaded a list or redrew its status or 
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from llama_agents.control_plane import SqliteStateStore
 from tests.support.control_plane import serve, stop
 from tests.support.helpers import DEADLINE
 from tests.support.orchestrators import FanOutOrchestrator
+from tests.support.processes import free_port
 from tests.support.systems import UNREACHABLE, System, served_system
 
 SIZE = (140, 40)
@@ -78,12 +78,6 @@ async def connected(app: MonitorApp) -> None:
 
 async def type_text(pilot: Pilot[None], text: str) -> None:
     await pilot.press(*("space" if char == " " else char for char in text))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def control_plane(tmp_path: Path, port: int) -> ControlPlaneServer:

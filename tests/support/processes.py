@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -21,10 +22,44 @@ ROOT = Path(__file__).resolve().parents[2]
 CLI = str(Path(sys.executable).parent / "llama-agents")
 
 
+def _server_ports() -> tuple[int, int]:
+    """Ports outside the kernel's ephemeral range (outgoing connections take those)."""
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+        first, last = (int(part) for part in text.split())
+    except (OSError, ValueError):
+        first, last = 32768, 60999
+    if first - 20000 > 1000:
+        return 20000, first - 1
+    if 65535 - last > 1000:
+        return last + 1, 65535
+    return 1024, 65535
+
+
+_SERVER_PORTS = _server_ports()
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port free now, for a server started a moment later.
+
+    Not one the kernel gives for binding port 0: those are in its ephemeral range, where any
+    outgoing connection can take the port before the server binds it (the server then fails
+    to start; seen in CI). Never the same port twice in one test run.
+    """
+    low, high = _SERVER_PORTS
+    for _ in range(1000):
+        port = random.randint(low, high)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port between {low} and {high}")
 
 
 def offline_env(extra: dict[str, str] | None = None) -> dict[str, str]:
