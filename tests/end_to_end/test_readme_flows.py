@@ -156,6 +156,12 @@ async def test_low_level_api_as_written_without_the_sleeps(
             service.stop_server()
         control_plane.stop_server()
         message_queue.stop_server()
-        await asyncio.gather(queue_task, control_plane_task, *service_tasks, return_exceptions=True)
+        ended = await asyncio.gather(
+            queue_task, control_plane_task, *service_tasks, return_exceptions=True
+        )
+        names = ["queue", "control plane", *(s.service_name for s in services)]
+        for name, outcome in zip(names, ended, strict=True):
+            if isinstance(outcome, BaseException):  # shown with a failure: why it never answered
+                print(f"{name}: launch_server ended with {outcome!r}")
         for task in [*start_consuming_tasks, *([human_task] if human_task else [])]:
             task.cancel()
