@@ -130,13 +130,15 @@ class AsyncLlamaAgentsClient:
         `SessionNotFoundError` for an unknown service or session.
         """
         call = api.create_task(
-            input,
-            task_id,
-            result_key,
-            service=service,
-            start_event=start_event,
-            session_id=session_id,
-            publish_result=publish_result,
+            api.new_task(
+                input,
+                task_id,
+                result_key,
+                service=service,
+                start_event=start_event,
+                session_id=session_id,
+                publish_result=publish_result,
+            )
         )
         return await self._send(call)
 

@@ -197,25 +197,8 @@ def new_task(
     return NewTask(body, {404: unknown, 409: TaskExistsError})
 
 
-def create_task(
-    input: str,
-    task_id: str | None = None,
-    result_key: str | None = None,
-    *,
-    service: str | None = None,
-    start_event: dict[str, Any] | None = None,
-    session_id: str | None = None,
-    publish_result: bool = True,
-) -> Call[str]:
-    task = new_task(
-        input,
-        task_id,
-        result_key,
-        service=service,
-        start_event=start_event,
-        session_id=session_id,
-        publish_result=publish_result,
-    )
+def create_task(task: NewTask) -> Call[str]:
+    """`POST /tasks`: the new task's id."""
     return Call(
         "POST",
         "/tasks",

@@ -135,13 +135,15 @@ class LlamaAgentsClient:
         `SessionNotFoundError` for an unknown service or session.
         """
         call = api.create_task(
-            input,
-            task_id,
-            result_key,
-            service=service,
-            start_event=start_event,
-            session_id=session_id,
-            publish_result=publish_result,
+            api.new_task(
+                input,
+                task_id,
+                result_key,
+                service=service,
+                start_event=start_event,
+                session_id=session_id,
+                publish_result=publish_result,
+            )
         )
         return self._send(call)
 
