@@ -162,6 +162,9 @@ class ControlPlaneServer:
         )
         self._store: StateStore | None = None
         self._manager: TaskManager | None = None
+        # Concurrent start() calls (launch_server and register_to_message_queue, as the
+        # README runs them) must open one store, not race two onto the same file.
+        self._start_lock = asyncio.Lock()
         self._consumer: BaseMessageQueueConsumer | None = None
         self._http: HttpServer | None = None
         self._app: FastAPI | None = None
@@ -192,8 +195,11 @@ class ControlPlaneServer:
 
         `persist` chooses the default store when none was given: disk, or memory.
         """
-        if self._manager is not None:
-            return
+        async with self._start_lock:
+            if self._manager is None:
+                await self._start(persist)
+
+    async def _start(self, persist: bool) -> None:
         self.stopping.clear()
         store = self._store = open_state_store(self.state_store, persist=persist)
         await store.open()

@@ -255,6 +255,34 @@ async def test_served_control_plane_keeps_tasks_and_services_across_a_restart(
     await stop(second, serving)
 
 
+async def test_concurrent_starts_open_one_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README runs `launch_server()` as a task and awaits `register_to_message_queue()`
+    at once: both start the control plane, which must open its store once, not race two
+    stores onto one file (CI saw that fail on the schema row)."""
+    opened: list[SqliteStateStore] = []
+    real_open = SqliteStateStore.open
+
+    async def counting_open(self: SqliteStateStore) -> None:
+        opened.append(self)
+        await real_open(self)
+
+    monkeypatch.setattr(SqliteStateStore, "open", counting_open)
+    queue = SimpleMessageQueue()
+    control_plane = ControlPlaneServer(
+        queue, FanOutOrchestrator(["worker"]), str(tmp_path / "cp.db"), port=0
+    )
+    serving = asyncio.create_task(control_plane.launch_server())
+    await control_plane.register_to_message_queue()
+    await control_plane.wait_until_serving()
+    manager = control_plane.manager
+    await asyncio.gather(*(control_plane.start() for _ in range(3)))
+    assert control_plane.manager is manager
+    assert len(opened) == 1
+    await stop(control_plane, serving)
+
+
 async def test_steps_saved_but_never_published_are_sent_on_start(
     queue_factory: QueueFactory, tmp_path: Path
 ) -> None:

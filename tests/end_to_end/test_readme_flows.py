@@ -102,6 +102,7 @@ async def test_low_level_api_as_written_without_the_sleeps(
 
     os.environ["LLAMA_AGENTS_STATE_PATH"] = str(tmp_path / "cp.db")
     # Set before the block, so a failure inside it is reported, not a name it did not reach.
+    service_tasks: list[asyncio.Task[None]] = []
     start_consuming_tasks: list[asyncio.Task[None]] = []
     human_task: asyncio.Task[None] | None = None
     try:
