@@ -103,6 +103,7 @@ class WorkflowService(BaseService):
         self.idle_release_s = idle_release_s
         self.event_coalesce_s = event_coalesce_s
         self._runs: dict[str, WorkflowRun] = {}
+        self._stopping = False  # draining: runs that wait are released at once
 
     @property
     def max_concurrent_runs(self) -> int:
@@ -144,6 +145,8 @@ class WorkflowService(BaseService):
             coalesce_s=self.event_coalesce_s,
         )
         self._runs[task.task_id] = run
+        if self._stopping:
+            run.release_when_waiting()
         try:
             outcome = await run.run()
         except Exception as exc:  # could not even start (a start event that does not fit)
@@ -206,11 +209,18 @@ class WorkflowService(BaseService):
             await super().on_run_input(run_input)
 
     async def deregister_from_message_queue(self) -> None:
-        """Stop consuming; runs waiting for input are released first (checkpointed, their
-        steps acknowledged), so stopping a replica never waits on a person."""
-        waiting = [run for run in self._runs.values() if run.waiting]
-        await asyncio.gather(*(run.release() for run in waiting), return_exceptions=True)
-        await super().deregister_from_message_queue()
+        """Stop consuming; runs waiting for input are released (checkpointed, their steps
+        acknowledged), and so is every run that starts waiting while the replica drains:
+        stopping a replica never waits on a person."""
+        self._stopping = True
+        try:
+            waiting = [run for run in self._runs.values() if run.waiting]
+            for run in self._runs.values():
+                run.release_when_waiting()
+            await asyncio.gather(*(run.release() for run in waiting), return_exceptions=True)
+            await super().deregister_from_message_queue()
+        finally:
+            self._stopping = False
 
     def cancel_run(self, task_id: str) -> None:
         run = self._runs.get(task_id)

@@ -287,6 +287,17 @@ class WorkflowRun:
         if self._waiting and not self._releasing:
             self._spawn(self.release())
 
+    def release_when_waiting(self) -> None:
+        """Release the run as soon as it waits (now, if it does): its replica is stopping
+        and must not hold a run for a person. A run nobody follows is never released."""
+        if self.idle_release_s is None:
+            return
+        self.idle_release_s = 0.0
+        if self._waiting:
+            if self._release_timer is not None:
+                self._release_timer.cancel()
+            self._start_release()
+
     async def release(self) -> None:
         """Checkpoint and drop the run from memory (it is waiting; an input will resume it)."""
         if self._releasing or self._handler is None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 from workflows import Context, Workflow, step
-from workflows.events import StartEvent, StopEvent
+from workflows.events import HumanResponseEvent, InputRequiredEvent, StartEvent, StopEvent
 
 from llama_agents import TaskStatus, WorkflowService
 from llama_agents.messages.records import TaskRecord
@@ -368,3 +368,54 @@ async def test_max_concurrent_runs_caps_a_replica_and_the_rest_wait_in_the_broke
             assert record.result is not None and record.result.result.startswith("done run")
         assert gated.most_inside == 2
         assert gated.entered == 5
+
+
+class GatedReview(Workflow):
+    """Asks for approval once its gate opens: it starts waiting only after the test says."""
+
+    def __init__(self) -> None:
+        super().__init__(timeout=None)
+        self.gate = asyncio.Event()
+        self.started = asyncio.Event()
+
+    @step
+    async def draft(self, ev: StartEvent) -> InputRequiredEvent:
+        self.started.set()
+        await self.gate.wait()
+        return InputRequiredEvent(prefix="Approve?")  # type: ignore[call-arg]
+
+    @step
+    async def decide(self, ev: HumanResponseEvent) -> StopEvent:
+        return StopEvent(result=f"approved: {ev.response}")
+
+
+async def test_a_run_that_starts_waiting_while_its_replica_stops_is_released_at_once(
+    queue_factory: QueueFactory, tmp_path: Path
+) -> None:
+    """Stopping drains the runs in progress; one that then asks a person is released (its
+    checkpoint saved, its step acknowledged) instead of holding the stop for
+    `idle_release_s` (60 s by default) or the drain's limit; the answer resumes it."""
+    queue = await queue_factory()
+    async with mesh(queue, tmp_path) as m:
+        gated = GatedReview()
+        first = await m.add(WorkflowService(gated, queue, service_name="review"))
+        task_id = await m.create("budget", service="review")
+        async with asyncio.timeout(DEADLINE):
+            await gated.started.wait()
+        stopping = asyncio.create_task(first.deregister_from_message_queue())
+        gated.gate.set()
+        await asyncio.wait_for(stopping, 5.0)  # without the release: 30 s or more
+        released = await m.control_plane.manager.wait_until(
+            task_id, lambda r: r.run is not None and r.run.released, DEADLINE
+        )
+        assert released.status is TaskStatus.WAITING_FOR_INPUT
+        assert first.status()["runs"] == {"held": 0, "waiting": 0}
+
+        await m.add(WorkflowService(gated, queue, service_name="review"))
+        sent = await m.http.post(
+            f"/tasks/{task_id}/events",
+            json={"type": "HumanResponseEvent", "data": {"response": "yes"}},
+        )
+        assert sent.json()["status"] == "sent"
+        done = await wait_status(m, task_id, TaskStatus.COMPLETED)
+        assert done.result is not None and done.result.result == "approved: yes"
