@@ -18,7 +18,7 @@ from ._config import ClientConfig
 from ._errors import translated_errors
 from ._plans import EventFollow
 from ._sse import EventParser, TaskEventParser, parse_task_event
-from ._task_events import check_after, task_events
+from ._task_events import END_LINES, END_WAIT_SECONDS, check_after, task_events
 
 
 class AsyncStreamClient(Protocol):
@@ -151,6 +151,8 @@ class AsyncTaskEventStream:
 
     async def aclose(self) -> None:
         self._closed = True
+        if self._plan.done:
+            await _read_end(self._lines)
         await self._disconnect()
 
     async def open(self) -> None:
@@ -235,6 +237,22 @@ class AsyncTaskEventStream:
             await asyncio.sleep(delay)
 
 
+async def _read_end(lines: AsyncIterator[str] | None) -> None:
+    """Read a finished stream to its end (the server ends it after `TaskFinished`), so its
+    connection is kept for the next request: closing a response before its end closes
+    the connection, and every task then paid for a new one. Bounded: a stream that does
+    not end at once is closed as before."""
+    if lines is None:
+        return
+    try:
+        async with asyncio.timeout(END_WAIT_SECONDS):
+            for _ in range(END_LINES):
+                if await anext(lines, None) is None:
+                    return
+    except (TimeoutError, httpx.HTTPError):
+        return
+
+
 async def logged_events(
     client: AsyncStreamClient, task_id: str, after: int | None
 ) -> list[TaskEvent]:
@@ -243,12 +261,14 @@ async def logged_events(
     events: list[TaskEvent] = []
     with translated_errors(client.control_plane_url):
         response = await _open(client, call)
+        lines = response.aiter_lines()
         try:
-            async for line in response.aiter_lines():
+            async for line in lines:
                 if not line.strip():
                     break  # a blank line ends nothing in ndjson; stop rather than hang
                 events.append(parse_task_event(line))
                 if events[-1].is_terminal:
+                    await _read_end(lines)
                     break
         finally:
             await response.aclose()

@@ -18,7 +18,7 @@ from ._config import ClientConfig
 from ._errors import translated_errors
 from ._plans import EventFollow
 from ._sse import EventParser, TaskEventParser, parse_task_event
-from ._task_events import check_after, task_events
+from ._task_events import END_LINES, check_after, task_events
 
 
 class StreamClient(Protocol):
@@ -151,6 +151,8 @@ class TaskEventStream:
 
     def close(self) -> None:
         self._closed = True
+        if self._plan.done:
+            _read_end(self._lines)
         self._disconnect()
 
     def open(self) -> None:
@@ -235,18 +237,34 @@ class TaskEventStream:
             time.sleep(delay)
 
 
+def _read_end(lines: Iterator[str] | None) -> None:
+    """Read a finished stream to its end (the server ends it after `TaskFinished`), so its
+    connection is kept for the next request: closing a response before its end closes
+    the connection. Bounded by lines (the server sends none after that event)."""
+    if lines is None:
+        return
+    try:
+        for _ in range(END_LINES):
+            if next(lines, None) is None:
+                return
+    except httpx.HTTPError:
+        return
+
+
 def logged_events(client: StreamClient, task_id: str, after: int | None) -> list[TaskEvent]:
     """The task's events after `after` that its log holds now (see `get_events`)."""
     call = task_events(task_id, check_after(after), ndjson=True, follow=False)
     events: list[TaskEvent] = []
     with translated_errors(client.control_plane_url):
         response = _open(client, call)
+        lines = response.iter_lines()
         try:
-            for line in response.iter_lines():
+            for line in lines:
                 if not line.strip():
                     break  # a blank line ends nothing in ndjson; stop rather than hang
                 events.append(parse_task_event(line))
                 if events[-1].is_terminal:
+                    _read_end(lines)
                     break
         finally:
             response.close()

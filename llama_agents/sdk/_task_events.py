@@ -21,6 +21,12 @@ from ._sse import EVENT_STREAM_HEADERS, NDJSON_HEADERS
 #: The event a person's answer is (`respond`).
 HUMAN_RESPONSE_EVENT = "HumanResponseEvent"
 
+#: A finished task's stream ends right after its `TaskFinished`: the lines read for that end
+#: (at most), so the connection goes back to the pool rather than being closed.
+END_LINES = 4
+#: Seconds the async streams wait for that end.
+END_WAIT_SECONDS = 1.0
+
 
 def check_after(after: int | None) -> int:
     """The sequence to read after (0: from the start)."""

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from workflows import Workflow, step
+from workflows.events import StartEvent, StopEvent
 
 from llama_agents import (
     AsyncLlamaAgentsClient,
@@ -409,3 +411,64 @@ async def test_arguments_are_checked_before_sending() -> None:
             sync_client.iter_tasks(limit=1.5)  # type: ignore[arg-type]
         with pytest.raises(ConfigurationError, match="dict"):
             sync_client.send_event("t", "X", "yes")  # type: ignore[arg-type]
+
+
+class Echo(Workflow):
+    """Answers at once: a stream that ends right after it starts."""
+
+    @step
+    async def echo(self, ev: StartEvent) -> StopEvent:
+        return StopEvent(result=f"echo {ev.get('input')}")
+
+
+def local_ports(http: httpx.Client | httpx.AsyncClient, ports: list[int]) -> None:
+    """Record the client-side port of each response's connection (httpx's network stream)."""
+
+    def record(response: httpx.Response) -> None:
+        ports.append(response.extensions["network_stream"].get_extra_info("client_addr")[1])
+
+    async def arecord(response: httpx.Response) -> None:
+        record(response)
+
+    http.event_hooks["response"].append(arecord if isinstance(http, httpx.AsyncClient) else record)
+
+
+async def test_a_finished_stream_leaves_its_connection_for_the_next_request(
+    tmp_path: Path,
+) -> None:
+    """A stream read to its `TaskFinished` is read to its end too, so its connection is
+    reused: one connection for many tasks, not a new one per task (which cost the control
+    plane and the client a connect, an accept and a close each)."""
+    from llama_agents import SimpleMessageQueue
+
+    queue = SimpleMessageQueue()
+    async with mesh(queue, tmp_path) as m:
+        await m.add(WorkflowService(Echo(), queue, service_name="echo"))
+        async_ports: list[int] = []
+        async with AsyncLlamaAgentsClient(m.url) as client:
+            local_ports(client.http, async_ports)
+            async with asyncio.timeout(DEADLINE):
+                for n in range(3):
+                    stream = await client.stream_task(f"a{n}", service="echo")
+                    events = [event async for event in stream]
+                    assert events[-1].data["result"] == f"echo a{n}"
+                    # Read whole, and a finished log read by the GET, alike.
+                    assert await client.get_events(stream.task_id) == events
+                    assert [e async for e in client.stream_events(stream.task_id)] == events
+        assert len(async_ports) == 9 and len(set(async_ports)) == 1, async_ports
+
+        def sync_run() -> list[int]:
+            ports: list[int] = []
+            with LlamaAgentsClient(m.url) as client:
+                local_ports(client.http, ports)
+                for n in range(3):
+                    stream = client.stream_task(f"s{n}", service="echo")
+                    events = list(stream)
+                    assert events[-1].data["result"] == f"echo s{n}"
+                    assert client.get_events(stream.task_id) == events
+                    assert list(client.stream_events(stream.task_id)) == events
+            return ports
+
+        sync_ports = await asyncio.wait_for(asyncio.to_thread(sync_run), DEADLINE)
+        assert len(sync_ports) == 9 and len(set(sync_ports)) == 1, sync_ports
+    await queue.cleanup()
