@@ -1,6 +1,7 @@
 """A task's event stream ends in the same body message as its terminal event: the server
 writes the last events and the response's end at once, not as two writes
-(`streams.EventStreamResponse`)."""
+(`streams.EventStreamResponse`); and it opens with an event, not a comment of its own (the
+headers say the stream is open): every write carries events."""
 
 from __future__ import annotations
 
@@ -72,6 +73,7 @@ async def test_the_terminal_event_and_the_end_of_the_stream_are_one_message(
     assert start["type"] == "http.response.start" and start["status"] == 200
     assert all(m["type"] == "http.response.body" for m in bodies)
     assert [m["more_body"] for m in bodies] == [True] * (len(bodies) - 1) + [False]
+    assert all(b'"sequence"' in m["body"] for m in bodies), "a write without an event"
     last = bodies[-1]["body"].decode()
     assert "TaskFinished" in last, "the terminal event travels with the end, not after it"
     events = [

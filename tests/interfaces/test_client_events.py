@@ -168,7 +168,7 @@ async def test_sync_dropped_connection_resumes_with_last_event_id(review: Mesh) 
 
     streamed = await asyncio.wait_for(asyncio.to_thread(scenario), DEADLINE)
     assert_whole_log(streamed)
-    # Cut before any event (after the stream's first comment), then after event 1.
+    # Cut inside event 1 (before any event was whole), then after event 1.
     assert last_event_ids(transport.requests) == [None, None, "1"]
 
 

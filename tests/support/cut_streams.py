@@ -40,7 +40,8 @@ class _Cutter:
                 self.left -= 1
         if self.left > 0 or not self.pending:
             return out, False
-        return out + self.pending[: max(1, len(self.pending) // 2)], True
+        upcoming = self.pending.split(b"\n\n", 1)[0]  # the next event (or comment) only
+        return out + self.pending[: max(1, len(upcoming) // 2)], True
 
 
 def _cut_error(request: httpx.Request) -> httpx.ReadError:
