@@ -30,7 +30,7 @@ from llama_agents.messages.payloads import TaskResult
 from llama_agents.messages.runs import RunInput, RunUpdate
 from llama_agents.services.base import BaseService, failed_result
 from llama_agents.services.workflow_codec import WorkflowCodec
-from llama_agents.services.workflow_run import RunEnd, RunOutcome, WorkflowRun, snapshot
+from llama_agents.services.workflow_run import RunEnd, RunOutcome, WorkflowRun
 
 logger = logging.getLogger("llama_agents.services.workflow")
 
@@ -161,7 +161,7 @@ class WorkflowService(BaseService):
             result.events = outcome.events
             result.run_updates = run.next_sequence
             if task.session_id is not None and outcome.context is not None:
-                result.context = await snapshot(outcome.context, self.codec)
+                result.context = await run.snapshots.take(outcome.context)
         await self.send_result(message, result)
 
     async def run_task(self, task: TaskDefinition) -> TaskResult:

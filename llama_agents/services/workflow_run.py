@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llama_index.core.agent.workflow import AgentStream
-from llama_index.core.memory import BaseMemory
 from workflows import Context, Workflow
 from workflows.errors import WorkflowCancelledByUser
 from workflows.events import (
@@ -49,6 +48,7 @@ from workflows.runtime.types.ticks import TickIdleCheck, TickIdleRelease
 from llama_agents.messages import TaskDefinition
 from llama_agents.messages.runs import RunInput, RunUpdate, StreamedEvent
 from llama_agents.services.workflow_codec import WorkflowCodec
+from llama_agents.services.workflow_snapshots import ContextSnapshots
 
 logger = logging.getLogger("llama_agents.services.workflow")
 
@@ -149,6 +149,8 @@ class WorkflowRun:
         self.coalesce_s = coalesce_s
         self._handler: WorkflowHandler | None = None
         self._outbox = _Outbox()
+        #: The run's context as JSON, for its checkpoints and a session's next turn.
+        self.snapshots = ContextSnapshots(codec)
         self._sequence = 0
         self._emitted = 0
         self._lock = asyncio.Lock()
@@ -382,7 +384,7 @@ class WorkflowRun:
         """The run's context as JSON (None before it started)."""
         if self._handler is None:
             return None
-        return await snapshot(self._handler.ctx, self.codec)
+        return await self.snapshots.take(self._handler.ctx)
 
     # -- housekeeping -----------------------------------------------------------------
 
@@ -397,26 +399,6 @@ class WorkflowRun:
             if timer is not None:
                 timer.cancel()
         self._flush_timer = self._release_timer = None
-
-
-async def snapshot(ctx: Context, codec: WorkflowCodec) -> dict[str, Any]:
-    """A context as JSON; its chat memory, which the workflows serializer skips, included."""
-    serializer = codec.serializer
-    memory = await _memory(ctx)
-    if memory is not None:
-        serializer.remember(memory, list(await memory.aget_all()))
-    try:
-        return {"context": ctx.to_dict(serializer=serializer)}
-    finally:
-        serializer.forget()
-
-
-async def _memory(ctx: Context) -> BaseMemory | None:
-    try:
-        memory = await ctx.store.get("memory", default=None)
-    except Exception:
-        return None
-    return memory if isinstance(memory, BaseMemory) else None
 
 
 #: Seconds to wait for a finished run's last streamed events before giving up on them.
