@@ -235,7 +235,9 @@ class EventLog:
                     # cut by retention): nothing more will come.
                     return
                 try:
-                    await asyncio.wait_for(changed.wait(), heartbeat)
+                    # Not `wait_for`: on Python 3.11 it wraps the wait in a task of its own.
+                    async with asyncio.timeout(heartbeat):
+                        await changed.wait()
                 except TimeoutError:
                     yield None
         finally:

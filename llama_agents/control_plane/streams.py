@@ -133,7 +133,8 @@ async def change_events(control_plane: ControlPlaneFace) -> AsyncIterator[str]:
         yield ": connected\n\n"
         while True:
             try:
-                event = await asyncio.wait_for(events.get(), KEEPALIVE_SECONDS)
+                async with asyncio.timeout(KEEPALIVE_SECONDS):  # no task per wait, as wait_for
+                    event = await events.get()
             except TimeoutError:
                 yield ": keep-alive\n\n"
                 continue
