@@ -216,7 +216,8 @@ class WorkflowService(BaseService):
         try:
             waiting = [run for run in self._runs.values() if run.waiting]
             for run in self._runs.values():
-                run.release_when_waiting()
+                if not run.waiting:
+                    run.release_when_waiting()  # the others are released here, awaited
             await asyncio.gather(*(run.release() for run in waiting), return_exceptions=True)
             await super().deregister_from_message_queue()
         finally:
