@@ -164,6 +164,9 @@ class WorkflowRun:
         self._releasing = False
         self._released = asyncio.Event()
         self._cancelled = False
+        #: The step that ends the run finished: what is streamed from now on goes with
+        #: the result, and no update goes out on its own.
+        self._ending = False
 
     @property
     def task_id(self) -> str:
@@ -248,7 +251,10 @@ class WorkflowRun:
                     self._set_waiting(False)
                 elif event.step_state is StepState.NOT_RUNNING:
                     if event.output_event_name in self.codec.stop_event_names:
-                        return  # the run ends: its result carries the rest, no checkpoint
+                        # The run ends: its result carries the rest, and no checkpoint.
+                        self._ending = True
+                        self._cancel_flush_timer()
+                        return
                     await self._flush(checkpoint=True)
             elif isinstance(event, WorkflowIdleEvent):
                 self._set_waiting(True)
@@ -334,6 +340,8 @@ class WorkflowRun:
     # -- reporting --------------------------------------------------------------------
 
     def _schedule_flush(self) -> None:
+        if self._ending:
+            return  # the result takes what is left
         if self.coalesce_s <= 0:
             self._spawn(self._flush())
         elif self._flush_timer is None:
@@ -343,9 +351,7 @@ class WorkflowRun:
     async def _flush(self, *, checkpoint: bool = False, released: bool = False) -> None:
         """Report buffered events, with a checkpoint when asked; in order, one at a time."""
         async with self._lock:
-            if self._flush_timer is not None:
-                self._flush_timer.cancel()
-                self._flush_timer = None
+            self._cancel_flush_timer()
             if not checkpoint and not self._outbox.events:
                 return
             await self._send_update(checkpoint=checkpoint, released=released)
@@ -353,10 +359,13 @@ class WorkflowRun:
     async def _take_rest(self) -> list[StreamedEvent]:
         """The events not reported yet (after any update on its way), for the result."""
         async with self._lock:
-            if self._flush_timer is not None:
-                self._flush_timer.cancel()
-                self._flush_timer = None
+            self._cancel_flush_timer()
             return self._outbox.take()
+
+    def _cancel_flush_timer(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
 
     @property
     def next_sequence(self) -> int:

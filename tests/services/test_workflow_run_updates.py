@@ -7,7 +7,7 @@ benchmarks/workflow_runs.py)."""
 from __future__ import annotations
 
 from workflows import Context, Workflow, step
-from workflows.events import Event, StartEvent, StopEvent
+from workflows.events import Event, StartEvent, StepState, StepStateChanged, StopEvent
 
 from llama_agents.messages import TaskDefinition
 from llama_agents.messages.runs import RunUpdate
@@ -69,3 +69,46 @@ async def test_a_two_step_run_sends_one_update_and_its_last_events_go_with_the_r
     # The last step's event is left for the result's message, after the first's.
     assert [(e.type, e.data) for e in outcome.events] == [("Progress", {"text": "finished"})]
     assert [e.key for e in [*update.events, *outcome.events]] == ["s-1:0", "s-1:1"]
+
+
+async def test_events_streamed_after_the_last_step_finished_wait_for_the_result() -> None:
+    """The coalescing window may end while the finished run's result is on its way (a busy
+    loop takes longer than 50 ms): the events still go with the result, not in an update of
+    their own (which cost a message, a store write and a stream write at the control plane)."""
+    workflow = TwoSteps()
+    updates: list[RunUpdate] = []
+
+    async def report(update: RunUpdate) -> None:
+        updates.append(update)
+
+    run = WorkflowRun(
+        workflow,
+        WorkflowCodec(workflow),
+        TaskDefinition(input="notes", task_id="t-1", step_id="s-1"),
+        report=report,
+        holder="svc.replica.1",
+        idle_release_s=60,
+        coalesce_s=0.05,
+    )
+    # What the runtime streams as the last step ends: its event, then the step's end.
+    await run._on_event(Progress(text="finished"))
+    assert run._flush_timer is not None  # the window is open while the step runs
+    await run._on_event(
+        StepStateChanged(
+            name="finish",
+            step_state=StepState.NOT_RUNNING,
+            worker_id="w-1",
+            input_event_name=str(Drafted),
+            output_event_name=str(Done),  # as the runtime names it
+        )
+    )
+    assert run._flush_timer is None  # the result, not the window, takes them now
+    await run._on_event(Progress(text="late"))  # streamed while the run winds down
+    assert run._flush_timer is None
+
+    rest = await run._take_rest()
+    assert updates == []
+    assert [(e.type, e.data["text"]) for e in rest] == [
+        ("Progress", "finished"),
+        ("Progress", "late"),
+    ]
