@@ -3,9 +3,9 @@ the cached record is the stored one again, so the redelivered result that caused
 is applied, not taken for a duplicate, and ends up in the database file. The failure is
 injected in SQLite itself. Both queues.
 
-Already proven elsewhere, not repeated here: SQLite runs `synchronous=FULL`
-(`test_state_store.py::test_writes_are_durable_on_power_loss`), and a COMMIT that fails is
-rolled back so later writes succeed
+Already proven elsewhere, not repeated here: SQLite commits survive the process
+(`test_state_store.py::test_commits_survive_the_process_by_default_and_power_loss_when_asked`),
+and a COMMIT that fails is rolled back so later writes succeed
 (`test_state_store.py::test_a_failed_commit_is_rolled_back_and_the_store_keeps_working`).
 """
 

@@ -182,13 +182,32 @@ async def test_a_failed_commit_is_rolled_back_and_the_store_keeps_working(
         assert stored is not None and stored.body["after"] is True
 
 
-async def test_writes_are_durable_on_power_loss(tmp_path: Path) -> None:
-    """synchronous=FULL: a commit that returned is on disk, not only in the OS cache."""
-    store = SqliteStateStore(tmp_path / "state.sqlite3")
+async def _synchronous_level(store: SqliteStateStore) -> int:
     await store.open()
-    level = await store._read(lambda db: db.execute("PRAGMA synchronous").fetchone()[0])
-    assert level == 2  # FULL
-    await store.close()
+    try:
+        return int(await store._read(lambda db: db.execute("PRAGMA synchronous").fetchone()[0]))
+    finally:
+        await store.close()
+
+
+async def test_commits_survive_the_process_by_default_and_power_loss_when_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NORMAL (the default, SQLite's advice for WAL): a commit survives any crash of the
+    process (tests/end_to_end/test_multiprocess.py kills the control plane with -9) and costs
+    no fsync. FULL, by argument or environment: a commit that returned is on disk."""
+    monkeypatch.delenv("LLAMA_AGENTS_SQLITE_SYNCHRONOUS", raising=False)
+    path = tmp_path / "state.sqlite3"
+    assert await _synchronous_level(SqliteStateStore(path)) == 1  # NORMAL
+    assert await _synchronous_level(SqliteStateStore(path, synchronous="full")) == 2  # FULL
+    monkeypatch.setenv("LLAMA_AGENTS_SQLITE_SYNCHRONOUS", "FULL")
+    assert await _synchronous_level(SqliteStateStore(path)) == 2
+    assert await _synchronous_level(SqliteStateStore(path, synchronous="normal")) == 1
+    with pytest.raises(ConfigurationError, match="synchronous must be one of normal, full"):
+        SqliteStateStore(path, synchronous="off")
+    monkeypatch.setenv("LLAMA_AGENTS_SQLITE_SYNCHRONOUS", "extra")
+    with pytest.raises(ConfigurationError, match="LLAMA_AGENTS_SQLITE_SYNCHRONOUS"):
+        SqliteStateStore(path)
 
 
 async def test_a_save_logs_its_events_and_checkpoint_in_one_fenced_transaction(

@@ -1,11 +1,15 @@
 """`SqliteStateStore`: the control plane's state in one SQLite file (or in memory).
 
-The embedded default: nothing to install, and durable across a crash or a power loss (WAL
-journal with `synchronous=FULL`: a write that returned is on disk). All SQL runs on one worker
-thread, so the event loop never blocks on disk. Writes are group-committed: the writes that
-arrive while a commit runs go into the next transaction, each in its own savepoint, so under
-load one thread hop and one fsync serve many writes, and one failing write fails only itself.
-A transaction that cannot commit is rolled back, so the next one starts clean.
+The embedded default: nothing to install. A WAL journal with `synchronous=NORMAL` by default,
+SQLite's own advice for WAL: a write that returned survives any crash of the process (a
+`kill -9` included), and the commit costs no `fsync`; a power cut or an operating system
+crash may lose the last commits before the journal's next checkpoint. `synchronous="full"`
+(`LLAMA_AGENTS_SQLITE_SYNCHRONOUS=full`) fsyncs every commit, so a write that returned is on
+disk. All SQL runs on one worker thread, so the event loop never blocks on disk. Writes are
+group-committed: the writes that arrive while a commit runs go into the next transaction,
+each in its own savepoint, so under load one thread hop serves many writes, and one failing
+write fails only itself. A transaction that cannot commit is rolled back, so the next one
+starts clean.
 
 One process writes a SQLite store (`shared` is False): its watchers hear of its own writes,
 synchronously once each commit is done, so code written for a shared store runs on it too.
@@ -22,8 +26,9 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
+from llama_agents._settings import env_str
 from llama_agents.control_plane.state.base import (
     EventRow,
     NewEvent,
@@ -155,13 +160,35 @@ def _keep_checkpoint(db: sqlite3.Connection, task_id: str, body: dict[str, Any])
     )
 
 
-class SqliteStateStore(StateStore):
-    """The state in `path` (created with its folder if missing), or in memory (`":memory:"`)."""
+#: How a commit reaches the disk (SQLite's `PRAGMA synchronous`), see the module's docstring.
+Synchronous = Literal["normal", "full"]
+SYNCHRONOUS_MODES: tuple[Synchronous, ...] = ("normal", "full")
 
-    def __init__(self, path: str | Path = ":memory:") -> None:
+
+def synchronous_mode(value: str | None) -> Synchronous:
+    """`value`, else `LLAMA_AGENTS_SQLITE_SYNCHRONOUS`, else `"normal"`; checked."""
+    mode = (value if value is not None else env_str("SQLITE_SYNCHRONOUS", "normal")).lower()
+    if mode not in SYNCHRONOUS_MODES:
+        raise ConfigurationError(
+            f"SQLite synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}, got {mode!r}"
+            " (LLAMA_AGENTS_SQLITE_SYNCHRONOUS or synchronous=)"
+        )
+    return mode
+
+
+class SqliteStateStore(StateStore):
+    """The state in `path` (created with its folder if missing), or in memory (`":memory:"`).
+
+    `synchronous`: `"normal"` (the default; survives a crash of the process) or `"full"`
+    (also survives a power cut, at an `fsync` per commit); None reads
+    `LLAMA_AGENTS_SQLITE_SYNCHRONOUS`.
+    """
+
+    def __init__(self, path: str | Path = ":memory:", *, synchronous: str | None = None) -> None:
         super().__init__()
         self.path = str(path)
         self.durable = self.path != ":memory:"
+        self.synchronous = synchronous_mode(synchronous)
         self._db: sqlite3.Connection | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-state")
         self._pending: list[tuple[_Op, _Changes | None, asyncio.Future[Any]]] = []
@@ -169,7 +196,7 @@ class SqliteStateStore(StateStore):
         self._open_lock = asyncio.Lock()
 
     def __repr__(self) -> str:
-        return f"SqliteStateStore({self.path!r})"
+        return f"SqliteStateStore({self.path!r}, synchronous={self.synchronous!r})"
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -183,7 +210,7 @@ class SqliteStateStore(StateStore):
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
+        db.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
         db.execute("PRAGMA foreign_keys=ON")
         db.executescript(_SCHEMA)
         row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
