@@ -22,6 +22,7 @@ import re
 import shutil
 import signal
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -307,7 +308,9 @@ def announce(text: str = "") -> None:
 def stop_event(profile: str | None = None) -> asyncio.Event:
     """An event set by SIGTERM or SIGINT; with `profile`, SIGUSR1/SIGUSR2 start/stop cProfile.
 
-    Each SIGUSR2 writes the profile gathered so far (over every SIGUSR1..SIGUSR2 window).
+    Each SIGUSR2 writes the profile gathered so far (over every SIGUSR1..SIGUSR2 window). The
+    profile counts the event loop thread's CPU time, not wall time: a system call that
+    blocks, or a wait for the GIL, would otherwise be charged to whatever made it.
     """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -316,7 +319,7 @@ def stop_event(profile: str | None = None) -> asyncio.Event:
     if profile is not None:
         import cProfile
 
-        profiler = cProfile.Profile()
+        profiler = cProfile.Profile(time.thread_time)
 
         def finish() -> None:
             profiler.disable()
