@@ -55,6 +55,13 @@ Each phase prints JSON lines on stdout (progress goes to stderr):
 * ``bare``: the baseline's wall time, % of ideal, CPU ms per run, peak RSS, hops; twice:
   ``"gc": "default"`` (a plain script) and ``"gc": "tuned"`` (its collector tuned after the
   warm-up as every served process tunes its own, `tune_gc_for_serving`);
+* with ``--side-by-side``, the plain baseline runs *alongside* the mesh instead of after it:
+  it warms up first, then starts its measured runs as the mesh starts its, in its own process
+  on its own stub; its ``bare`` line says ``"alongside_mesh": true`` and there is no tuned
+  one. Both meet the same machine at the same moment, so their ratio does not move with what
+  else the host does from one minute to the next (on a shared host, sequential phases of the
+  same code differ by ±15%); the mesh's wall time is then shared with the baseline, so take
+  the % of ideal from a run without it;
 * ``summary``: % of ideal and framework CPU per run / bare CPU per run next to the targets
   (``framework_over_bare``: against the plain script; ``framework_over_bare_tuned_gc``:
   against the tuned one);
@@ -71,6 +78,8 @@ Run it from the project root::
     .venv/bin/python benchmarks/workflow_runs.py --runs 100
     .venv/bin/python benchmarks/workflow_runs.py --runs 1000 --in-flight 100,400
     .venv/bin/python benchmarks/workflow_runs.py --runs 1000 --in-flight 100,400 --rounds 3
+    .venv/bin/python benchmarks/workflow_runs.py --runs 1000 --in-flight 100,400 --rounds 3 \
+        --side-by-side
 
 The broker is ``--url``, by default ``LLAMA_AGENTS_AMQP_URL`` or the local broker. The script
 reports figures only: it never passes or fails. Everything it declared on the broker is
@@ -87,11 +96,13 @@ import json
 import math
 import os
 import resource
+import signal
 import socket
 import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -373,6 +384,12 @@ async def run_bare(args: argparse.Namespace) -> None:
         await batch(args.warmup, "warmup")
     if args.tuned_gc:
         tune_gc_for_serving()  # what a served process does once ready
+    if args.hold:
+        # Side by side: warm, say so, and start the measured runs when the mesh starts its.
+        go = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, go.set)
+        announce("warm")
+        await go.wait()
     results, wall, cpu = await batch(args.runs, "bare")
     done = [r for r in results if isinstance(r, tuple)]
     failures = [r for r in results if not isinstance(r, tuple)]
@@ -387,6 +404,9 @@ async def run_bare(args: argparse.Namespace) -> None:
     }
     if failures:
         figures["first_error"] = f"{type(failures[0]).__name__}: {failures[0]}"
+    if args.hold:
+        await asyncio.to_thread(Path(args.figures_file).write_text, json.dumps(figures))
+        return
     announce(json.dumps(figures))
 
 
@@ -580,6 +600,7 @@ class Settings:
     llm_pool: int
     cp_prefetch: int | None
     skip_bare: bool
+    side_by_side: bool
     two_requests: bool
     result_messages: bool
     rounds: int
@@ -676,9 +697,15 @@ def _p(values: list[float], fraction: float) -> float | None:
 
 
 async def mesh_phase(
-    settings: Settings, in_flight: int, stub: Child, state_dir: str
+    settings: Settings,
+    in_flight: int,
+    stub: Child,
+    state_dir: str,
+    *,
+    on_measuring: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    """Serve the workflow, drive `--runs` runs through it; emit `mesh` and `cpu`."""
+    """Serve the workflow, drive `--runs` runs through it; emit `mesh` and `cpu`.
+    `on_measuring` is called as the measured runs start (after the warm-up)."""
     system = System(exchange=f"bench_wf_{uuid.uuid4().hex[:8]}")
     max_runs = settings.max_runs_for(in_flight)
     try:
@@ -713,6 +740,8 @@ async def mesh_phase(
                 directory = profile_dir(settings, in_flight)
                 await start_profiling(children, settings.profiler, directory)
             started = time.perf_counter()
+            if on_measuring is not None:
+                on_measuring()
             try:
                 outcomes = await client.run_many(settings.runs, in_flight, f"run-{in_flight}")
             finally:
@@ -823,6 +852,7 @@ async def mesh_phase(
         "bench_cores": round(ours / wall, 2),
         "bench_cores_needed_at_ideal": round(ours / ideal, 2),
         "machine_busy_pct": round(100.0 * busy / machine_total, 1) if machine_total else None,
+        "bare_alongside": on_measuring is not None,
         "machine_busy_cores": round(busy / wall, 2),
         "other_work_cores": round(max(0.0, busy - ours) / wall, 2),
         "load_avg_1m": round(os.getloadavg()[0], 2),
@@ -837,14 +867,9 @@ async def mesh_phase(
     return {"mesh": mesh, "cpu": cpu_line}
 
 
-async def bare_phase(
-    settings: Settings, in_flight: int, stub: Child, *, tuned_gc: bool
-) -> dict[str, Any]:
-    """The same runs with no framework, in one process; emit `bare`. With `tuned_gc`, the
-    process tunes its collector after the warm-up as the served processes do."""
-    gc_mode = "tuned" if tuned_gc else "default"
-    log(f"bare, in flight {in_flight}, gc {gc_mode}: {settings.runs} runs in one process")
-    extra = [
+def bare_args(settings: Settings, in_flight: int, stub: Child, *, tuned_gc: bool) -> list[str]:
+    """The bare child's arguments."""
+    return [
         *(["--tuned-gc"] if tuned_gc else []),
         f"--stub={stub.ready_text}",
         f"--runs={settings.runs}",
@@ -852,6 +877,16 @@ async def bare_phase(
         f"--warmup={settings.warmup}",
         f"--llm-pool={settings.llm_pool}",
     ]
+
+
+async def bare_phase(
+    settings: Settings, in_flight: int, stub: Child, *, tuned_gc: bool
+) -> dict[str, Any]:
+    """The same runs with no framework, in one process; emit `bare`. With `tuned_gc`, the
+    process tunes its collector after the warm-up as the served processes do."""
+    gc_mode = "tuned" if tuned_gc else "default"
+    log(f"bare, in flight {in_flight}, gc {gc_mode}: {settings.runs} runs in one process")
+    extra = bare_args(settings, in_flight, stub, tuned_gc=tuned_gc)
     stub_before = cpu_seconds(stub.pid)
     child = await spawn(OUT, SCRIPT, "bare", extra, dict(os.environ))
     try:
@@ -859,11 +894,57 @@ async def bare_phase(
     finally:
         await stop_child(child, STOP_TIMEOUT)
     stub_cpu = cpu_seconds(stub.pid) - stub_before
+    return emit_bare(settings, in_flight, figures, gc_mode, stub_cpu, alongside=False)
+
+
+async def mesh_and_bare_alongside(
+    settings: Settings, in_flight: int, stub: Child, bare_stub: Child, state_dir: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The mesh phase with the bare baseline (plain GC, its own stub) running its measured
+    runs at the same time, in its own process: both meet the same machine, whatever else
+    it is doing then, so their ratio is not a ratio of two moments of a shared host."""
+    log(f"bare alongside the mesh, in flight {in_flight}: {settings.runs} runs in one process")
+    figures_file = os.path.join(state_dir, "bare.json")
+    extra = [
+        *bare_args(settings, in_flight, bare_stub, tuned_gc=False),
+        "--hold",
+        f"--figures-file={figures_file}",
+    ]
+    child = await spawn(OUT, SCRIPT, "bare", extra, dict(os.environ), name="bare")
+    try:
+        await wait_ready(child, START_TIMEOUT + RUN_TIMEOUT)  # warmed up, holding
+        stub_before = cpu_seconds(bare_stub.pid)
+
+        def start_bare() -> None:
+            child.process.send_signal(signal.SIGUSR1)
+
+        served = await mesh_phase(settings, in_flight, stub, state_dir, on_measuring=start_bare)
+        async with asyncio.timeout(2 * RUN_TIMEOUT):
+            await child.process.wait()
+        stub_cpu = cpu_seconds(bare_stub.pid) - stub_before
+        figures = json.loads(await asyncio.to_thread(Path(figures_file).read_text))
+    finally:
+        await stop_child(child, STOP_TIMEOUT)
+    bare = emit_bare(settings, in_flight, figures, "default", stub_cpu, alongside=True)
+    return served, bare
+
+
+def emit_bare(
+    settings: Settings,
+    in_flight: int,
+    figures: dict[str, Any],
+    gc_mode: str,
+    stub_cpu: float,
+    *,
+    alongside: bool,
+) -> dict[str, Any]:
+    """Emit and return a bare phase's line."""
     ideal = settings.ideal(in_flight)
     bare = {
         "bench": BENCH,
         "case": "bare",
         "gc": gc_mode,
+        "alongside_mesh": alongside,
         "in_flight": in_flight,
         "runs": settings.runs,
         "llm_delay_s": settings.llm_delay,
@@ -877,14 +958,17 @@ async def bare_phase(
         "events": figures["events"],
         "errors": figures["errors"],
         "wrong": figures["wrong"],
-        "stub_cpu_ms_per_run_incl_warmup": round(stub_cpu * 1000.0 / settings.runs, 3),
+        # Alongside, its own stub served only the measured runs; else warm-up included.
+        ("stub_cpu_ms_per_run" if alongside else "stub_cpu_ms_per_run_incl_warmup"): round(
+            stub_cpu * 1000.0 / settings.runs, 3
+        ),
         **{k: figures[k] for k in ("hops_p50_ms", "hops_p99_ms") if k in figures},
     }
     if "first_error" in figures:
         bare["first_error"] = figures["first_error"]
     emit(bare)
     log(
-        f"  wall {bare['wall_s']:.2f} s ({bare['pct_of_ideal']}% of ideal),"
+        f"  bare: wall {bare['wall_s']:.2f} s ({bare['pct_of_ideal']}% of ideal),"
         f" CPU {bare['cpu_ms_per_run']} ms/run"
     )
     return bare
@@ -897,13 +981,20 @@ async def main_async(settings: Settings) -> None:
         emit({"bench": BENCH, "case": "error", "error": unreachable})
         return
     stub: Child | None = None
+    bare_stub: Child | None = None
     try:
         extra = [f"--llm-delay={settings.llm_delay}"]
         stub = await spawn(OUT, SCRIPT, "stub", extra, dict(os.environ))
         log(f"stub LLM pid {stub.pid} at {await wait_ready(stub, START_TIMEOUT)}")
+        if settings.side_by_side:
+            bare_stub = await spawn(OUT, SCRIPT, "stub", extra, dict(os.environ), name="bare-stub")
+            log(
+                f"the bare baseline's stub pid {bare_stub.pid} at"
+                f" {await wait_ready(bare_stub, START_TIMEOUT)}"
+            )
         for in_flight in settings.in_flights:
             summaries = [
-                await one_round(settings, in_flight, stub, index)
+                await one_round(settings, in_flight, stub, index, bare_stub)
                 for index in range(settings.rounds)
             ]
             if settings.rounds > 1:
@@ -912,18 +1003,27 @@ async def main_async(settings: Settings) -> None:
         log(f"failed: {type(exc).__name__}: {exc}")
         emit({"bench": BENCH, "case": "error", "error": f"{type(exc).__name__}: {exc}"})
     finally:
-        if stub is not None:
-            await stop_child(stub, STOP_TIMEOUT)
+        for child in (stub, bare_stub):
+            if child is not None:
+                await stop_child(child, STOP_TIMEOUT)
     if settings.profile_dir:
         log(f"profiles in {settings.profile_dir}")
 
 
-async def one_round(settings: Settings, in_flight: int, stub: Child, index: int) -> dict[str, Any]:
-    """The mesh, then the bare baseline (plain and tuned GC), at `in_flight`; their summary."""
-    with tempfile.TemporaryDirectory(prefix="bench_wf_") as state_dir:
-        served = await mesh_phase(settings, in_flight, stub, state_dir)
+async def one_round(
+    settings: Settings, in_flight: int, stub: Child, index: int, bare_stub: Child | None
+) -> dict[str, Any]:
+    """The mesh, then the bare baseline (plain and tuned GC), at `in_flight`; their summary.
+    With `--side-by-side`, the plain baseline runs alongside the mesh instead (`bare_stub`)."""
     bare = tuned = None
-    if not settings.skip_bare:
+    with tempfile.TemporaryDirectory(prefix="bench_wf_") as state_dir:
+        if bare_stub is not None:
+            served, bare = await mesh_and_bare_alongside(
+                settings, in_flight, stub, bare_stub, state_dir
+            )
+        else:
+            served = await mesh_phase(settings, in_flight, stub, state_dir)
+    if not settings.skip_bare and bare_stub is None:
         bare = await bare_phase(settings, in_flight, stub, tuned_gc=False)
         tuned = await bare_phase(settings, in_flight, stub, tuned_gc=True)
     summary: dict[str, Any] = {
@@ -940,6 +1040,7 @@ async def one_round(settings: Settings, in_flight: int, stub: Child, index: int)
         "replicas_cpu_ms_per_run": served["cpu"]["replicas_cpu_ms_per_run"],
         "bare_cpu_ms_per_run": bare["cpu_ms_per_run"] if bare else None,
         "bare_tuned_gc_cpu_ms_per_run": tuned["cpu_ms_per_run"] if tuned else None,
+        "bare_alongside_mesh": bare_stub is not None,
         "targets": TARGETS,
     }
     if bare and bare["cpu_ms_per_run"] > 0:
@@ -1033,6 +1134,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--skip-bare", action="store_true", help="no bare baseline")
     parser.add_argument(
+        "--side-by-side",
+        action="store_true",
+        help="the plain baseline runs at the same time as the mesh (the CPU ratio), not after",
+    )
+    parser.add_argument(
         "--rounds",
         type=positive,
         default=1,
@@ -1070,6 +1176,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-runs", type=positive, help=argparse.SUPPRESS)
     parser.add_argument("--profile", help=argparse.SUPPRESS)
     parser.add_argument("--tuned-gc", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--hold", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--figures-file", help=argparse.SUPPRESS)
     return parser
 
 
@@ -1093,6 +1201,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--profiler py-spy: py-spy is not installed (pip install py-spy)")
     if args.llm_delay <= 0:
         parser.error("--llm-delay must be positive")
+    if args.side_by_side and args.skip_bare:
+        parser.error("--side-by-side runs the bare baseline: drop --skip-bare")
     settings = Settings(
         url=args.url,
         runs=args.runs,
@@ -1105,6 +1215,7 @@ def main(argv: list[str] | None = None) -> None:
         llm_pool=args.llm_pool,
         cp_prefetch=args.cp_prefetch,
         skip_bare=args.skip_bare,
+        side_by_side=args.side_by_side,
         two_requests=args.two_requests,
         result_messages=args.result_messages,
         rounds=args.rounds,
