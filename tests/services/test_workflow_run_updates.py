@@ -41,7 +41,8 @@ class TwoSteps(Workflow):
         return Done(text=ev.text)
 
 
-async def test_a_two_step_run_sends_one_update_and_its_last_events_go_with_the_result() -> None:
+def two_step_run() -> tuple[WorkflowRun, list[RunUpdate]]:
+    """A run of `TwoSteps` on replica 1, and the updates it reports."""
     workflow = TwoSteps()
     updates: list[RunUpdate] = []
 
@@ -57,6 +58,11 @@ async def test_a_two_step_run_sends_one_update_and_its_last_events_go_with_the_r
         idle_release_s=60,
         coalesce_s=0.05,
     )
+    return run, updates
+
+
+async def test_a_two_step_run_sends_one_update_and_its_last_events_go_with_the_result() -> None:
+    run, updates = two_step_run()
     outcome = await run.run()
 
     assert outcome.end is RunEnd.COMPLETED
@@ -75,21 +81,7 @@ async def test_events_streamed_after_the_last_step_finished_wait_for_the_result(
     """The coalescing window may end while the finished run's result is on its way (a busy
     loop takes longer than 50 ms): the events still go with the result, not in an update of
     their own (which cost a message, a store write and a stream write at the control plane)."""
-    workflow = TwoSteps()
-    updates: list[RunUpdate] = []
-
-    async def report(update: RunUpdate) -> None:
-        updates.append(update)
-
-    run = WorkflowRun(
-        workflow,
-        WorkflowCodec(workflow),
-        TaskDefinition(input="notes", task_id="t-1", step_id="s-1"),
-        report=report,
-        holder="svc.replica.1",
-        idle_release_s=60,
-        coalesce_s=0.05,
-    )
+    run, updates = two_step_run()
     # What the runtime streams as the last step ends: its event, then the step's end.
     await run._on_event(Progress(text="finished"))
     assert run._flush_timer is not None  # the window is open while the step runs
