@@ -203,10 +203,15 @@ async def test_commits_survive_the_process_by_default_and_power_loss_when_asked(
     monkeypatch.setenv("LLAMA_AGENTS_SQLITE_SYNCHRONOUS", "FULL")
     assert await _synchronous_level(SqliteStateStore(path)) == 2
     assert await _synchronous_level(SqliteStateStore(path, synchronous="normal")) == 1
-    with pytest.raises(ConfigurationError, match="synchronous must be one of normal, full"):
+    with pytest.raises(
+        ConfigurationError,
+        match=r"synchronous must be one of normal, full, got 'off' \(from synchronous=\)",
+    ):
         SqliteStateStore(path, synchronous="off")
     monkeypatch.setenv("LLAMA_AGENTS_SQLITE_SYNCHRONOUS", "extra")
-    with pytest.raises(ConfigurationError, match="LLAMA_AGENTS_SQLITE_SYNCHRONOUS"):
+    with pytest.raises(
+        ConfigurationError, match=r"got 'extra' \(from LLAMA_AGENTS_SQLITE_SYNCHRONOUS\)"
+    ):
         SqliteStateStore(path)
 
 

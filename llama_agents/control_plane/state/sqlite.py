@@ -167,11 +167,12 @@ SYNCHRONOUS_MODES: tuple[Synchronous, ...] = ("normal", "full")
 
 def synchronous_mode(value: str | None) -> Synchronous:
     """`value`, else `LLAMA_AGENTS_SQLITE_SYNCHRONOUS`, else `"normal"`; checked."""
+    source = "synchronous=" if value is not None else "LLAMA_AGENTS_SQLITE_SYNCHRONOUS"
     mode = (value if value is not None else env_str("SQLITE_SYNCHRONOUS", "normal")).lower()
     if mode not in SYNCHRONOUS_MODES:
         raise ConfigurationError(
             f"SQLite synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}, got {mode!r}"
-            " (LLAMA_AGENTS_SQLITE_SYNCHRONOUS or synchronous=)"
+            f" (from {source})"
         )
     return mode
 
