@@ -19,6 +19,7 @@ import aio_pika
 import pytest
 
 from llama_agents import BaseMessageQueue, RabbitMQMessageQueue, SimpleMessageQueue
+from tests.support.run_lock import RunLock, lock_paths
 
 TEST_URL_ENV = "LLAMA_AGENTS_TEST_AMQP_URL"
 DEFAULT_TEST_URL = "amqp://guest:guest@localhost:5672/"
@@ -64,6 +65,40 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         raise pytest.UsageError(
             f"these tests use the broker but are not marked rabbitmq:\n  {listed}"
         )
+
+
+_RUN_LOCK = pytest.StashKey[RunLock]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (`pytest -n 2`): the controller names the run, so its workers
+    share one lock; each worker opens it (see `tests/support/run_lock.py`)."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        config.stash[_RUN_LOCK] = RunLock(workerinput["testrunuid"])
+    elif getattr(config.option, "testrunuid", "") is None:
+        config.option.testrunuid = uuid.uuid4().hex
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    lock = config.stash.get(_RUN_LOCK, None)
+    run_id = getattr(config.option, "testrunuid", None)
+    if lock is not None:
+        lock.close()
+    elif run_id and getattr(config, "workerinput", None) is None:
+        for path in lock_paths(run_id):  # the controller: its workers are done
+            path.unlink(missing_ok=True)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """A test that stops the broker or the database runs while no other worker runs one."""
+    lock = item.config.stash.get(_RUN_LOCK, None)
+    if lock is None:
+        yield
+        return
+    with lock.held(exclusive=lock.is_exclusive(item)):
+        yield
 
 
 @pytest.fixture(scope="session")

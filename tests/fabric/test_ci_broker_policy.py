@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 PROBE = """
@@ -19,7 +20,8 @@ async def test_needs_broker(rabbitmq_factory):
 
 def _run(tmp_path: Path, ci: str, source: str = PROBE) -> subprocess.CompletedProcess[str]:
     tests = Path(__file__).resolve().parent
-    probe = tests / "_probe_broker_policy_test.py"
+    # A name of its own: under `pytest -n 2` another worker may run a probe at the same time.
+    probe = tests / f"_probe_broker_policy_{uuid.uuid4().hex[:8]}_test.py"
     probe.write_text(source)
     env = {
         **os.environ,

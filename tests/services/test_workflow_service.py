@@ -117,6 +117,20 @@ async def test_what_may_be_sent_into_a_run_is_checked_and_nothing_is_imported(
         assert late.status_code == 409
 
 
+class StepsObserved(WorkflowService):
+    """A workflow service that says when it has handled a step (the run ended or let go)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.step_handled = asyncio.Event()
+
+    async def handle_message(self, message: Any, **kwargs: Any) -> None:
+        try:
+            await super().handle_message(message, **kwargs)
+        finally:
+            self.step_handled.set()
+
+
 async def test_a_waiting_run_is_released_then_resumed_from_its_checkpoint(
     queue_factory: QueueFactory, tmp_path: Path
 ) -> None:
@@ -124,7 +138,7 @@ async def test_a_waiting_run_is_released_then_resumed_from_its_checkpoint(
     async with mesh(queue, tmp_path) as m:
         review = Review()
         service = await m.add(
-            WorkflowService(review, queue, service_name="review", idle_release_s=0.05)
+            StepsObserved(review, queue, service_name="review", idle_release_s=0.05)
         )
         task_id = await m.create("budget", service="review")
         released = await m.control_plane.wait_for_status(
@@ -134,6 +148,8 @@ async def test_a_waiting_run_is_released_then_resumed_from_its_checkpoint(
             task_id, lambda r: r.run is not None and r.run.released, DEADLINE
         )
         assert released.run is not None and released.run.holder is None
+        # The control plane may apply the release before the replica has let the run go.
+        await asyncio.wait_for(service.step_handled.wait(), DEADLINE)
         assert service.status()["runs"] == {"held": 0, "waiting": 0}, "no process holds it"
         assert service.counters["in_flight"] == 0, "its step was acknowledged"
 
