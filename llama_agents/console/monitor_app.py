@@ -36,6 +36,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.coordinate import Coordinate
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from llama_agents.console import monitor_render as render
@@ -279,7 +280,7 @@ class MonitorApp(App[None]):
         while table.row_count > MAX_EVENTS:
             first = table.coordinate_to_cell_key(Coordinate(0, 0)).row_key
             table.remove_row(first)
-        if changes.events_added and self.focused is not table:
+        if changes.events_added and self.in_focus is not table:
             table.scroll_end(animate=False)  # a live log shows its latest lines
         if changes.events_heading or changes.events_reset:
             self.events_heading.update(render.events_heading(self.state))
@@ -446,11 +447,17 @@ class MonitorApp(App[None]):
 
     # -- selection ----------------------------------------------------------------------
 
+    @property
+    def in_focus(self) -> Widget | None:
+        """The focused widget, or None once the app is closing: its screens are gone then,
+        but messages already queued (a row highlighted, a worker's answer) still arrive."""
+        return self.focused if self.screen_stack else None
+
     @on(DataTable.RowHighlighted)
     def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         # Only the table the user is in decides: rows added elsewhere move cursors too.
         kind = TABLE_KINDS.get(event.data_table.id)
-        if kind and event.data_table is self.focused and event.row_key.value is not None:
+        if kind and event.data_table is self.in_focus and event.row_key.value is not None:
             self.state.select(kind, event.row_key.value)
             self._update()
 
@@ -542,7 +549,7 @@ class MonitorApp(App[None]):
         if not outcome.sent and not outcome.final:
             self._give_back(text)  # worth sending again once the control plane is back
         self._update()
-        if (outcome.sent or outcome.final) and self.focused is self.input_box:
+        if (outcome.sent or outcome.final) and self.in_focus is self.input_box:
             self.task_table.focus()
 
     def action_answer(self) -> None:
@@ -592,7 +599,7 @@ class MonitorApp(App[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # Escape only means something (and is only offered) while typing or answering.
         if action == "leave":
-            typing = self.focused is not None and self.focused.id == "new-task"
+            typing = self.in_focus is not None and self.in_focus.id == "new-task"
             answering = self.state.answering is not None or self.state.answering_task is not None
             return typing or answering
         if action == "answer":  # offered while something waits, or a human service is there
@@ -603,7 +610,7 @@ class MonitorApp(App[None]):
         """Stop answering (the input box creates tasks again); from the box, to the lists."""
         self.state.set_answering(None)
         self._update()
-        if self.focused is self.input_box:
+        if self.in_focus is self.input_box:
             self.task_table.focus()
 
     def action_focus_input(self) -> None:

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from textual.pilot import Pilot
+from textual.widgets import DataTable
+from textual.widgets.data_table import RowKey
 
 from llama_agents import (
     AsyncLlamaAgentsClient,
@@ -254,6 +256,24 @@ async def test_r_reloads_the_lists(system: System, client: AsyncLlamaAgentsClien
         await pilot.press("r")
         await wait(app, lambda: "reloaded" in app.status_text)
         assert app.state.tasks == {} and app.is_running
+
+
+async def test_messages_that_arrive_while_the_app_closes_are_ignored(
+    system: System, client: AsyncLlamaAgentsClient
+) -> None:
+    # Closing empties the screen stack before the queue is drained: a row highlighted just
+    # then (a pushed task moved a cursor) once failed the app with "No screens on stack".
+    task_id = await client.create_task("highlight me")
+    app = MonitorApp(client)
+    async with app.run_test(size=SIZE):
+        await connected(app)
+        await wait(app, lambda: task_id in app.state.tasks)
+        table = app.task_table
+        selected = app.state.selection
+    assert not app.screen_stack
+    app._row_highlighted(DataTable.RowHighlighted(table, 0, RowKey(task_id)))
+    assert app.in_focus is None and app.state.selection == selected
+    assert app.check_action("leave", ()) is False
 
 
 async def test_unreachable_at_start_keeps_retrying_then_connects(tmp_path: Path) -> None:
