@@ -12,7 +12,7 @@ import json
 from collections.abc import AsyncIterator
 
 from starlette.responses import StreamingResponse
-from starlette.types import Send
+from starlette.types import Receive, Scope, Send
 
 from llama_agents.control_plane.event_log import TASK_FINISHED
 from llama_agents.control_plane.face import ControlPlaneFace
@@ -24,11 +24,32 @@ class LastChunk(str):
 
 
 class EventStreamResponse(StreamingResponse):
-    """A streamed response whose `LastChunk` goes out with the response's end.
+    """A streamed response whose `LastChunk` goes out with the response's end, and that
+    stops when the client goes away.
 
     Starlette ends a stream with an empty body message of its own, which the server writes
     apart (with chunked encoding, its terminator): a write, a system call, per stream; a
-    workflow run's stream has about four."""
+    workflow run's stream has about four. To hear a client leave, Starlette runs the stream
+    in an anyio task group (uvicorn speaks ASGI 2.3, whose `send` does not fail then); two
+    plain tasks do the same for half the CPU (about 60 us per stream)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        stream = asyncio.ensure_future(self.stream_response(send))
+        watcher = asyncio.ensure_future(self.listen_for_disconnect(receive))
+        try:
+            await asyncio.wait((stream, watcher), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watcher.cancel()
+            if not stream.done():
+                stream.cancel()  # the client went away, or the server is stopping
+            await asyncio.gather(stream, watcher, return_exceptions=True)
+        if not stream.cancelled():
+            stream.result()  # the stream's failure is the response's
+        if self.background is not None:
+            await self.background()
 
     async def stream_response(self, send: Send) -> None:
         await send(

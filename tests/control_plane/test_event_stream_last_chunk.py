@@ -83,3 +83,48 @@ async def test_the_terminal_event_and_the_end_of_the_stream_are_one_message(
     ]
     assert events[-1]["type"] == "TaskFinished" and events[-1]["data"]["status"] == "completed"
     assert [e["sequence"] for e in events] == sorted({e["sequence"] for e in events})
+
+
+async def test_a_stream_stops_when_its_client_goes_away(tmp_path: Path) -> None:
+    # A task that never ends: without hearing the client leave, its stream would send
+    # keep-alives to nobody for as long as the control plane runs.
+    queue = SimpleMessageQueue()
+    store = SqliteStateStore(tmp_path / "cp.db")
+    control_plane = ControlPlaneServer(queue, FanOutOrchestrator(["worker"]), store, port=0)
+    serving = await serve(control_plane)
+    try:
+        worker = Worker(queue)
+        await worker.start()
+        task_id = await post_task(control_plane, "never answered")
+        await worker.steps.wait_for(1)
+        started = asyncio.Event()
+        path = f"/tasks/{task_id}/events"
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"host", b"control-plane")],
+            "server": ("control-plane", 80),
+            "client": ("127.0.0.1", 50000),
+        }
+
+        async def receive() -> dict[str, Any]:
+            await started.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            started.set()  # the stream is open; the client leaves now
+
+        log = control_plane.manager.log
+        async with asyncio.timeout(DEADLINE):
+            await control_plane.app(scope, receive, send)
+        assert started.is_set()
+        assert log.readers == 0, "the stream still follows the task"
+    finally:
+        await stop(control_plane, serving)
