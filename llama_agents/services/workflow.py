@@ -31,6 +31,7 @@ from llama_agents.messages.runs import RunInput, RunUpdate
 from llama_agents.services.base import BaseService, failed_result
 from llama_agents.services.workflow_codec import WorkflowCodec
 from llama_agents.services.workflow_run import RunEnd, RunOutcome, WorkflowRun
+from llama_agents.services.workflow_steps import remember_steps
 
 logger = logging.getLogger("llama_agents.services.workflow")
 
@@ -93,6 +94,7 @@ class WorkflowService(BaseService):
             max_concurrent_tasks=max_concurrent_runs,
             step_timeout=step_timeout,
         )
+        remember_steps(workflow)  # its runs no longer rebuild the step table each time
         self.workflow = workflow
         self.codec = WorkflowCodec(
             workflow,
