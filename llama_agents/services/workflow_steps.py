@@ -3,41 +3,78 @@
 The workflows runtime asks `Workflow._get_steps()` for the step table several times per run
 (when a run starts, and again each time a step runs), and each time the table is rebuilt
 with `inspect.getmembers` over the whole instance, which also evaluates every property. For
-a two-step workflow that is 5 lookups per run, ~40 us each; for a `FunctionAgent`, about 7
+a two-step workflow that is 6 lookups per run, ~40 us each; for a `FunctionAgent`, about 7
 lookups per run at ~200 us each, a fifth of what a run with an offline LLM costs.
 
-A service serves one workflow instance for its whole life, so `remember_steps` builds the
-table once and hands out copies; a step added to the class later (`Workflow.add_step`, which
-bumps the class's `_step_functions_version`) rebuilds it. Should a version of the workflows
-library no longer look steps up this way, the override is simply never called.
+A service serves one workflow instance for its whole life, so `remember_steps` has that
+instance's table built once and handed out as copies; a step added to its class later
+(`Workflow.add_step`, which bumps the class's `_step_functions_version`) rebuilds it.
+
+The instances are remembered here, by identity, not on the instances themselves: a copy of
+a served workflow (`model_copy` of an agent, `copy.copy`) is another instance, whose steps
+are bound to it, and it looks them up as the library does. So that the runtime's calls reach
+the table, `Workflow._get_steps` is wrapped once per process; for every instance not
+remembered, the wrapper calls the library's own. A subclass that defines its own
+`_get_steps` keeps it, uncached.
 """
 
 from __future__ import annotations
 
+import weakref
+from dataclasses import dataclass
 from typing import Any
 
 from workflows import Workflow
 
-#: The instance attribute that shadows the class's `_get_steps` (a function in the instance's
-#: dict is found before the class's method).
 _LOOKUP = "_get_steps"
 
 
+@dataclass
+class _Table:
+    owner: weakref.ReferenceType[Workflow]
+    version: int = -1
+    steps: dict[str, Any] | None = None
+
+
+#: Remembered instances by `id()`; each entry leaves when its workflow is collected.
+_tables: dict[int, _Table] = {}
+_library_lookup: Any = None
+
+
 def remember_steps(workflow: Workflow) -> None:
-    """Make `workflow._get_steps()` return a copy of a table built once per step version."""
-    if _LOOKUP in vars(workflow):
-        return  # already remembered (a workflow served twice), or overridden by its owner
-    build = getattr(type(workflow), _LOOKUP, None)
-    if not callable(build):
-        return
-    cached: tuple[int, dict[str, Any]] | None = None
+    """Have `workflow`'s step table built once per step version, not on every lookup."""
+    if not _wrap_lookup():
+        return  # a workflows library that no longer looks steps up this way
+    key = id(workflow)
+    entry = _tables.get(key)
+    if entry is not None and entry.owner() is workflow:
+        return  # served twice: one table
 
-    def steps() -> dict[str, Any]:
-        nonlocal cached
-        version = getattr(type(workflow), "_step_functions_version", 0)
-        if cached is None or cached[0] != version:
-            cached = (version, build(workflow))
-        return dict(cached[1])  # the caller's own dict, as the original returns
+    def forget(ref: weakref.ReferenceType[Workflow]) -> None:
+        if (current := _tables.get(key)) is not None and current.owner is ref:
+            del _tables[key]
 
-    # object.__setattr__: agents are pydantic models too, whose own __setattr__ refuses it.
-    object.__setattr__(workflow, _LOOKUP, steps)
+    _tables[key] = _Table(owner=weakref.ref(workflow, forget))
+
+
+def _remembered_lookup(self: Workflow) -> dict[str, Any]:
+    entry = _tables.get(id(self))
+    if entry is None or entry.owner() is not self:
+        return _library_lookup(self)  # type: ignore[no-any-return]
+    version = getattr(type(self), "_step_functions_version", 0)
+    if entry.steps is None or entry.version != version:
+        entry.steps, entry.version = _library_lookup(self), version
+    return dict(entry.steps)  # the caller's own dict, as the library's lookup returns
+
+
+def _wrap_lookup() -> bool:
+    """Wrap `Workflow._get_steps` once; False if it is not there to wrap."""
+    global _library_lookup
+    current = Workflow.__dict__.get(_LOOKUP)
+    if current is _remembered_lookup:
+        return True
+    if not callable(current):
+        return False
+    _library_lookup = current
+    setattr(Workflow, _LOOKUP, _remembered_lookup)
+    return True

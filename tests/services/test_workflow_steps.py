@@ -4,6 +4,8 @@ every step; a step added to its class later is still found, and agents work the 
 from __future__ import annotations
 
 import asyncio
+import copy
+import gc
 import json
 import sys
 from pathlib import Path
@@ -17,6 +19,7 @@ from workflows.events import Event, StartEvent, StopEvent
 
 from llama_agents import SimpleMessageQueue, WorkflowService
 from llama_agents.llms import OfflineLLM
+from llama_agents.services import workflow_steps
 from llama_agents.services.workflow_steps import remember_steps
 from tests.support.helpers import DEADLINE
 
@@ -96,12 +99,42 @@ async def test_a_step_added_to_the_class_later_is_found(lookups: list[object]) -
     assert len(lookups) == 2
 
 
-async def test_remembering_twice_keeps_the_first_table(lookups: list[object]) -> None:
+async def test_remembering_twice_keeps_one_table(lookups: list[object]) -> None:
+    workflow = make_two_steps()(timeout=10)
+    lookups.clear()
+    remember_steps(workflow)
+    workflow._get_steps()
+    remember_steps(workflow)
+    workflow._get_steps()
+    assert len(lookups) == 1
+
+
+async def test_a_copy_of_a_served_workflow_finds_its_own_steps(lookups: list[object]) -> None:
+    # A copy is another workflow: steps bound to the original would run on the original's
+    # fields (its LLM, its tools).
     workflow = make_two_steps()(timeout=10)
     remember_steps(workflow)
-    first = workflow._get_steps
+    workflow._get_steps()
+    duplicate = copy.copy(workflow)
+    assert all(f.__self__ is duplicate for f in duplicate._get_steps().values())
+
+    agent = FunctionAgent(name="original", llm=OfflineLLM(), tools=[])
+    remember_steps(agent)
+    agent._get_steps()
+    variant = agent.model_copy(update={"name": "variant"})
+    steps = variant._get_steps()
+    assert steps and all(getattr(f, "__self__", variant) is variant for f in steps.values())
+    assert all(getattr(f, "__self__", agent) is agent for f in agent._get_steps().values())
+
+
+async def test_a_collected_workflow_is_forgotten() -> None:
+    workflow = make_two_steps()(timeout=10)
     remember_steps(workflow)
-    assert workflow._get_steps is first
+    key = id(workflow)
+    assert key in workflow_steps._tables
+    del workflow
+    gc.collect()
+    assert key not in workflow_steps._tables
 
 
 async def test_an_agent_runs_the_same_with_its_steps_remembered(lookups: list[object]) -> None:
