@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
+from types import MethodType
 from typing import Any
 
 from workflows import Workflow
@@ -33,7 +34,9 @@ _LOOKUP = "_get_steps"
 class _Table:
     owner: weakref.ReferenceType[Workflow]
     version: int = -1
-    steps: dict[str, Any] | None = None
+    #: name -> (function, whether to bind it to the workflow). Its methods are kept unbound:
+    #: bound, they would hold the workflow, and it would never be collected.
+    steps: dict[str, tuple[Any, bool]] | None = None
 
 
 #: Remembered instances by `id()`; each entry leaves when its workflow is collected.
@@ -63,8 +66,19 @@ def _remembered_lookup(self: Workflow) -> dict[str, Any]:
         return _library_lookup(self)  # type: ignore[no-any-return]
     version = getattr(type(self), "_step_functions_version", 0)
     if entry.steps is None or entry.version != version:
-        entry.steps, entry.version = _library_lookup(self), version
-    return dict(entry.steps)  # the caller's own dict, as the library's lookup returns
+        entry.steps, entry.version = _unbound(_library_lookup(self), self), version
+    # The caller's own dict, as the library's lookup returns, its methods bound again.
+    return {
+        name: MethodType(function, self) if bind else function
+        for name, (function, bind) in entry.steps.items()
+    }
+
+
+def _unbound(steps: dict[str, Any], owner: Workflow) -> dict[str, tuple[Any, bool]]:
+    return {
+        name: (step.__func__, True) if getattr(step, "__self__", None) is owner else (step, False)
+        for name, step in steps.items()
+    }
 
 
 def _wrap_lookup() -> bool:
