@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -55,10 +56,9 @@ async def stream_messages(app: Any, task_id: str, query: str) -> list[dict[str, 
     return sent
 
 
-@pytest.mark.parametrize("query", ["format=ndjson", "format=sse"])
-async def test_the_terminal_event_and_the_end_of_the_stream_are_one_message(
-    tmp_path: Path, query: str
-) -> None:
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[tuple[ControlPlaneServer, Worker]]:
+    """A served control plane on the embedded queue, and the worker its steps go to."""
     queue = SimpleMessageQueue()
     store = SqliteStateStore(tmp_path / "cp.db")
     control_plane = ControlPlaneServer(queue, FanOutOrchestrator(["worker"]), store, port=0)
@@ -66,13 +66,21 @@ async def test_the_terminal_event_and_the_end_of_the_stream_are_one_message(
     try:
         worker = Worker(queue)
         await worker.start()
-        task_id = await post_task(control_plane, "x")
-        streaming = asyncio.create_task(stream_messages(control_plane.app, task_id, query))
-        [step] = await worker.steps.wait_for(1)
-        await worker.answer(step, "done")
-        sent = await streaming
+        yield control_plane, worker
     finally:
         await stop(control_plane, serving)
+
+
+@pytest.mark.parametrize("query", ["format=ndjson", "format=sse"])
+async def test_the_terminal_event_and_the_end_of_the_stream_are_one_message(
+    served: tuple[ControlPlaneServer, Worker], query: str
+) -> None:
+    control_plane, worker = served
+    task_id = await post_task(control_plane, "x")
+    streaming = asyncio.create_task(stream_messages(control_plane.app, task_id, query))
+    [step] = await worker.steps.wait_for(1)
+    await worker.answer(step, "done")
+    sent = await streaming
 
     start, *bodies = sent
     assert start["type"] == "http.response.start" and start["status"] == 200
@@ -90,33 +98,26 @@ async def test_the_terminal_event_and_the_end_of_the_stream_are_one_message(
     assert [e["sequence"] for e in events] == sorted({e["sequence"] for e in events})
 
 
-async def test_a_stream_stops_when_its_client_goes_away(tmp_path: Path) -> None:
+async def test_a_stream_stops_when_its_client_goes_away(
+    served: tuple[ControlPlaneServer, Worker],
+) -> None:
     # A task that never ends: without hearing the client leave, its stream would send
     # keep-alives to nobody for as long as the control plane runs.
-    queue = SimpleMessageQueue()
-    store = SqliteStateStore(tmp_path / "cp.db")
-    control_plane = ControlPlaneServer(queue, FanOutOrchestrator(["worker"]), store, port=0)
-    serving = await serve(control_plane)
-    try:
-        worker = Worker(queue)
-        await worker.start()
-        task_id = await post_task(control_plane, "never answered")
-        await worker.steps.wait_for(1)
-        started = asyncio.Event()
-        # uvicorn's version: its `send` does not fail once the client is gone.
-        scope = events_scope(task_id, spec_version="2.3")
+    control_plane, worker = served
+    task_id = await post_task(control_plane, "never answered")
+    await worker.steps.wait_for(1)
+    started = asyncio.Event()
+    # uvicorn's version: its `send` does not fail once the client is gone.
+    scope = events_scope(task_id, spec_version="2.3")
 
-        async def receive() -> dict[str, Any]:
-            await started.wait()
-            return {"type": "http.disconnect"}
+    async def receive() -> dict[str, Any]:
+        await started.wait()
+        return {"type": "http.disconnect"}
 
-        async def send(message: dict[str, Any]) -> None:
-            started.set()  # the stream is open; the client leaves now
+    async def send(message: dict[str, Any]) -> None:
+        started.set()  # the stream is open; the client leaves now
 
-        log = control_plane.manager.log
-        async with asyncio.timeout(DEADLINE):
-            await control_plane.app(scope, receive, send)
-        assert started.is_set()
-        assert log.readers == 0, "the stream still follows the task"
-    finally:
-        await stop(control_plane, serving)
+    async with asyncio.timeout(DEADLINE):
+        await control_plane.app(scope, receive, send)
+    assert started.is_set()
+    assert control_plane.manager.log.readers == 0, "the stream still follows the task"
