@@ -248,7 +248,10 @@ class HumanService(BaseService):
         except TimeoutError:
             released = hold is not None and (self.timeout is None or hold < self.timeout)
             if report and released:
-                # Nobody answered yet: release the request; an answer resumes it later.
+                # Nobody answered yet: release the request; an answer resumes it later. It
+                # leaves this process first, so no person answers here what the control
+                # plane already counts as released (that answer would be lost).
+                await self._withdraw(request, asking)
                 await self._report(
                     task,
                     1,
@@ -263,11 +266,15 @@ class HumanService(BaseService):
                 return failed_result(task, f"no person answered within {self.timeout}s")
             answer = self.timeout_answer
         finally:
-            self._waiting.pop(request.id_, None)
-            # Withdrawn before returning: the console must not take a line for this request.
-            asking.cancel()
-            await asyncio.wait({asking}, timeout=WITHDRAW_TIMEOUT)
+            await self._withdraw(request, asking)
         return TaskResult(task_id=task.task_id, step_id=task.step_id, result=answer)
+
+    async def _withdraw(self, request: HumanRequest, asking: asyncio.Task[None]) -> None:
+        """Stop listing a request and stop asking for it (idempotent)."""
+        self._waiting.pop(request.id_, None)
+        # Withdrawn before returning: the console must not take a line for this request.
+        asking.cancel()
+        await asyncio.wait({asking}, timeout=WITHDRAW_TIMEOUT)
 
     async def _ask(self, request: HumanRequest, answered: asyncio.Future[str]) -> None:
         try:

@@ -22,58 +22,66 @@ def run_id() -> Iterator[str]:
         path.unlink(missing_ok=True)
 
 
-def _hold(lock: RunLock, exclusive: bool, inside: threading.Event, leave: threading.Event) -> None:
-    with lock.held(exclusive=exclusive):
-        inside.set()
-        leave.wait(10)
+class Holder:
+    """A thread that takes the lock, says when it is in, and leaves when told."""
 
+    def __init__(self, lock: RunLock, *, exclusive: bool) -> None:
+        self.inside, self._leave = threading.Event(), threading.Event()
+        self._thread = threading.Thread(target=self._hold, args=(lock, exclusive), daemon=True)
+        self._thread.start()
 
-def _start(lock: RunLock, exclusive: bool) -> tuple[threading.Event, threading.Event]:
-    inside, leave = threading.Event(), threading.Event()
-    threading.Thread(target=_hold, args=(lock, exclusive, inside, leave), daemon=True).start()
-    return inside, leave
+    def _hold(self, lock: RunLock, exclusive: bool) -> None:
+        with lock.held(exclusive=exclusive):
+            self.inside.set()
+            self._leave.wait(10)
+
+    def leave(self) -> None:
+        """Let go, and return once the lock is released (its files may then be closed)."""
+        self._leave.set()
+        self._thread.join(10)
+        assert not self._thread.is_alive()
 
 
 def test_shared_holders_run_together_and_an_exclusive_one_runs_alone(run_id: str) -> None:
     # Each worker has its own handle (its own open files): one per thread here.
     first, second, alone = RunLock(run_id), RunLock(run_id), RunLock(run_id)
-    first_in, first_leave = _start(first, exclusive=False)
-    second_in, second_leave = _start(second, exclusive=False)
-    assert first_in.wait(5) and second_in.wait(5)
+    first_holder = Holder(first, exclusive=False)
+    second_holder = Holder(second, exclusive=False)
+    assert first_holder.inside.wait(5) and second_holder.inside.wait(5)
 
-    alone_in, alone_leave = _start(alone, exclusive=True)
-    assert not alone_in.wait(BLOCKED_FOR)
-    first_leave.set()
-    assert not alone_in.wait(BLOCKED_FOR)  # the second still runs
-    second_leave.set()
-    assert alone_in.wait(5)
+    alone_holder = Holder(alone, exclusive=True)
+    assert not alone_holder.inside.wait(BLOCKED_FOR)
+    first_holder.leave()
+    assert not alone_holder.inside.wait(BLOCKED_FOR)  # the second still runs
+    second_holder.leave()
+    assert alone_holder.inside.wait(5)
 
     # While it runs, a shared holder waits for it.
-    again_in, again_leave = _start(first, exclusive=False)
-    assert not again_in.wait(BLOCKED_FOR)
-    alone_leave.set()
-    assert again_in.wait(5)
-    again_leave.set()
+    again = Holder(first, exclusive=False)
+    assert not again.inside.wait(BLOCKED_FOR)
+    alone_holder.leave()
+    assert again.inside.wait(5)
+    again.leave()
     for lock in (first, second, alone):
         lock.close()
 
 
 def test_a_waiting_exclusive_holder_is_not_starved_by_new_shared_ones(run_id: str) -> None:
     busy, alone, late = RunLock(run_id), RunLock(run_id), RunLock(run_id)
-    busy_in, busy_leave = _start(busy, exclusive=False)
-    assert busy_in.wait(5)
-    alone_in, alone_leave = _start(alone, exclusive=True)
-    assert not alone_in.wait(BLOCKED_FOR)
+    busy_holder = Holder(busy, exclusive=False)
+    assert busy_holder.inside.wait(5)
+    alone_holder = Holder(alone, exclusive=True)
+    assert not alone_holder.inside.wait(BLOCKED_FOR)
 
     # A worker's next test asks while the exclusive one waits: it waits behind it.
-    late_in, late_leave = _start(late, exclusive=False)
-    assert not late_in.wait(BLOCKED_FOR)
-    busy_leave.set()
-    assert alone_in.wait(5)
-    assert not late_in.is_set()
-    alone_leave.set()
-    assert late_in.wait(5)
-    late_leave.set()
+    late_holder = Holder(late, exclusive=False)
+    assert not late_holder.inside.wait(BLOCKED_FOR)
+    busy_holder.leave()
+    assert alone_holder.inside.wait(5)
+    assert not late_holder.inside.is_set()
+    alone_holder.leave()
+    assert late_holder.inside.wait(5)
+    late_holder.leave()
     for lock in (busy, alone, late):
         lock.close()
 

@@ -9,10 +9,24 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from llama_agents import HumanService, TaskStatus
+from llama_agents import ActionTypes, HumanService, QueueMessage, TaskStatus
+from llama_agents.services.human import HumanRequest
 from tests.conftest import QueueFactory
-from tests.support.helpers import DEADLINE
+from tests.support.helpers import DEADLINE, StepsObserved
 from tests.support.workflows import mesh
+
+
+class ObservedHumanService(StepsObserved, HumanService):
+    """A human service that says when it has handled a step, and what it still listed when
+    it published its release."""
+
+    listed_at_release: list[HumanRequest] | None = None
+
+    async def publish(self, message: QueueMessage) -> None:
+        if message.action == ActionTypes.RUN_UPDATE and message.data.get("released"):
+            self.listed_at_release = self.pending()
+        await super().publish(message)
+
 
 ANSWER = {"type": "HumanResponseEvent", "data": {"response": "approved"}}
 
@@ -28,7 +42,7 @@ async def test_a_released_request_is_answered_through_the_control_plane(
 ) -> None:
     queue = await queue_factory()
     async with mesh(queue, tmp_path) as m:
-        operator = HumanService(
+        operator = ObservedHumanService(
             queue, service_name="operator", fn_input=nobody, release_after_s=0.05
         )
         await operator.launch_local()
@@ -44,7 +58,10 @@ async def test_a_released_request_is_answered_through_the_control_plane(
         assert (
             summary.prompt is not None and "ship the release?" in summary.prompt["data"]["prefix"]
         )
-        assert operator.pending() == [], "the request left this process"
+        assert operator.listed_at_release == [], "the request left this process before its release"
+        assert operator.pending() == []
+        # The control plane may apply the release before the step returns and is settled.
+        await asyncio.wait_for(operator.step_handled.wait(), DEADLINE)
         assert operator.counters["in_flight"] == 0, "and its step was acknowledged"
 
         bad = await m.http.post(f"/tasks/{task_id}/events", json={"type": "HumanResponseEvent"})

@@ -17,7 +17,7 @@ from workflows.events import HumanResponseEvent, InputRequiredEvent, StartEvent,
 from llama_agents import TaskStatus, WorkflowService
 from llama_agents.messages.records import TaskRecord
 from tests.conftest import QueueFactory
-from tests.support.helpers import DEADLINE
+from tests.support.helpers import DEADLINE, StepsObserved
 from tests.support.streams import of_type, read_ndjson, read_sse
 from tests.support.workflows import Mesh, Review, Slow, mesh
 
@@ -117,18 +117,8 @@ async def test_what_may_be_sent_into_a_run_is_checked_and_nothing_is_imported(
         assert late.status_code == 409
 
 
-class StepsObserved(WorkflowService):
+class ObservedWorkflowService(StepsObserved, WorkflowService):
     """A workflow service that says when it has handled a step (the run ended or let go)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.step_handled = asyncio.Event()
-
-    async def handle_message(self, message: Any, **kwargs: Any) -> None:
-        try:
-            await super().handle_message(message, **kwargs)
-        finally:
-            self.step_handled.set()
 
 
 async def test_a_waiting_run_is_released_then_resumed_from_its_checkpoint(
@@ -138,7 +128,7 @@ async def test_a_waiting_run_is_released_then_resumed_from_its_checkpoint(
     async with mesh(queue, tmp_path) as m:
         review = Review()
         service = await m.add(
-            StepsObserved(review, queue, service_name="review", idle_release_s=0.05)
+            ObservedWorkflowService(review, queue, service_name="review", idle_release_s=0.05)
         )
         task_id = await m.create("budget", service="review")
         released = await m.control_plane.wait_for_status(

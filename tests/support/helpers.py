@@ -41,3 +41,20 @@ class Collector:
     @property
     def ids(self) -> list[str]:
         return [m.id_ for m in self.messages]
+
+
+class StepsObserved:
+    """A service mixin that says when it has handled a step (settled, released or failed).
+
+    The control plane may apply what a step reported before the service has returned from
+    the step; a test that checks the service after that awaits `step_handled`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.step_handled = asyncio.Event()
+
+    async def handle_message(self, message: QueueMessage, **kwargs: Any) -> None:
+        try:
+            await super().handle_message(message, **kwargs)  # type: ignore[misc]
+        finally:
+            self.step_handled.set()
