@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 from llama_agents import ActionTypes, HumanService, QueueMessage, TaskStatus
+from llama_agents.errors import HumanRequestNotFoundError
+from llama_agents.messages.runs import RunInput
 from llama_agents.services.human import HumanRequest
 from tests.conftest import QueueFactory
 from tests.support.helpers import DEADLINE, StepsObserved
@@ -93,4 +98,56 @@ async def test_a_held_request_takes_an_answer_sent_through_the_control_plane(
         done = await m.control_plane.wait_for_task(task_id, timeout=DEADLINE)
         assert done.result is not None and done.result.result == "approved"
         assert operator.pending() == [], "the console prompt was withdrawn"
+        await operator.deregister_from_message_queue()
+
+
+class AnsweredWhileReleasing(HumanService):
+    """A human service whose request is answered, on the replica and through the control
+    plane, in the moment between its withdrawal and its release being reported."""
+
+    def __init__(self, *args: Any, http: httpx.AsyncClient, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.http = http
+        self.bounced = asyncio.Event()
+        self.direct_answer: str | None = None
+        self.answer_status: int | None = None
+
+    async def publish(self, message: QueueMessage) -> None:
+        if message.action == ActionTypes.RUN_UPDATE and message.data.get("released"):
+            request_id = message.data["checkpoint"]["request"]["id_"]
+            try:
+                self.answer(request_id, "approved here")
+                self.direct_answer = "taken"
+            except HumanRequestNotFoundError:
+                self.direct_answer = "refused"
+            task_id = message.data["task_id"]
+            sent = await self.http.post(f"/tasks/{task_id}/events", json=ANSWER)
+            self.answer_status = sent.status_code
+            await asyncio.wait_for(self.bounced.wait(), DEADLINE)
+        await super().publish(message)
+
+    async def on_run_input(self, run_input: RunInput) -> None:
+        await super().on_run_input(run_input)
+        self.bounced.set()
+
+
+async def test_answers_given_while_a_request_is_released_are_refused_or_kept(
+    queue_factory: QueueFactory, tmp_path: Path
+) -> None:
+    """Once the request is being released, the replica refuses an answer for it (it would
+    reach no one); one sent through the control plane reaches the replica, comes back, and
+    is kept for the released run, which the control plane resumes with it."""
+    queue = await queue_factory()
+    async with mesh(queue, tmp_path) as m:
+        operator = AnsweredWhileReleasing(
+            queue, service_name="operator", fn_input=nobody, release_after_s=0.05, http=m.http
+        )
+        await operator.launch_local()
+        await m.control_plane.register_service(operator.service_definition)
+        task_id = await m.create("ship the release?", service="operator")
+        done = await m.control_plane.wait_for_task(task_id, timeout=DEADLINE)
+        assert operator.direct_answer == "refused", "not taken, then lost"
+        assert operator.answer_status == 202 and operator.bounced.is_set()
+        assert done.status is TaskStatus.COMPLETED
+        assert done.result is not None and done.result.result == "approved"
         await operator.deregister_from_message_queue()
