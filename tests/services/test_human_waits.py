@@ -21,16 +21,26 @@ from tests.support.helpers import DEADLINE, StepsObserved
 from tests.support.workflows import mesh
 
 
-class ObservedHumanService(StepsObserved, HumanService):
+class ReleaseWatched(HumanService):
+    """A human service that calls `on_release` just before it publishes a release."""
+
+    async def publish(self, message: QueueMessage) -> None:
+        if message.action == ActionTypes.RUN_UPDATE and message.data.get("released"):
+            await self.on_release(message)
+        await super().publish(message)
+
+    async def on_release(self, message: QueueMessage) -> None:
+        """The release update `message` is about to go out."""
+
+
+class ObservedHumanService(StepsObserved, ReleaseWatched):
     """A human service that says when it has handled a step, and what it still listed when
     it published its release."""
 
     listed_at_release: list[HumanRequest] | None = None
 
-    async def publish(self, message: QueueMessage) -> None:
-        if message.action == ActionTypes.RUN_UPDATE and message.data.get("released"):
-            self.listed_at_release = self.pending()
-        await super().publish(message)
+    async def on_release(self, message: QueueMessage) -> None:
+        self.listed_at_release = self.pending()
 
 
 ANSWER = {"type": "HumanResponseEvent", "data": {"response": "approved"}}
@@ -64,7 +74,6 @@ async def test_a_released_request_is_answered_through_the_control_plane(
             summary.prompt is not None and "ship the release?" in summary.prompt["data"]["prefix"]
         )
         assert operator.listed_at_release == [], "the request left this process before its release"
-        assert operator.pending() == []
         # The control plane may apply the release before the step returns and is settled.
         await asyncio.wait_for(operator.step_handled.wait(), DEADLINE)
         assert operator.counters["in_flight"] == 0, "and its step was acknowledged"
@@ -101,7 +110,7 @@ async def test_a_held_request_takes_an_answer_sent_through_the_control_plane(
         await operator.deregister_from_message_queue()
 
 
-class AnsweredWhileReleasing(HumanService):
+class AnsweredWhileReleasing(ReleaseWatched):
     """A human service whose request is answered, on the replica and through the control
     plane, in the moment between its withdrawal and its release being reported."""
 
@@ -112,19 +121,16 @@ class AnsweredWhileReleasing(HumanService):
         self.direct_answer: str | None = None
         self.answer_status: int | None = None
 
-    async def publish(self, message: QueueMessage) -> None:
-        if message.action == ActionTypes.RUN_UPDATE and message.data.get("released"):
-            request_id = message.data["checkpoint"]["request"]["id_"]
-            try:
-                self.answer(request_id, "approved here")
-                self.direct_answer = "taken"
-            except HumanRequestNotFoundError:
-                self.direct_answer = "refused"
-            task_id = message.data["task_id"]
-            sent = await self.http.post(f"/tasks/{task_id}/events", json=ANSWER)
-            self.answer_status = sent.status_code
-            await asyncio.wait_for(self.bounced.wait(), DEADLINE)
-        await super().publish(message)
+    async def on_release(self, message: QueueMessage) -> None:
+        request_id = message.data["checkpoint"]["request"]["id_"]
+        try:
+            self.answer(request_id, "approved here")
+            self.direct_answer = "taken"
+        except HumanRequestNotFoundError:
+            self.direct_answer = "refused"
+        sent = await self.http.post(f"/tasks/{message.data['task_id']}/events", json=ANSWER)
+        self.answer_status = sent.status_code
+        await asyncio.wait_for(self.bounced.wait(), DEADLINE)
 
     async def on_run_input(self, run_input: RunInput) -> None:
         await super().on_run_input(run_input)
