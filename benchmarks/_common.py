@@ -21,8 +21,10 @@ import pwd
 import re
 import shutil
 import signal
+import statistics
 import sys
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +61,33 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[rank - 1]
 
 
+async def alternating_rounds(
+    ways: Sequence[str], rounds: int, measure: Callable[[str], Awaitable[float]]
+) -> dict[str, list[float]]:
+    """`measure(way)` for every way, `rounds` times over, the ways taking turns (so the
+    machine's drift falls on all of them alike)."""
+    figures: dict[str, list[float]] = {way: [] for way in ways}
+    for _ in range(rounds):
+        for way in ways:
+            figures[way].append(await measure(way))
+    return figures
+
+
+def cpu_record(
+    args: argparse.Namespace, way: str, figures: dict[str, list[float]], **fields: Any
+) -> dict[str, Any]:
+    """One way's JSON line: `fields`, the load, and its CPU ms per run (median, all rounds)."""
+    return {
+        **fields,
+        "way": way,
+        "runs": args.runs,
+        "in_flight": args.in_flight,
+        "rounds": args.rounds,
+        "cpu_ms_per_run": round(statistics.median(figures[way]), 3),
+        "cpu_ms_per_run_all": [round(v, 3) for v in figures[way]],
+    }
+
+
 def ms(seconds: float) -> float:
     """Seconds as milliseconds, to the microsecond."""
     return round(seconds * 1000.0, 3)
@@ -82,6 +111,14 @@ def add_url_option(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("LLAMA_AGENTS_AMQP_URL", DEFAULT_URL),
         help="AMQP URL of the broker (default: $LLAMA_AGENTS_AMQP_URL or the local broker)",
     )
+
+
+def add_rounds_options(parser: argparse.ArgumentParser) -> None:
+    """`--runs`, `--in-flight` and `--rounds`: the load of an in-process CPU benchmark
+    (what `cpu_record` reports)."""
+    parser.add_argument("--runs", type=positive, default=200, help="runs per way and round")
+    parser.add_argument("--in-flight", type=positive, default=50, help="runs at once")
+    parser.add_argument("--rounds", type=positive, default=3, help="rounds (medians)")
 
 
 def description(doc: str | None) -> str | None:

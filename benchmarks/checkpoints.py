@@ -23,9 +23,14 @@ import asyncio
 import gc
 import statistics
 import time
-from typing import Any
 
-from _common import Output, description, positive
+from _common import (
+    Output,
+    add_rounds_options,
+    alternating_rounds,
+    cpu_record,
+    description,
+)
 from workflows import Context, Workflow, step
 from workflows.events import Event, StartEvent, StepState, StepStateChanged, StopEvent
 
@@ -92,22 +97,14 @@ async def cpu_per_run(workflow: Steps, way: str, runs: int, in_flight: int) -> f
 async def measure(steps: int, args: argparse.Namespace, out: Output) -> None:
     workflow = Steps(steps)
     await cpu_per_run(workflow, "incremental", max(10, args.runs // 10), args.in_flight)  # warm
-    figures: dict[str, list[float]] = {way: [] for way in WAYS}
-    for _ in range(args.rounds):
-        for way in WAYS:
-            figures[way].append(await cpu_per_run(workflow, way, args.runs, args.in_flight))
+
+    async def one_round(way: str) -> float:
+        return await cpu_per_run(workflow, way, args.runs, args.in_flight)
+
+    figures = await alternating_rounds(WAYS, args.rounds, one_round)
     medians = {way: statistics.median(values) for way, values in figures.items()}
     for way in WAYS:
-        record: dict[str, Any] = {
-            "bench": "checkpoints",
-            "steps": steps,
-            "way": way,
-            "runs": args.runs,
-            "in_flight": args.in_flight,
-            "rounds": args.rounds,
-            "cpu_ms_per_run": round(medians[way], 3),
-            "cpu_ms_per_run_all": [round(v, 3) for v in figures[way]],
-        }
+        record = cpu_record(args, way, figures, bench="checkpoints", steps=steps)
         if way != "none":
             extra = medians[way] - medians["none"]
             record["checkpoint_ms_per_run"] = round(extra, 3)
@@ -133,9 +130,7 @@ def step_counts(text: str) -> list[int]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--steps", type=step_counts, default=[2, 8, 32], help="steps per run")
-    parser.add_argument("--runs", type=positive, default=200, help="runs per way and round")
-    parser.add_argument("--in-flight", type=positive, default=50, help="runs at once")
-    parser.add_argument("--rounds", type=positive, default=3, help="rounds (medians)")
+    add_rounds_options(parser)
     return parser
 
 

@@ -28,7 +28,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from _common import Output, description, positive
+from _common import (
+    Output,
+    add_rounds_options,
+    alternating_rounds,
+    cpu_record,
+    description,
+)
 from llama_index.core.agent.workflow import FunctionAgent
 from workflows import Workflow, step
 from workflows.events import Event, StartEvent, StopEvent
@@ -92,22 +98,15 @@ async def measure(name: str, args: argparse.Namespace, out: Output) -> None:
     remember_steps(made["remembered"][0])
     for workflow, start in made.values():  # warm up
         await cpu_per_run(workflow, start, max(10, args.runs // 10), args.in_flight)
-    figures: dict[str, list[float]] = {way: [] for way in WAYS}
-    for _ in range(args.rounds):
-        for way, (workflow, start) in made.items():
-            figures[way].append(await cpu_per_run(workflow, start, args.runs, args.in_flight))
+
+    async def one_round(way: str) -> float:
+        workflow, start = made[way]
+        return await cpu_per_run(workflow, start, args.runs, args.in_flight)
+
+    figures = await alternating_rounds(WAYS, args.rounds, one_round)
     medians = {way: statistics.median(values) for way, values in figures.items()}
     for way in WAYS:
-        record: dict[str, Any] = {
-            "bench": "step_lookup",
-            "workflow": name,
-            "way": way,
-            "runs": args.runs,
-            "in_flight": args.in_flight,
-            "rounds": args.rounds,
-            "cpu_ms_per_run": round(medians[way], 3),
-            "cpu_ms_per_run_all": [round(v, 3) for v in figures[way]],
-        }
+        record = cpu_record(args, way, figures, bench="step_lookup", workflow=name)
         if way == "remembered":
             saved = medians["library"] - medians["remembered"]
             record["saved_ms_per_run"] = round(saved, 3)
@@ -121,9 +120,7 @@ async def measure(name: str, args: argparse.Namespace, out: Output) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description(__doc__))
-    parser.add_argument("--runs", type=positive, default=200, help="runs per way and round")
-    parser.add_argument("--in-flight", type=positive, default=50, help="runs at once")
-    parser.add_argument("--rounds", type=positive, default=3, help="rounds (medians)")
+    add_rounds_options(parser)
     return parser
 
 
