@@ -69,6 +69,13 @@ Each phase prints JSON lines on stdout (progress goes to stderr):
   other, and a ``rounds`` line gives each figure's median over the rounds (``*_median``)
   and every round's value (``*_all``): on a shared machine single runs differ by ±10%.
 
+``--system floor`` serves the same runs to the same client with the floor instead of the
+framework (``_floor.py``): the same libraries, used as cheaply as we know how, doing only the
+durable work a streamed run needs (save the task, publish its step, checkpoint after the
+first step, log the events and the result, stream them; every message persistent and
+confirmed). Its CPU over bare is what the stack costs whoever builds on it; the framework's
+over the floor is what our own code adds. Its lines say ``"system": "floor"``.
+
 ``--profile-dir DIR`` profiles the control plane and the replicas during the measured runs,
 with cProfile (``DIR/<in_flight>/<role>.prof``) or py-spy (``--profiler py-spy``,
 ``DIR/<in_flight>/<role>.txt``).
@@ -80,6 +87,8 @@ Run it from the project root::
     .venv/bin/python benchmarks/workflow_runs.py --runs 1000 --in-flight 100,400 --rounds 3
     .venv/bin/python benchmarks/workflow_runs.py --runs 1000 --in-flight 100,400 --rounds 3 \
         --side-by-side
+    .venv/bin/python benchmarks/workflow_runs.py --runs 1000 --in-flight 100,400 --rounds 3 \
+        --side-by-side --system floor
 
 The broker is ``--url``, by default ``LLAMA_AGENTS_AMQP_URL`` or the local broker. The script
 reports figures only: it never passes or fails. Everything it declared on the broker is
@@ -107,6 +116,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import _floor
 import httpx
 from _common import (
     Child,
@@ -152,6 +162,8 @@ RUN_TIMEOUT = 120.0
 POOL_SIZE = 10
 #: Runs whose records are read after a phase, to split the time before their first completion.
 DISPATCH_SAMPLE = 200
+#: The roles of `--system floor` (see _floor.py).
+FLOOR_ROLES = ("floor-control-plane", "floor-replica")
 TARGETS: dict[str, Any] = {"pct_of_ideal_min": 90, "framework_over_bare_max": 1.5}
 SCRIPT = os.path.abspath(__file__)
 OUT = Output(BENCH)
@@ -606,6 +618,7 @@ class Settings:
     rounds: int
     profile_dir: str | None
     profiler: str
+    system: str = "framework"
 
     def ideal(self, in_flight: int) -> float:
         """Every run takes 2 x delay, `in_flight` of them at a time (no more than there are)."""
@@ -661,7 +674,9 @@ async def start_system(
     extra = [*common, *profile_args("control-plane")]
     if settings.cp_prefetch is not None:
         extra.append(f"--cp-prefetch={settings.cp_prefetch}")
-    system.control_plane = await spawn(OUT, SCRIPT, "control-plane", extra, env)
+    floor = settings.system == "floor"
+    role = "floor-control-plane" if floor else "control-plane"
+    system.control_plane = await spawn(OUT, SCRIPT, role, extra, env, name="control-plane")
     system.base_url = await wait_ready(system.control_plane, START_TIMEOUT)
     log(f"control plane pid {system.control_plane.pid} at {system.base_url}")
     for number in range(1, settings.replicas + 1):
@@ -675,7 +690,8 @@ async def start_system(
             f"--llm-pool={settings.llm_pool}",
             *profile_args(name),
         ]
-        system.replicas.append(await spawn(OUT, SCRIPT, "replica", extra, env, name=name))
+        role = "floor-replica" if floor else "replica"
+        system.replicas.append(await spawn(OUT, SCRIPT, role, extra, env, name=name))
     await asyncio.gather(*(wait_ready(child, START_TIMEOUT) for child in system.replicas))
     log("replicas pids " + ", ".join(f"{c.role} {c.pid}" for c in system.replicas))
 
@@ -754,7 +770,12 @@ async def mesh_phase(
             stub_cpu = cpu_seconds(stub.pid) - stub_before
             broker_after = broker_cpu_seconds(broker)
             peaks = {c.role: peak_rss_mb(c.pid) for c in children}
-            dispatch = await client.dispatch_hops(outcomes, DISPATCH_SAMPLE)
+            # The floor keeps no task records to read back.
+            dispatch = (
+                await client.dispatch_hops(outcomes, DISPATCH_SAMPLE)
+                if settings.system == "framework"
+                else {}
+            )
     finally:
         await stop_system(settings, system)
 
@@ -767,6 +788,7 @@ async def mesh_phase(
     mesh: dict[str, Any] = {
         "bench": BENCH,
         "case": "mesh",
+        "system": settings.system,
         "in_flight": in_flight,
         "runs": settings.runs,
         "replicas": settings.replicas,
@@ -833,6 +855,7 @@ async def mesh_phase(
     cpu_line: dict[str, Any] = {
         "bench": BENCH,
         "case": "cpu",
+        "system": settings.system,
         "in_flight": in_flight,
         "runs": settings.runs,
         "framework_cpu_s": round(framework_cpu, 3),
@@ -1029,6 +1052,7 @@ async def one_round(
     summary: dict[str, Any] = {
         "bench": BENCH,
         "case": "summary",
+        "system": settings.system,
         "in_flight": in_flight,
         "round": index + 1,
         "runs": settings.runs,
@@ -1155,6 +1179,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="the client creates each task, then streams it (default: one POST /tasks/stream)",
     )
     parser.add_argument(
+        "--system",
+        choices=("framework", "floor"),
+        default="framework",
+        help="serve with the framework, or with the floor: the same libraries doing only the"
+        " durable work a run needs (see _floor.py)",
+    )
+    parser.add_argument(
         "--profile-dir", default=None, help="profile the control plane and replicas, here"
     )
     parser.add_argument(
@@ -1166,7 +1197,7 @@ def build_parser() -> argparse.ArgumentParser:
     # The child roles (the script starts itself with these).
     parser.add_argument(
         "--role",
-        choices=("main", "stub", "control-plane", "replica", "bare"),
+        choices=("main", "stub", "control-plane", "replica", "bare", *FLOOR_ROLES),
         default="main",
         help=argparse.SUPPRESS,
     )
@@ -1181,11 +1212,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+async def run_floor_control_plane(args: argparse.Namespace) -> None:
+    await _floor.control_plane(args, SERVICE)
+
+
+async def run_floor_replica(args: argparse.Namespace) -> None:
+    workflow = TwoCalls(make_llms(args.stub, args.max_runs, args.llm_pool))
+    await _floor.replica(args, workflow, SERVICE)
+
+
 ROLES = {
     "stub": run_stub,
     "control-plane": run_control_plane,
     "replica": run_replica,
     "bare": run_bare,
+    "floor-control-plane": run_floor_control_plane,
+    "floor-replica": run_floor_replica,
 }
 
 
@@ -1221,6 +1263,7 @@ def main(argv: list[str] | None = None) -> None:
         rounds=args.rounds,
         profile_dir=args.profile_dir,
         profiler=args.profiler,
+        system=args.system,
     )
     if settings.profile_dir:
         Path(settings.profile_dir).mkdir(parents=True, exist_ok=True)
