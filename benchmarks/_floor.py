@@ -12,7 +12,9 @@ durable, streamed run cannot do without:
 * a replica: one consumer (prefetch = the runs it holds), each step one run of the workflow,
   its context checkpointed with the workflows JSON serializer after the first step, with the
   events streamed so far, and the result published with the rest; the step acknowledged
-  last. Every message persistent, on quorum queues, confirmed by the broker.
+  last. Every message persistent, on quorum queues, confirmed by the broker. Its workflow's
+  step table is built once (`remember_steps`, as a `WorkflowService` does), not on every
+  step as the library does and the bare run does.
 
 Nothing else: no registry, orchestrator, deadlines, retries, dead letters, redelivery
 checks, sessions, human input, cancels, metrics, tracing or logging, and no validation of
@@ -46,6 +48,7 @@ from workflows.events import InternalDispatchEvent, StepState, StepStateChanged,
 
 from llama_agents._runtime import tune_gc_for_serving
 from llama_agents.message_queues.rabbitmq.topology import queue_name
+from llama_agents.services.workflow_steps import remember_steps
 
 #: The routing key (and queue) of the control plane, as the framework names it.
 CONTROL_PLANE = "control_plane"
@@ -276,6 +279,7 @@ async def replica(args: argparse.Namespace, workflow: Workflow, service: str) ->
     """One floor replica: run each step's workflow, checkpoint after the first step, publish
     the result, acknowledge; serve until SIGTERM; says READY once consuming."""
     stop = stop_event(args.profile)
+    remember_steps(workflow)
     serializer = JsonSerializer()
     connection = await aio_pika.connect_robust(args.url)
     publishing = await connection.channel(publisher_confirms=True)
