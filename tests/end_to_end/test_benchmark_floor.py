@@ -8,25 +8,18 @@ SDK's client as it does through the framework.
 
 from __future__ import annotations
 
-import asyncio
-import json
-import sys
-from pathlib import Path
-from typing import Any
-
 import pytest
 
 from tests.support.helpers import DEADLINE
+from tests.support.processes import run_benchmark
 
 pytestmark = pytest.mark.rabbitmq
 
-ROOT = Path(__file__).resolve().parents[2]
 
-
-async def _benchmark(amqp_url: str, system: str) -> list[dict[str, Any]]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(ROOT / "benchmarks" / "workflow_runs.py"),
+@pytest.mark.parametrize("system", ["framework", "floor"])
+async def test_the_floor_serves_the_same_runs_as_the_framework(amqp_url: str, system: str) -> None:
+    lines = await run_benchmark(
+        "workflow_runs.py",
         f"--url={amqp_url}",
         f"--system={system}",
         "--runs=12",
@@ -34,19 +27,8 @@ async def _benchmark(amqp_url: str, system: str) -> list[dict[str, Any]]:
         "--warmup=2",
         "--llm-delay=0.05",
         "--skip-bare",
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        timeout=DEADLINE * 12,
     )
-    async with asyncio.timeout(DEADLINE * 12):
-        out, err = await process.communicate()
-    assert process.returncode == 0, err.decode()[-2000:]
-    return [json.loads(line) for line in out.decode().splitlines()]
-
-
-@pytest.mark.parametrize("system", ["framework", "floor"])
-async def test_the_floor_serves_the_same_runs_as_the_framework(amqp_url: str, system: str) -> None:
-    lines = await _benchmark(amqp_url, system)
     mesh = next(line for line in lines if line["case"] == "mesh")
     cpu = next(line for line in lines if line["case"] == "cpu")
     assert mesh["system"] == cpu["system"] == system

@@ -3,11 +3,8 @@ every step; a step added to its class later is still found, and agents work the 
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import gc
-import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +19,7 @@ from llama_agents.llms import OfflineLLM
 from llama_agents.services import workflow_steps
 from llama_agents.services.workflow_steps import remember_steps
 from tests.support.helpers import DEADLINE
+from tests.support.processes import run_benchmark
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -159,21 +157,9 @@ async def test_an_agent_runs_the_same_with_its_steps_remembered(lookups: list[ob
 
 
 async def test_the_benchmark_prints_a_line_per_workflow_and_way() -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(ROOT / "benchmarks" / "step_lookup.py"),
-        "--runs",
-        "4",
-        "--rounds",
-        "1",
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
+    lines = await run_benchmark(
+        "step_lookup.py", "--runs", "4", "--rounds", "1", timeout=DEADLINE * 4
     )
-    async with asyncio.timeout(DEADLINE * 4):
-        out, _ = await process.communicate()
-    assert process.returncode == 0
-    lines = [json.loads(line) for line in out.decode().splitlines()]
     assert {(r["workflow"], r["way"]) for r in lines} == {
         (w, way) for w in ("two_steps", "function_agent") for way in ("library", "remembered")
     }

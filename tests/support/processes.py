@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import random
 import shutil
@@ -17,6 +18,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = str(Path(sys.executable).parent / "llama-agents")
@@ -186,22 +188,40 @@ def private_network_prefix() -> list[str] | None:
     return [unshare, "-rn"] if probe.returncode == 0 else None
 
 
-async def run_to_end(argv: list[str], env: dict[str, str], timeout: float) -> tuple[int, str]:
-    """Run `argv` from the project root to its end (killed after `timeout` seconds); its
-    exit code and its output, stdout and stderr together."""
+async def _run(
+    argv: list[str], env: dict[str, str] | None, timeout: float, *, merged: bool
+) -> tuple[int, bytes, bytes]:
+    """Run `argv` from the project root to its end (killed after `timeout` seconds): its
+    exit code, stdout and stderr (stderr in stdout when `merged`)."""
     process = await asyncio.create_subprocess_exec(
         *argv,
         cwd=ROOT,
         env=env,
         stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+        stderr=asyncio.subprocess.STDOUT if merged else asyncio.subprocess.PIPE,
     )
     try:
         async with asyncio.timeout(timeout):
-            output, _ = await process.communicate()
+            out, err = await process.communicate()
     finally:
         if process.returncode is None:
             process.kill()
             await process.wait()
     assert process.returncode is not None
-    return process.returncode, output.decode(errors="replace")
+    return process.returncode, out, err or b""
+
+
+async def run_to_end(argv: list[str], env: dict[str, str], timeout: float) -> tuple[int, str]:
+    """Run `argv` from the project root to its end (killed after `timeout` seconds); its
+    exit code and its output, stdout and stderr together."""
+    code, output, _ = await _run(argv, env, timeout, merged=True)
+    return code, output.decode(errors="replace")
+
+
+async def run_benchmark(script: str, *args: str, timeout: float) -> list[dict[str, Any]]:
+    """Run `benchmarks/<script>` with `args` to its end (killed after `timeout` seconds),
+    check that it exited 0, and return the JSON lines it printed."""
+    argv = [sys.executable, str(ROOT / "benchmarks" / script), *args]
+    code, out, err = await _run(argv, None, timeout, merged=False)
+    assert code == 0, err.decode(errors="replace")[-2000:]
+    return [json.loads(line) for line in out.decode().splitlines()]
