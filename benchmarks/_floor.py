@@ -30,7 +30,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -47,6 +46,7 @@ from workflows.context.serializers import JsonSerializer
 from workflows.events import InternalDispatchEvent, StepState, StepStateChanged, StopEvent
 
 from llama_agents._runtime import tune_gc_for_serving
+from llama_agents._serving import HttpServer
 from llama_agents.message_queues.rabbitmq.topology import queue_name
 from llama_agents.services.workflow_steps import remember_steps
 
@@ -145,7 +145,6 @@ def _sse(sequence: int, kind: str, data: dict[str, Any]) -> str:
 
 async def control_plane(args: argparse.Namespace, service: str) -> None:
     """The floor's control plane: serve until SIGTERM; says READY with its URL."""
-    import uvicorn
     from fastapi import FastAPI
 
     from llama_agents.control_plane.streams import EventStreamResponse, LastChunk
@@ -215,8 +214,11 @@ async def control_plane(args: argparse.Namespace, service: str) -> None:
         text: list[str] = []
         events: list[tuple[str, dict[str, Any]]] = [(e["type"], e["data"]) for e in body["events"]]
         final = body["kind"] == "result"
+        error = body.get("error")
+        status = "failed" if error else "completed"
         if final:
-            events.append(("TaskFinished", {"status": "completed", "result": body["result"]}))
+            finished = {"status": status, "result": body["result"], "error": error}
+            events.append(("TaskFinished", finished))
         for kind, data in events:
             sequence += 1
             frame = _sse(sequence, kind, data)
@@ -225,7 +227,7 @@ async def control_plane(args: argparse.Namespace, service: str) -> None:
         sequences[task_id] = sequence
         checkpoint = None if final else json.dumps(body["checkpoint"])
         result = json.dumps(
-            {"task_id": task_id, "status": "completed", "result": body.get("result")}
+            {"task_id": task_id, "status": status, "result": body.get("result"), "error": error}
         )
 
         def op(db: sqlite3.Connection) -> None:
@@ -246,25 +248,22 @@ async def control_plane(args: argparse.Namespace, service: str) -> None:
         await message.ack()
 
     await inbox.consume(on_message)
-    listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listening.bind(("127.0.0.1", 0))
-    listening.listen(2048)
-    config = uvicorn.Config(app, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    serving = asyncio.create_task(server.serve(sockets=[listening]))
+    # Served as the framework serves its apps (the same uvicorn settings and socket options).
+    server = HttpServer(app, host="127.0.0.1", port=0)
+    serving = asyncio.create_task(server.serve())
     try:
-        while not server.started:
-            if serving.done():
-                await serving
-                return
-            await asyncio.sleep(0.01)
+        started = asyncio.ensure_future(server.wait_started(60.0))
+        await asyncio.wait({serving, started}, return_when=asyncio.FIRST_COMPLETED)
+        if serving.done():
+            started.cancel()
+            await serving  # raises what stopped it
+            return
+        port = await started
         tune_gc_for_serving()
-        announce(f"http://127.0.0.1:{listening.getsockname()[1]}")
+        announce(f"http://127.0.0.1:{port}")
         await stop.wait()
     finally:
-        server.should_exit = True
+        server.stop()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(serving, 10)
         with contextlib.suppress(Exception):
@@ -306,6 +305,14 @@ async def replica(args: argparse.Namespace, workflow: Workflow, service: str) ->
 
     async def on_step(message: AbstractIncomingMessage) -> None:
         body = json.loads(message.body)
+        try:
+            await run(body)
+        except Exception as exc:  # the client hears of it at once, not after its timeout
+            failure = {"kind": "result", "task_id": body["task_id"], "events": []}
+            await publish({**failure, "result": None, "error": f"{type(exc).__name__}: {exc}"})
+        await message.ack()
+
+    async def run(body: dict[str, Any]) -> None:
         task_id = body["task_id"]
         ctx = Context(workflow, serializer=serializer)
         handler = workflow.run(ctx=ctx, input=body["input"])
@@ -324,7 +331,6 @@ async def replica(args: argparse.Namespace, workflow: Workflow, service: str) ->
                 outbox.append({"type": type(event).__name__, "data": event.model_dump(mode="json")})
         result = await handler
         await publish({"kind": "result", "task_id": task_id, "events": outbox, "result": result})
-        await message.ack()
 
     tag = await steps.consume(on_step)
     tune_gc_for_serving()
