@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import gc
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,8 +19,6 @@ from llama_agents.services import workflow_steps
 from llama_agents.services.workflow_steps import remember_steps
 from tests.support.helpers import DEADLINE
 from tests.support.processes import run_benchmark
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 class Halfway(Event):
