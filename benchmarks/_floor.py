@@ -225,19 +225,21 @@ async def control_plane(args: argparse.Namespace, service: str) -> None:
             rows.append((task_id, sequence, frame))
             text.append(frame)
         sequences[task_id] = sequence
-        checkpoint = None if final else json.dumps(body["checkpoint"])
-        result = json.dumps(
-            {"task_id": task_id, "status": status, "result": body.get("result"), "error": error}
-        )
+        if final:
+            record = {
+                "task_id": task_id,
+                "status": status,
+                "result": body["result"],
+                "error": error,
+            }
+            saved = ("UPDATE tasks SET body = ? WHERE task_id = ?", (json.dumps(record), task_id))
+        else:
+            checkpoint = json.dumps(body["checkpoint"])
+            saved = ("INSERT OR REPLACE INTO checkpoints VALUES (?, ?)", (task_id, checkpoint))
 
         def op(db: sqlite3.Connection) -> None:
             db.executemany("INSERT INTO events VALUES (?, ?, ?)", rows)
-            if checkpoint is not None:
-                db.execute(
-                    "INSERT OR REPLACE INTO checkpoints VALUES (?, ?)", (task_id, checkpoint)
-                )
-            else:
-                db.execute("UPDATE tasks SET body = ? WHERE task_id = ?", (result, task_id))
+            db.execute(*saved)
 
         await store.write(op)
         if final:
