@@ -386,6 +386,26 @@ class Child:
         return self.process.pid
 
 
+async def serve_until(
+    serving: asyncio.Task[Any], ready: Awaitable[str], stop: asyncio.Event
+) -> None:
+    """A served child's life once `serving` runs: wait for `ready` (its URL), tune the
+    collector as `llama-agents serve` does once ready, say READY with the URL, then run until
+    `stop` is set or `serving` ends. If `serving` ends before it is ready, its error is raised."""
+    waiting = asyncio.ensure_future(ready)
+    await asyncio.wait({serving, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    if serving.done():
+        waiting.cancel()
+        await serving  # raises what stopped it
+        return
+    url = await waiting
+    tune_gc_for_serving()
+    announce(url)
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+
+
 async def serve_control_plane(
     control_plane: Any, queue: Any, stop: asyncio.Event, *, start: float, stop_timeout: float
 ) -> None:
@@ -393,18 +413,7 @@ async def serve_control_plane(
     close it and tidy the broker (whatever ended it)."""
     serving = asyncio.create_task(control_plane.launch_server(), name="control-plane")
     try:
-        ready = asyncio.ensure_future(control_plane.wait_until_serving(start))
-        await asyncio.wait({serving, ready}, return_when=asyncio.FIRST_COMPLETED)
-        if serving.done():
-            ready.cancel()
-            await serving  # raises what stopped it
-            return
-        url = await ready
-        tune_gc_for_serving()  # as `llama-agents serve` does once ready
-        announce(url)
-        stopping = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
+        await serve_until(serving, control_plane.wait_until_serving(start), stop)
     finally:
         # close() stops the HTTP server, which ends launch_server (which closes again).
         await control_plane.close()

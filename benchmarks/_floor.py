@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
-from _common import announce, stop_event
+from _common import announce, serve_until, stop_event
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import BaseModel
 from workflows import Context, Workflow
@@ -253,17 +253,12 @@ async def control_plane(args: argparse.Namespace, service: str) -> None:
     # Served as the framework serves its apps (the same uvicorn settings and socket options).
     server = HttpServer(app, host="127.0.0.1", port=0)
     serving = asyncio.create_task(server.serve())
+
+    async def url() -> str:
+        return f"http://127.0.0.1:{await server.wait_started(60.0)}"
+
     try:
-        started = asyncio.ensure_future(server.wait_started(60.0))
-        await asyncio.wait({serving, started}, return_when=asyncio.FIRST_COMPLETED)
-        if serving.done():
-            started.cancel()
-            await serving  # raises what stopped it
-            return
-        port = await started
-        tune_gc_for_serving()
-        announce(f"http://127.0.0.1:{port}")
-        await stop.wait()
+        await serve_until(serving, url(), stop)
     finally:
         server.stop()
         with contextlib.suppress(Exception):
